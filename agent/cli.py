@@ -1,0 +1,126 @@
+"""faultline-agent: serve the Agent API, or clean up what an earlier run left in the kernel."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from concurrent import futures
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  faultline-agent serve --listen 0.0.0.0:7070 --state-dir /var/lib/faultline
+  faultline-agent serve --netns fl-trader --listen 10.77.0.1:7070 --state-dir /run/fl/trader
+  faultline-agent cleanup --state-dir /var/lib/faultline
+
+Every kernel change is journalled under --state-dir before it is made. On start, and
+with `cleanup`, the agent undoes whatever a previous run left behind. SIGTERM heals
+every fault before the agent exits; each fault also heals itself when its lease runs out.
+"""
+
+
+def _ports(text: str) -> tuple[int, ...]:
+    ports = tuple(int(p) for p in text.split(",") if p.strip())
+    for p in ports:
+        if not 1 <= p <= 65535:
+            raise argparse.ArgumentTypeError(f"port {p} outside 1-65535")
+    return ports
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="faultline-agent", description=__doc__, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve the gRPC Agent API", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--listen", default="0.0.0.0:7070", help="ADDR:PORT to listen on (default %(default)s)")
+    s.add_argument("--state-dir", type=Path, default=Path("/var/lib/faultline"),
+                   help="where the journal lives (default %(default)s)")
+    s.add_argument("--netns", default="", help="enter this named network namespace before anything else")
+    s.add_argument("--exclude-ports", type=_ports, default=(22,), metavar="P1,P2",
+                   help="ports never faulted, besides the agent's own (default 22)")
+    s.add_argument("--max-lease", type=float, default=3600.0, metavar="SECONDS",
+                   help="longest lease a fault may ask for (default %(default)s)")
+    s.add_argument("--allow-interface", action="append", metavar="IFNAME",
+                   help="only these interfaces may be faulted (repeatable; default: any but lo)")
+    s.add_argument("--insecure", action="store_true",
+                   help="plaintext gRPC (the only transport in this version; stated for clarity)")
+    s.add_argument("-v", "--verbose", action="store_true")
+    c = sub.add_parser("cleanup", help="undo what a previous run left in the kernel, then exit")
+    c.add_argument("--state-dir", type=Path, default=Path("/var/lib/faultline"))
+    return ap
+
+
+def serve(args: argparse.Namespace) -> int:
+    if args.netns:
+        from pyroute2 import netns
+
+        netns.setns(args.netns, flags=0)  # before any thread or socket exists
+    import grpc
+    from faultline.v1 import agent_pb2_grpc as pb_grpc
+
+    from agent.rpc.servicer import AgentServicer
+    from agent.runtime import AgentConfig, AgentRuntime
+
+    log = logging.getLogger("faultline-agent")
+    if not 0.1 <= args.max_lease <= 86_400:
+        log.error("--max-lease must be 0.1 to 86400 seconds")
+        return 2
+    config = AgentConfig(
+        listen=args.listen, state_dir=args.state_dir, netns=args.netns,
+        excluded_ports=args.exclude_ports, max_lease_ms=int(args.max_lease * 1000),
+        allowed_interfaces=frozenset(args.allow_interface) if args.allow_interface else None,
+    )
+    log.warning("plaintext gRPC on %s: anyone who reaches this port can fault this host", args.listen)
+    runtime = AgentRuntime(config)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime), server)
+    if server.add_insecure_port(args.listen) == 0:
+        log.error("cannot listen on %s", args.listen)
+        runtime.close()
+        return 1
+    server.start()
+    missing = [f.name for f in runtime.features if not f.available]
+    log.info("serving on %s (netns %s); missing kernel features: %s",
+             args.listen, args.netns or "-", ", ".join(missing) or "none")
+    try:
+        stop.wait()
+    finally:
+        log.info("stopping: healing every fault")
+        healed = runtime.engine.close()
+        server.stop(grace=1).wait()
+        runtime.close()
+        log.info("stopped; healed %d fault(s), journal empty: %s", len(healed), runtime.journal.is_empty())
+    return 0
+
+
+def cleanup(args: argparse.Namespace) -> int:
+    from agent.runtime import cleanup as do_cleanup
+
+    report, empty = do_cleanup(args.state_dir)
+    for line in report:
+        print(line)
+    return 0 if empty else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
+    )
+    if args.command == "serve":
+        return serve(args)
+    return cleanup(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

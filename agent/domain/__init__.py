@@ -1,0 +1,1 @@
+"""Agent domain: fault specs, validation, journal, leases, the engine. No grpc here."""

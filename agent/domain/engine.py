@@ -1,0 +1,175 @@
+"""The fault engine: validates, chooses a mechanism, applies, leases and heals faults.
+
+Kernel work is delegated to mechanisms injected at construction (agent/kernel/...),
+so the engine is tested without root against a fake mechanism.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from agent.domain import clock
+from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from agent.domain.leases import Leases
+from agent.domain.spec import Counters, Fault, FaultKind, FaultSpec, FaultState, Mechanism
+from agent.domain.validation import Limits, RawSpec, parse_cidr, validate
+
+log = logging.getLogger(__name__)
+
+
+class FaultMechanism(Protocol):
+    mechanism: Mechanism
+    kinds: tuple[FaultKind, ...]
+
+    def apply(self, fault_id: str, spec: FaultSpec, ifindex: int) -> None: ...
+    def heal(self, fault_id: str) -> Counters: ...
+    def counters(self, fault_id: str) -> Counters: ...
+
+
+class FaultEngine:
+    def __init__(
+        self,
+        mechanisms: list[FaultMechanism],
+        unavailable: Mapping[Mechanism, str],
+        link_index: Callable[[str], int | None],
+        route_interface: Callable[[str], str | None] = lambda _: None,
+        limits: Limits | None = None,
+        allowed_interfaces: frozenset[str] | None = None,
+        history: int = 100,
+    ) -> None:
+        self._mechs = {m.mechanism: m for m in mechanisms}
+        self._unavailable = dict(unavailable)
+        self._link_index = link_index
+        self._route_interface = route_interface
+        self.limits = limits or Limits()
+        self._allowed = allowed_interfaces
+        self._lock = threading.RLock()
+        self._active: dict[str, Fault] = {}
+        self._healed: deque[Fault] = deque(maxlen=history)
+        self._leases = Leases(self._expire)
+
+    # -- queries ---------------------------------------------------------
+    def interface_allowed(self, name: str) -> bool:
+        if name == "lo" or (self._allowed is not None and name not in self._allowed):
+            return False
+        return self._link_index(name) is not None
+
+    def unavailable(self) -> dict[Mechanism, str]:
+        """Mechanisms this host lacks, with the reason."""
+        return dict(self._unavailable)
+
+    def offered(self) -> dict[FaultKind, list[Mechanism]]:
+        out: dict[FaultKind, list[Mechanism]] = {k: [] for k in FaultKind}
+        for m in self._mechs.values():
+            for k in m.kinds:
+                out[k].append(m.mechanism)
+        return out
+
+    def list(self, include_healed: bool = False) -> list[Fault]:
+        with self._lock:
+            for f in self._active.values():
+                f.counters = self._mechs[f.mechanism].counters(f.fault_id)
+            faults = list(self._active.values())
+            return faults + list(self._healed) if include_healed else faults
+
+    def active_count(self) -> int:
+        with self._lock:
+            return len(self._active)
+
+    # -- changes ---------------------------------------------------------
+    def apply(self, raw: RawSpec) -> Fault:
+        def exists(name: str) -> bool:
+            return self.interface_allowed(name)
+
+        if not raw.interface and raw.peer_cidrs:
+            raw.interface = self._interface_for(raw.peer_cidrs)
+        spec = validate(raw, self.limits, exists)
+        mech = self._choose(spec)
+        with self._lock:
+            ifindex = self._link_index(spec.selector.interface)
+            if ifindex is None:  # vanished between validation and now
+                raise InvalidArgument("spec.selector.interface", "an existing interface", spec.selector.interface)
+            fault_id = "f-" + uuid.uuid4().hex[:10]
+            mech.apply(fault_id, spec, ifindex)
+            applied = clock.now()
+            expires = applied.plus(spec.lease_ms * 1_000_000)
+            fault = Fault(fault_id, spec, mech.mechanism, applied, expires)
+            self._active[fault_id] = fault
+            self._leases.grant(fault_id, expires.monotonic_ns)
+            log.info("applied %s %s on %s via %s, lease %d ms", fault_id, spec.kind.name,
+                     spec.selector.interface, mech.mechanism.name, spec.lease_ms)
+            return fault
+
+    def _interface_for(self, cidrs: Sequence[str]) -> str:
+        """The one interface that routes to every peer; '' when there is none (validation says why)."""
+        names = set()
+        for i, text in enumerate(cidrs):
+            net = parse_cidr(text, f"spec.selector.peer_cidrs[{i}]")
+            names.add(self._route_interface(str(net.network_address)))
+        if len(names) > 1:
+            raise InvalidArgument("spec.selector.interface",
+                                  "given explicitly when the peers route through different interfaces",
+                                  sorted(n or "-" for n in names))
+        return names.pop() or ""
+
+    def _choose(self, spec: FaultSpec) -> FaultMechanism:
+        wanted = [spec.mechanism] if spec.mechanism is not Mechanism.AUTO else list(Mechanism)
+        for m in wanted:
+            mech = self._mechs.get(m)
+            if mech is not None and spec.kind in mech.kinds:
+                return mech
+        if spec.mechanism is not Mechanism.AUTO:
+            why = self._unavailable.get(spec.mechanism) or f"{spec.mechanism.name} does not do {spec.kind.name}"
+            raise FailedPrecondition(f"spec.mechanism {spec.mechanism.name} unavailable: {why}")
+        reasons = "; ".join(f"{m.name}: {r}" for m, r in self._unavailable.items())
+        raise FailedPrecondition(
+            f"no mechanism on this host does {spec.kind.name}" + (f" ({reasons})" if reasons else "")
+        )
+
+    def heal(self, fault_id: str, state: FaultState = FaultState.HEALED) -> Fault:
+        with self._lock:
+            fault = self._active.get(fault_id)
+            if fault is None:
+                raise NotFound(f"no active fault {fault_id!r}")
+            self._leases.revoke(fault_id)
+            fault.counters = self._mechs[fault.mechanism].heal(fault_id)
+            del self._active[fault_id]
+            fault.state = state
+            fault.healed_at = clock.now()
+            self._healed.appendleft(fault)
+            log.info("healed %s (%s): matched %d dropped %d", fault_id, state.value,
+                     fault.counters.matched, fault.counters.dropped)
+            return fault
+
+    def heal_all(self, state: FaultState = FaultState.HEALED) -> list[Fault]:
+        with self._lock:
+            return [self.heal(fid, state) for fid in list(self._active)]
+
+    def renew(self, fault_id: str, lease_ms: int) -> Fault:
+        lim = self.limits
+        if not lim.min_lease_ms <= lease_ms <= lim.max_lease_ms:
+            raise InvalidArgument("lease_ms", f"{lim.min_lease_ms} ms to {lim.max_lease_ms} ms", lease_ms)
+        with self._lock:
+            fault = self._active.get(fault_id)
+            if fault is None:
+                raise NotFound(f"no active fault {fault_id!r} (healed or lease already expired)")
+            fault.lease_expires_at = clock.now().plus(lease_ms * 1_000_000)
+            self._leases.grant(fault_id, fault.lease_expires_at.monotonic_ns)
+            return fault
+
+    def _expire(self, fault_id: str) -> None:
+        try:
+            self.heal(fault_id, FaultState.EXPIRED)
+        except NotFound:
+            pass  # healed by a request at the same moment
+
+    def close(self, state: FaultState = FaultState.SHUTDOWN) -> list[Fault]:
+        """Heal everything and stop the lease timer."""
+        healed = self.heal_all(state)
+        self._leases.stop()
+        return healed

@@ -1,0 +1,108 @@
+"""Durable record of kernel changes and their undo, written before each change is made.
+
+An append-only JSON-lines file: `{"seq", "at_ns", "fault_id", "change", "undo"}` when a
+change is about to be made, `{"release": seq}` once it has been undone. Every append is
+fsynced, so after a crash the pending entries are exactly the changes that may still be
+in the kernel. When nothing is pending the file is truncated: an empty journal means
+the agent believes it left nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    at_ns: int
+    fault_id: str
+    change: dict[str, Any]
+    undo: dict[str, Any]
+
+
+class Journal:
+    FILE = "journal.jsonl"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / self.FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._pending: dict[int, Entry] = {e.seq: e for e in self._read()}
+        self._seq = max(self._pending, default=0)
+
+    def _read(self) -> list[Entry]:
+        if not self.path.exists():
+            return []
+        entries: dict[int, Entry] = {}
+        with self.path.open("r", encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    # A torn last line: the crash came before the fsync, so the change
+                    # it announced was never made.
+                    log.warning("journal %s: ignoring unreadable line %d", self.path, n)
+                    continue
+                if "release" in rec:
+                    entries.pop(int(rec["release"]), None)
+                else:
+                    entries[int(rec["seq"])] = Entry(
+                        int(rec["seq"]), int(rec["at_ns"]), rec["fault_id"], rec["change"], rec["undo"]
+                    )
+        return list(entries.values())
+
+    def _append(self, rec: dict[str, Any]) -> None:
+        data = (json.dumps(rec, sort_keys=True) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def record(self, fault_id: str, change: dict[str, Any], undo: dict[str, Any]) -> int:
+        """Write a change and its undo durably. Call before making the change."""
+        with self._lock:
+            self._seq += 1
+            entry = Entry(self._seq, time.time_ns(), fault_id, change, undo)
+            self._append(
+                {"seq": entry.seq, "at_ns": entry.at_ns, "fault_id": fault_id, "change": change, "undo": undo}
+            )
+            self._pending[entry.seq] = entry
+            return entry.seq
+
+    def release(self, seq: int) -> None:
+        """The change `seq` has been undone (or never happened)."""
+        with self._lock:
+            if self._pending.pop(seq, None) is None:
+                return
+            if self._pending:
+                self._append({"release": seq})
+            else:
+                self._truncate()
+
+    def _truncate(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def pending(self) -> list[Entry]:
+        """Entries not yet undone, oldest first."""
+        with self._lock:
+            return sorted(self._pending.values(), key=lambda e: e.seq)
+
+    def is_empty(self) -> bool:
+        with self._lock:
+            return not self._pending

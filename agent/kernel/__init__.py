@@ -1,0 +1,1 @@
+"""Kernel mechanisms: the only code that talks netlink or loads BPF."""

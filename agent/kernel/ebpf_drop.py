@@ -1,0 +1,214 @@
+"""DISCONNECT and LOSS with the tc classifier: plan the kernel changes, make them, undo them.
+
+Each kernel change is handed to the recorder (the journal) with its undo before it is
+made. Undo records are plain data, so a later process can revert them (`revert`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.domain.errors import Exhausted, KernelError
+from agent.domain.spec import Counters, Direction, FaultKind, FaultSpec, Mechanism
+from agent.kernel.ebpf import MAX_FAULTS, Rule, TcDropProgram
+from agent.kernel.tc import FILTER_HANDLE, FILTER_PRIO, TcHooks
+
+log = logging.getLogger(__name__)
+
+
+class Recorder(Protocol):
+    def record(self, fault_id: str, change: dict[str, Any], undo: dict[str, Any]) -> int: ...
+    def release(self, seq: int) -> None: ...
+
+
+@dataclass
+class _Installed:
+    slot: int
+    ifindex: int
+    directions: tuple[Direction, ...]
+    rule_seq: int
+
+
+@dataclass
+class _Hook:
+    seq: int
+    users: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Clsact:
+    seq: int | None  # None: it was there before faultline; never delete it
+    hooks: int = 0
+
+
+class EbpfDropper:
+    mechanism = Mechanism.EBPF_TC
+    kinds = (FaultKind.DISCONNECT, FaultKind.LOSS)
+
+    def __init__(self, program: TcDropProgram, hooks: TcHooks, recorder: Recorder, netns: str) -> None:
+        self._prog = program
+        self._tc = hooks
+        self._rec = recorder
+        self._netns = netns
+        self._faults: dict[str, _Installed] = {}
+        self._hooks: dict[tuple[int, Direction], _Hook] = {}
+        self._clsact: dict[int, _Clsact] = {}
+
+    # -- apply -----------------------------------------------------------
+    def apply(self, fault_id: str, spec: FaultSpec, ifindex: int) -> None:
+        slot = self._free_slot()
+        sel = spec.selector
+        rule = Rule(
+            ifindex=ifindex,
+            directions=sel.direction.covers(),
+            drop_probability=1.0 if spec.kind is FaultKind.DISCONNECT else spec.loss_percent / 100.0,
+            peers=sel.peers,
+            ports=sel.ports,
+            protocol=sel.protocol,
+        )
+        attached: list[tuple[int, Direction]] = []
+        try:
+            for d in rule.directions:
+                self._attach(fault_id, ifindex, sel.interface, d)
+                attached.append((ifindex, d))
+            seq = self._rec.record(
+                fault_id,
+                {"op": "set_rule", "slot": slot, "interface": sel.interface, "ifindex": ifindex},
+                {"op": "clear_rule", "slot": slot},
+            )
+            try:
+                self._prog.set_rule(slot, rule)
+            except Exception:
+                self._prog.clear_rule(slot)
+                self._rec.release(seq)
+                raise
+        except Exception:
+            for ifx, d in reversed(attached):
+                self._detach(fault_id, ifx, d)
+            raise
+        self._faults[fault_id] = _Installed(slot, ifindex, rule.directions, seq)
+
+    def _free_slot(self) -> int:
+        used = {f.slot for f in self._faults.values()}
+        for slot in range(MAX_FAULTS):
+            if slot not in used:
+                return slot
+        raise Exhausted(f"all {MAX_FAULTS} eBPF fault slots are in use; heal a fault first")
+
+    def _attach(self, fault_id: str, ifindex: int, ifname: str, d: Direction) -> None:
+        hook = self._hooks.get((ifindex, d))
+        if hook is not None:
+            hook.users.add(fault_id)
+            return
+        cls = self._clsact.get(ifindex)
+        if cls is None:
+            if self._tc.has_clsact(ifindex):
+                cls = _Clsact(seq=None)
+            else:
+                seq = self._rec.record(
+                    fault_id,
+                    {"op": "add_clsact", "netns": self._netns, "interface": ifname, "ifindex": ifindex},
+                    {"op": "del_clsact", "netns": self._netns, "interface": ifname, "ifindex": ifindex},
+                )
+                try:
+                    self._tc.add_clsact(ifindex)
+                except KernelError:
+                    self._rec.release(seq)
+                    raise
+                cls = _Clsact(seq=seq)
+            self._clsact[ifindex] = cls
+        seq = self._rec.record(
+            fault_id,
+            {"op": "add_filter", "netns": self._netns, "interface": ifname, "ifindex": ifindex,
+             "direction": d.value, "prio": FILTER_PRIO, "handle": FILTER_HANDLE},
+            {"op": "del_filter", "netns": self._netns, "interface": ifname, "ifindex": ifindex,
+             "direction": d.value},
+        )
+        try:
+            self._tc.add_bpf_filter(ifindex, d, self._prog.fd(d), self._prog.name(d))
+        except KernelError:
+            self._rec.release(seq)
+            self._maybe_drop_clsact(ifindex)
+            raise
+        cls.hooks += 1
+        self._hooks[(ifindex, d)] = _Hook(seq, {fault_id})
+
+    # -- heal ------------------------------------------------------------
+    def counters(self, fault_id: str) -> Counters:
+        return self._prog.counters(self._faults[fault_id].slot)
+
+    def heal(self, fault_id: str) -> Counters:
+        inst = self._faults.pop(fault_id)
+        self._prog.clear_rule(inst.slot)
+        final = self._prog.counters(inst.slot)
+        self._rec.release(inst.rule_seq)
+        for d in reversed(inst.directions):
+            self._detach(fault_id, inst.ifindex, d)
+        return final
+
+    def _detach(self, fault_id: str, ifindex: int, d: Direction) -> None:
+        hook = self._hooks.get((ifindex, d))
+        if hook is None:
+            return
+        hook.users.discard(fault_id)
+        if hook.users:
+            return
+        self._tc.del_bpf_filter(ifindex, d)
+        self._rec.release(hook.seq)
+        del self._hooks[(ifindex, d)]
+        self._clsact[ifindex].hooks -= 1
+        self._maybe_drop_clsact(ifindex)
+
+    def _maybe_drop_clsact(self, ifindex: int) -> None:
+        cls = self._clsact.get(ifindex)
+        if cls is None or cls.hooks:
+            return
+        del self._clsact[ifindex]
+        if cls.seq is None:
+            return
+        if _foreign_filters(self._tc, ifindex):
+            log.warning("ifindex %d: leaving clsact in place, filters we did not create are on it", ifindex)
+        else:
+            self._tc.del_clsact(ifindex)
+        self._rec.release(cls.seq)
+
+
+def _foreign_filters(tc: TcHooks, ifindex: int) -> bool:
+    return any(
+        not (f.prio == FILTER_PRIO and f.handle == FILTER_HANDLE)
+        for d in (Direction.EGRESS, Direction.INGRESS)
+        for f in tc.filters(ifindex, d)
+    )
+
+
+def revert(tc: TcHooks, undo: dict[str, Any]) -> str:
+    """Undo one journalled change left by an earlier run. Returns what was done.
+
+    Checks that the interface is still the one the change was made on, and touches only
+    faultline's own filter slot, so a reused ifindex or someone else's filter survives.
+    """
+    op = undo["op"]
+    if op == "clear_rule":
+        return "rule slot: gone with the program that held it"
+    ifindex, ifname = int(undo["ifindex"]), undo["interface"]
+    if tc.link_name(ifindex) != ifname:
+        return f"{ifname}: interface gone or renamed, nothing to undo"
+    if op == "del_filter":
+        d = Direction(undo["direction"])
+        ours = [f for f in tc.filters(ifindex, d) if f.prio == FILTER_PRIO and f.handle == FILTER_HANDLE]
+        if not ours:
+            return f"{ifname} {d.value}: filter already gone"
+        if not ours[0].name.startswith("fl_"):
+            return f"{ifname} {d.value}: filter at faultline's slot is not ours ({ours[0].name}); left"
+        tc.del_bpf_filter(ifindex, d)
+        return f"{ifname} {d.value}: removed faultline filter"
+    if op == "del_clsact":
+        if not tc.has_clsact(ifindex):
+            return f"{ifname}: clsact already gone"
+        if _foreign_filters(tc, ifindex):
+            return f"{ifname}: clsact kept, it holds filters faultline did not create"
+        tc.del_clsact(ifindex)
+        return f"{ifname}: removed clsact"
+    raise ValueError(f"unknown undo op {op!r}")

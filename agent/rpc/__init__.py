@@ -1,0 +1,1 @@
+"""gRPC translation: proto messages <-> domain values, domain errors -> status codes."""

@@ -1,0 +1,132 @@
+"""The gRPC servicer: translation only. Every domain error maps to one status here."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from faultline.v1 import agent_pb2 as pb
+from faultline.v1 import agent_pb2_grpc as pb_grpc
+
+import agent
+from agent.domain import clock
+from agent.domain.errors import (
+    Exhausted,
+    FailedPrecondition,
+    FaultlineError,
+    InvalidArgument,
+    KernelError,
+    NotFound,
+)
+from agent.domain.spec import FaultState
+from agent.rpc import convert
+from agent.runtime import AgentRuntime
+
+log = logging.getLogger(__name__)
+
+# The one table: domain error -> gRPC status. Anything else is a bug and says so.
+STATUS = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Exhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    KernelError: grpc.StatusCode.INTERNAL,
+}
+# A kernel change is not started with less time than this left on the caller's deadline.
+MIN_TIME_FOR_CHANGE_S = 0.05
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def translated(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(self: AgentServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(self, request, context)
+        except FaultlineError as e:
+            code = STATUS.get(type(e), grpc.StatusCode.INTERNAL)
+            log.info("%s refused: %s: %s", fn.__name__, code.name, e)
+            context.abort(code, str(e))
+        except Exception as e:
+            log.exception("%s failed", fn.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"agent bug: {type(e).__name__}: {e}")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _require_time(context: grpc.ServicerContext) -> None:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining < MIN_TIME_FOR_CHANGE_S:
+        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "too little of the deadline left to change the kernel")
+
+
+class AgentServicer(pb_grpc.AgentServicer):
+    def __init__(self, runtime: AgentRuntime) -> None:
+        self.rt = runtime
+        self.engine = runtime.engine
+        self.started_at = time.time_ns()
+
+    @translated
+    def GetCapabilities(self, request: pb.GetCapabilitiesRequest, context: grpc.ServicerContext) -> pb.Capabilities:
+        offered = self.engine.offered()
+        kinds = []
+        for kind, mechs in offered.items():
+            reason = "" if mechs else "; ".join(
+                f"{m.name}: {why}" for m, why in self.engine.unavailable().items()
+            )
+            kinds.append(pb.KindSupport(kind=convert.KIND_PB[kind],
+                                        mechanisms=[convert.MECHANISM_PB[m] for m in mechs], reason=reason))
+        return pb.Capabilities(
+            agent_version=agent.__version__,
+            kernel_release=self.rt.kernel_release,
+            features=[pb.Feature(name=f.name, available=f.available, reason=f.reason) for f in self.rt.features],
+            kinds=kinds,
+            excluded_ports=list(self.rt.config.all_excluded_ports()),
+            max_lease_ms=self.engine.limits.max_lease_ms,
+            min_lease_ms=self.engine.limits.min_lease_ms,
+        )
+
+    @translated
+    def ApplyFault(self, request: pb.ApplyFaultRequest, context: grpc.ServicerContext) -> pb.ApplyFaultResponse:
+        raw = convert.raw_spec(request.spec)
+        _require_time(context)
+        f = self.engine.apply(raw)
+        return pb.ApplyFaultResponse(
+            fault_id=f.fault_id,
+            mechanism=convert.MECHANISM_PB[f.mechanism],
+            applied_at=convert.stamp(f.applied_at),
+            lease_expires_at=convert.stamp(f.lease_expires_at),
+        )
+
+    @translated
+    def HealFault(self, request: pb.HealFaultRequest, context: grpc.ServicerContext) -> pb.HealFaultResponse:
+        return pb.HealFaultResponse(fault=convert.fault(self.engine.heal(request.fault_id)))
+
+    @translated
+    def HealAll(self, request: pb.HealAllRequest, context: grpc.ServicerContext) -> pb.HealAllResponse:
+        return pb.HealAllResponse(faults=[convert.fault(f) for f in self.engine.heal_all(FaultState.HEALED)])
+
+    @translated
+    def ListFaults(self, request: pb.ListFaultsRequest, context: grpc.ServicerContext) -> pb.ListFaultsResponse:
+        faults = self.engine.list(request.include_healed)
+        return pb.ListFaultsResponse(faults=[convert.fault(f) for f in faults], now=convert.stamp(clock.now()))
+
+    @translated
+    def RenewLease(self, request: pb.RenewLeaseRequest, context: grpc.ServicerContext) -> pb.RenewLeaseResponse:
+        f = self.engine.renew(request.fault_id, request.lease_ms)
+        return pb.RenewLeaseResponse(lease_expires_at=convert.stamp(f.lease_expires_at))
+
+    @translated
+    def Health(self, request: pb.HealthRequest, context: grpc.ServicerContext) -> pb.HealthResponse:
+        return pb.HealthResponse(
+            status="SERVING",
+            agent_version=agent.__version__,
+            active_faults=self.engine.active_count(),
+            now=convert.stamp(clock.now()),
+            started_at_realtime_ns=self.started_at,
+            netns=self.rt.config.netns,
+        )

@@ -1,0 +1,112 @@
+"""Wires the agent together: journal recovery, the BPF program, mechanisms, the engine."""
+
+from __future__ import annotations
+
+import logging
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.domain.engine import FaultEngine
+from agent.domain.errors import FailedPrecondition, KernelError
+from agent.domain.journal import Journal
+from agent.domain.spec import Direction, Mechanism
+from agent.domain.validation import Limits
+from agent.kernel import capabilities
+from agent.kernel.ebpf import TcDropProgram
+from agent.kernel.ebpf_drop import EbpfDropper, revert
+from agent.kernel.tc import TcHooks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentConfig:
+    listen: str = "0.0.0.0:7070"
+    state_dir: Path = Path("/var/lib/faultline")
+    netns: str = ""  # namespace the agent entered at start ("" = its own)
+    excluded_ports: tuple[int, ...] = (22,)
+    max_lease_ms: int = 3_600_000
+    allowed_interfaces: frozenset[str] | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    def all_excluded_ports(self) -> tuple[int, ...]:
+        return tuple(dict.fromkeys((self.listen_port, *self.excluded_ports)))
+
+
+def recover(journal: Journal, tc: TcHooks) -> list[str]:
+    """Undo, newest first, every change an earlier run left in the kernel."""
+    report = []
+    for entry in reversed(journal.pending()):
+        try:
+            what = revert(tc, entry.undo)
+        except KernelError as e:
+            report.append(f"FAILED to undo {entry.change} ({e}); kept in the journal")
+            continue
+        journal.release(entry.seq)
+        report.append(what)
+    return report
+
+
+class AgentRuntime:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.kernel_release = platform.release()
+        self.journal = Journal(config.state_dir)
+        self.tc = TcHooks()
+        for line in recover(self.journal, self.tc):
+            log.warning("recovered from an earlier run: %s", line)
+        unavailable: dict[Mechanism, str] = {}
+        mechanisms = []
+        self.program: TcDropProgram | None = None
+        program_error = None
+        try:
+            self.program = TcDropProgram(config.all_excluded_ports())
+        except FailedPrecondition as e:
+            program_error = str(e)
+            unavailable[Mechanism.EBPF_TC] = program_error
+        fd = self.program.fd(Direction.EGRESS) if self.program else None
+        self.features = capabilities.probe(fd, program_error)
+        have = {f.name: f for f in self.features}
+        if self.program is not None:
+            if not (have["clsact"].available and have["cls_bpf"].available):
+                why = have["clsact"].reason if not have["clsact"].available else have["cls_bpf"].reason
+                unavailable[Mechanism.EBPF_TC] = f"clsact/cls_bpf missing: {why}"
+            else:
+                mechanisms.append(EbpfDropper(self.program, self.tc, self.journal, config.netns))
+        unavailable[Mechanism.NETEM] = (
+            f"kernel: {have['netem'].reason}" if not have["netem"].available
+            else "the netem mechanism is not in this agent version yet"
+        )
+        self.engine = FaultEngine(
+            mechanisms, unavailable, self.tc.link_index, self.tc.route_interface,
+            Limits(max_lease_ms=config.max_lease_ms), config.allowed_interfaces,
+        )
+
+    def close(self) -> None:
+        self.engine.close()
+        if self.program is not None:
+            self.program.close()
+        self.tc.close()
+
+
+def cleanup(state_dir: Path) -> tuple[list[str], bool]:
+    """Revert what a previous run left, without serving. Returns (report, journal empty)."""
+    journal = Journal(state_dir)
+    pending = journal.pending()
+    if not pending:
+        return ["journal empty: nothing to undo"], True
+    netns = {e.change.get("netns", "") for e in pending} - {""}
+    if len(netns) > 1:
+        raise FailedPrecondition(f"journal spans several namespaces: {sorted(netns)}")
+    if netns:
+        from pyroute2 import netns as pnetns
+
+        pnetns.setns(netns.pop(), flags=0)
+    with TcHooks() as tc:
+        report = recover(journal, tc)
+    return report, journal.is_empty()

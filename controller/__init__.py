@@ -1,0 +1,1 @@
+"""faultline controller: the client, the lab, the CLI."""

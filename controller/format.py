@@ -1,0 +1,67 @@
+"""Human-readable and JSON renderings of agent replies."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from faultline.v1 import agent_pb2 as pb
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+
+
+def as_json(msg: Message | list[Message]) -> str:
+    if isinstance(msg, list):
+        return json.dumps([MessageToDict(m, preserving_proto_field_name=True) for m in msg], indent=2)
+    return json.dumps(MessageToDict(msg, preserving_proto_field_name=True), indent=2)
+
+
+def when(ts: pb.Timestamp) -> str:
+    if not ts.realtime_ns:
+        return "-"
+    return datetime.fromtimestamp(ts.realtime_ns / 1e9, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def enum_name(enum: object, value: int, prefix: str) -> str:
+    return enum.Name(value).removeprefix(prefix).lower()  # type: ignore[attr-defined]
+
+
+def describe(spec: pb.FaultSpec) -> str:
+    s = spec.selector
+    kind = enum_name(pb.FaultKind, spec.kind, "FAULT_KIND_")
+    if spec.HasField("loss"):
+        kind += f" {spec.loss.percent:g}%"
+    parts = [kind, f"on {s.interface}", enum_name(pb.Direction, s.direction, "DIRECTION_")]
+    if s.peer_cidrs:
+        parts.append("peers " + ",".join(s.peer_cidrs))
+    if s.ports:
+        parts.append("ports " + ",".join(map(str, s.ports)))
+    if s.protocol:
+        parts.append(enum_name(pb.Protocol, s.protocol, "PROTOCOL_"))
+    return " ".join(parts)
+
+
+def fault_table(faults: list[pb.Fault]) -> str:
+    if not faults:
+        return "no faults"
+    rows = [("ID", "STATE", "FAULT", "APPLIED", "EXPIRES/HEALED", "MATCHED", "DROPPED")]
+    for f in faults:
+        end = f.healed_at if f.HasField("healed_at") and f.healed_at.realtime_ns else f.lease_expires_at
+        rows.append((f.fault_id, enum_name(pb.FaultState, f.state, "FAULT_STATE_"), describe(f.spec),
+                     when(f.applied_at), when(end), str(f.counters.matched), str(f.counters.dropped)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def capabilities(c: pb.Capabilities) -> str:
+    lines = [f"agent {c.agent_version} on kernel {c.kernel_release}", "", "kernel features:"]
+    for f in c.features:
+        lines.append(f"  {'yes' if f.available else 'NO ':3}  {f.name:38} {f.reason}")
+    lines += ["", "fault kinds:"]
+    for k in c.kinds:
+        mechs = ", ".join(enum_name(pb.Mechanism, m, "MECHANISM_") for m in k.mechanisms)
+        name = enum_name(pb.FaultKind, k.kind, "FAULT_KIND_")
+        lines.append(f"  {name:11} {mechs or 'not offered: ' + k.reason}")
+    lines += ["", f"excluded ports (never faulted): {', '.join(map(str, c.excluded_ports))}",
+              f"lease: {c.min_lease_ms} ms to {c.max_lease_ms // 1000} s"]
+    return "\n".join(lines)

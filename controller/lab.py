@@ -1,0 +1,263 @@
+"""The lab: trading "hosts" as network namespaces on one bridge, one agent in each.
+
+Everything the lab makes is written to its record (lab.json) *before* it is made, so
+`down` removes exactly what `up` made - including after a crash half-way through `up` -
+and nothing else. Names carry the lab's prefix (fl-trader, fl-br0) so they are
+recognisable in `ip netns` / `ip link`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pyroute2 import IPRoute, netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from controller.client import AgentClient, AgentError
+
+IFA_F_NODAD = 0x02
+AGENT_PORT = 7070
+HOST_IFNAME = "lab0"
+NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    prefix: str = "fl"
+    subnet4: str = "10.77.0.0/24"
+    subnet6: str = "fd77::/64"
+    run_dir: Path = Path("/run/faultline-lab")
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}-br0"
+
+    def gateway(self) -> tuple[str, str]:
+        """The bridge's (controller's) addresses: the last host number of each subnet."""
+        return str(ipaddress.ip_network(self.subnet4)[254]), str(ipaddress.ip_network(self.subnet6)[0xFE])
+
+
+@dataclass
+class LabHost:
+    name: str
+    netns: str
+    veth: str          # root-namespace end, on the bridge
+    interface: str     # inside the host's namespace
+    ipv4: str
+    ipv6: str
+    agent: str         # host:port of its agent
+    state_dir: str
+    log: str
+    pid: int = 0
+
+
+@dataclass
+class LabState:
+    prefix: str
+    bridge: str
+    bridge_created: bool = False
+    hosts: dict[str, LabHost] = field(default_factory=dict)
+
+    def host(self, name: str) -> LabHost:
+        return self.hosts[name]
+
+
+class Lab:
+    def __init__(self, config: LabConfig = LabConfig(), progress: Callable[[str], None] = lambda _: None) -> None:
+        self.config = config
+        self.record = config.run_dir / f"{config.prefix}-lab.json"
+        self.progress = progress
+
+    # -- record ----------------------------------------------------------
+    def load(self) -> LabState | None:
+        if not self.record.exists():
+            return None
+        raw = json.loads(self.record.read_text())
+        hosts = {k: LabHost(**v) for k, v in raw.pop("hosts").items()}
+        return LabState(**raw, hosts=hosts)
+
+    def _save(self, state: LabState) -> None:
+        self.record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.record.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            json.dump(asdict(state), f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.record)
+
+    # -- up --------------------------------------------------------------
+    def up(self, names: Sequence[str], timeout_s: float = 60.0) -> LabState:
+        for n in names:
+            if not NAME_RE.match(n):
+                raise ValueError(f"host name {n!r}: 1-10 lowercase letters/digits, starting with a letter")
+        if len(set(names)) != len(names) or not 1 <= len(names) <= 200:
+            raise ValueError("host names must be distinct, 1 to 200 of them")
+        state = self.load() or LabState(self.config.prefix, self.config.bridge)
+        with IPRoute() as ipr:
+            self._bridge(ipr, state)
+            net4, net6 = ipaddress.ip_network(self.config.subnet4), ipaddress.ip_network(self.config.subnet6)
+            for name in names:
+                if name in state.hosts:
+                    continue
+                i = len(state.hosts) + 1
+                run = self.config.run_dir / f"{self.config.prefix}-{name}"
+                host = LabHost(
+                    name=name, netns=f"{self.config.prefix}-{name}", veth=f"{self.config.prefix}-{name}"[:15],
+                    interface=HOST_IFNAME, ipv4=str(net4[i]), ipv6=str(net6[i]),
+                    agent=f"{net4[i]}:{AGENT_PORT}", state_dir=str(run / "state"), log=str(run / "agent.log"),
+                )
+                state.hosts[name] = host
+                self._save(state)  # recorded before it is made
+                self.progress(f"host {name}: namespace {host.netns}, {host.ipv4} / {host.ipv6}")
+                self._host(ipr, state, host)
+        for host in state.hosts.values():
+            if not _agent_alive(host):
+                self._start_agent(host)
+                self._save(state)
+        self._wait_ready(state, timeout_s)
+        return state
+
+    def _bridge(self, ipr: IPRoute, state: LabState) -> None:
+        if ipr.link_lookup(ifname=state.bridge):
+            return
+        state.bridge_created = True
+        self._save(state)
+        ipr.link("add", ifname=state.bridge, kind="bridge")
+        idx = ipr.link_lookup(ifname=state.bridge)[0]
+        gw4, gw6 = self.config.gateway()
+        ipr.addr("add", index=idx, address=gw4, prefixlen=ipaddress.ip_network(self.config.subnet4).prefixlen)
+        ipr.addr("add", index=idx, address=gw6, prefixlen=ipaddress.ip_network(self.config.subnet6).prefixlen,
+                 flags=IFA_F_NODAD)
+        ipr.link("set", index=idx, state="up")
+
+    def _host(self, ipr: IPRoute, state: LabState, host: LabHost) -> None:
+        if host.netns not in netns.listnetns():
+            netns.create(host.netns)
+        if not ipr.link_lookup(ifname=host.veth):
+            ipr.link("add", ifname=host.veth, kind="veth", peer={"ifname": host.interface, "net_ns_fd": host.netns})
+        idx = ipr.link_lookup(ifname=host.veth)[0]
+        br = ipr.link_lookup(ifname=state.bridge)[0]
+        ipr.link("set", index=idx, master=br, state="up")
+        n4 = ipaddress.ip_network(self.config.subnet4).prefixlen
+        n6 = ipaddress.ip_network(self.config.subnet6).prefixlen
+        # The hosts share one L2 segment with the bridge: no routes needed.
+        with IPRoute(netns=host.netns) as nsr:
+            nsr.link("set", index=nsr.link_lookup(ifname="lo")[0], state="up")
+            i = nsr.link_lookup(ifname=host.interface)[0]
+            nsr.link("set", index=i, state="up")
+            for addr, plen, flags in ((host.ipv4, n4, 0), (host.ipv6, n6, IFA_F_NODAD)):
+                try:
+                    nsr.addr("add", index=i, address=addr, prefixlen=plen, flags=flags)
+                except NetlinkError as e:
+                    if e.code != 17:  # EEXIST: up again after a partial run
+                        raise
+
+    def _start_agent(self, host: LabHost) -> None:
+        Path(host.log).parent.mkdir(parents=True, exist_ok=True)
+        with open(host.log, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "agent.cli", "serve", "--netns", host.netns,
+                 "--listen", f"0.0.0.0:{AGENT_PORT}", "--state-dir", host.state_dir,
+                 "--allow-interface", host.interface, "--insecure"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        host.pid = proc.pid
+        self.progress(f"host {host.name}: agent pid {proc.pid} on {host.agent}, log {host.log}")
+
+    def _wait_ready(self, state: LabState, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for host in state.hosts.values():
+            with AgentClient(host.agent) as c:
+                while True:
+                    try:
+                        c.health(timeout_s=1.0)
+                        break
+                    except AgentError:
+                        if not _agent_alive(host):
+                            raise RuntimeError(f"agent of {host.name} exited; see {host.log}") from None
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"agent of {host.name} not ready after {timeout_s:.0f}s; "
+                                               f"see {host.log}") from None
+                        time.sleep(0.2)
+            self.progress(f"host {host.name}: agent ready")
+
+    def restart_agent(self, name: str) -> LabHost:
+        """Start a host's agent again (after a crash); it recovers from its journal."""
+        state = self.load()
+        if state is None:
+            raise RuntimeError("no lab is up")
+        host = state.hosts[name]
+        self._start_agent(host)
+        self._save(state)
+        self._wait_ready(LabState(state.prefix, state.bridge, hosts={name: host}), 60.0)
+        return host
+
+    # -- down ------------------------------------------------------------
+    def down(self) -> list[str]:
+        state = self.load()
+        if state is None:
+            return ["no lab recorded: nothing to remove"]
+        done = []
+        for host in state.hosts.values():
+            done.append(_stop_agent(host))
+            r = subprocess.run([sys.executable, "-m", "agent.cli", "cleanup", "--state-dir", host.state_dir],
+                               capture_output=True, text=True, check=False)
+            if r.returncode != 0:
+                done.append(f"{host.name}: cleanup reported: {(r.stdout + r.stderr).strip()}")
+        with IPRoute() as ipr:
+            for host in state.hosts.values():
+                if host.netns in netns.listnetns():
+                    netns.remove(host.netns)  # takes the veth end inside it, and so the pair
+                    done.append(f"removed namespace {host.netns}")
+                for idx in ipr.link_lookup(ifname=host.veth):
+                    ipr.link("del", index=idx)
+                shutil.rmtree(Path(host.state_dir).parent, ignore_errors=True)
+            if state.bridge_created:
+                for idx in ipr.link_lookup(ifname=state.bridge):
+                    ipr.link("del", index=idx)
+                    done.append(f"removed bridge {state.bridge}")
+        self.record.unlink(missing_ok=True)
+        return done
+
+    def exec_argv(self, host: str, argv: Sequence[str]) -> list[str]:
+        """argv that runs `argv` inside the host's namespace."""
+        return [sys.executable, "-m", "controller.nsexec", f"{self.config.prefix}-{host}", "--", *argv]
+
+
+def _agent_alive(host: LabHost) -> bool:
+    if not host.pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{host.pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    # The pid may have been reused: it is ours only if it serves this host's state dir.
+    return b"agent.cli" in cmdline and host.state_dir.encode() in cmdline
+
+
+def _stop_agent(host: LabHost, timeout_s: float = 10.0) -> str:
+    if not _agent_alive(host):
+        return f"{host.name}: agent not running"
+    os.kill(host.pid, signal.SIGTERM)  # it heals every fault before it exits
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(host.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid = 0
+        if not _agent_alive(host) or pid:
+            return f"{host.name}: agent stopped"
+        time.sleep(0.05)
+    os.kill(host.pid, signal.SIGKILL)
+    return f"{host.name}: agent killed after {timeout_s:.0f}s; its journal is reverted by cleanup"

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Idempotent setup for a Debian 12 host: OS packages, kernel headers for bcc, the venv.
+# Safe to run again: each step checks before it changes anything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+STAMP="$VENV/.faultline-setup"
+
+need_root() { [ "$(id -u)" = 0 ] || { echo "setup: must run as root (bcc, tc and netns need it)" >&2; exit 1; }; }
+need_root
+
+pkgs=(python3-bpfcc bpfcc-tools iproute2 iputils-ping python3-venv linux-headers-amd64 ethtool)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing OS packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# bcc compiles against /lib/modules/$(uname -r)/build. Use the running kernel's own headers
+# when the distribution has them; otherwise link the distribution's default headers.
+kver=$(uname -r)
+moddir=/lib/modules/$kver
+if [ ! -e "$moddir/build/include" ]; then
+  if apt-get install -y -qq --no-install-recommends "linux-headers-$kver" >/dev/null 2>&1; then
+    echo "setup: installed linux-headers-$kver"
+  else
+    amd64=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1)
+    common=$(ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V | tail -n1)
+    [ -n "$amd64" ] && [ -n "$common" ] || { echo "setup: no kernel headers found under /usr/src" >&2; exit 1; }
+    mkdir -p "$moddir"
+    ln -sfn "$amd64" "$moddir/build"
+    ln -sfn "$common" "$moddir/source"
+    echo "setup: no headers package for kernel $kver; linked $(basename "$amd64") as $moddir/build (tracepoint and tc programs compile with it)"
+  fi
+fi
+
+# tracefs for tracepoint probes.
+if [ ! -d /sys/kernel/tracing/events ]; then
+  mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
+fi
+
+# The venv sees Debian's bcc (system site packages); everything else comes from PyPI.
+if [ ! -x "$VENV/bin/python" ]; then
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+  echo "setup: installing faultline into $VENV"
+  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+  "$VENV/bin/pip" install -q -e '.[dev]'
+  touch "$STAMP"
+fi
+"$VENV/bin/python" -c 'import bcc' 2>/dev/null || { echo "setup: bcc is not importable from $VENV" >&2; exit 1; }
