@@ -1,0 +1,92 @@
+import time
+
+import pytest
+
+from agent.domain.engine import FaultEngine
+from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from agent.domain.spec import Direction, FaultKind, FaultState, Mechanism
+from agent.domain.validation import RawSpec
+from tests.fakes import LINKS, FakeMechanism
+
+
+@pytest.fixture
+def engine():
+    mech = FakeMechanism()
+    e = FaultEngine([mech], {Mechanism.NETEM: "this kernel has no netem"}, LINKS.get,
+                    route_interface=lambda addr: "eth1" if addr.startswith("192.") else "lab0")
+    e.mech = mech
+    yield e
+    e.close()
+
+
+def raw(**kw):
+    base = dict(kind=FaultKind.DISCONNECT, interface="lab0", direction=Direction.BOTH, lease_ms=10_000)
+    base.update(kw)
+    return RawSpec(**base)
+
+
+def test_apply_list_heal(engine):
+    f = engine.apply(raw(peer_cidrs=["10.0.0.2/32"]))
+    assert f.mechanism is Mechanism.EBPF_TC
+    assert f.lease_expires_at.monotonic_ns - f.applied_at.monotonic_ns == 10_000 * 1_000_000
+    assert engine.mech.installed[f.fault_id][1] == LINKS["lab0"]
+    assert [x.counters.matched for x in engine.list()] == [5]
+    healed = engine.heal(f.fault_id)
+    assert healed.state is FaultState.HEALED and healed.counters.dropped == 3
+    assert engine.list() == [] and engine.list(include_healed=True)[0].fault_id == f.fault_id
+    with pytest.raises(NotFound):
+        engine.heal(f.fault_id)
+
+
+def test_invalid_request_touches_no_mechanism(engine):
+    with pytest.raises(InvalidArgument):
+        engine.apply(raw(ports=[0]))
+    assert engine.mech.log == []
+
+
+def test_lo_is_never_faulted(engine):
+    with pytest.raises(InvalidArgument, match="spec.selector.interface"):
+        engine.apply(raw(interface="lo"))
+
+
+def test_interface_found_by_route_to_the_peers(engine):
+    f = engine.apply(raw(interface="", peer_cidrs=["10.0.0.0/24"]))
+    assert f.spec.selector.interface == "lab0"
+    with pytest.raises(InvalidArgument, match="different interfaces"):
+        engine.apply(raw(interface="", peer_cidrs=["10.0.0.0/24", "192.168.0.0/24"]))
+
+
+def test_missing_mechanism_is_failed_precondition_naming_the_kernel_feature(engine):
+    with pytest.raises(FailedPrecondition, match="no netem"):
+        engine.apply(raw(kind=FaultKind.DELAY))
+    with pytest.raises(FailedPrecondition, match="NETEM unavailable: this kernel has no netem"):
+        engine.apply(raw(mechanism=Mechanism.NETEM))
+
+
+def test_lease_expiry_heals_without_any_call(engine):
+    f = engine.apply(raw(lease_ms=150))
+    deadline = time.monotonic() + 3
+    while engine.list() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert engine.list() == []
+    assert engine.list(include_healed=True)[0].state is FaultState.EXPIRED
+    assert ("heal", f.fault_id) in engine.mech.log
+
+
+def test_renew_extends_and_validates(engine):
+    f = engine.apply(raw(lease_ms=200))
+    engine.renew(f.fault_id, 5000)
+    time.sleep(0.4)
+    assert [x.fault_id for x in engine.list()] == [f.fault_id]
+    with pytest.raises(InvalidArgument, match="lease_ms"):
+        engine.renew(f.fault_id, 10)
+    with pytest.raises(NotFound):
+        engine.renew("f-nope", 1000)
+
+
+def test_close_heals_everything_as_shutdown(engine):
+    engine.apply(raw())
+    engine.apply(raw(kind=FaultKind.LOSS, loss_percent=5.0))
+    healed = engine.close()
+    assert {f.state for f in healed} == {FaultState.SHUTDOWN}
+    assert engine.mech.installed == {}
