@@ -45,7 +45,7 @@ def test_invalid_request_touches_no_mechanism(engine):
 
 
 def test_lo_is_never_faulted(engine):
-    with pytest.raises(InvalidArgument, match="spec.selector.interface"):
+    with pytest.raises(InvalidArgument, match=r"spec\.selector\.interface"):
         engine.apply(raw(interface="lo"))
 
 
