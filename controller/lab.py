@@ -221,11 +221,11 @@ class Lab:
                     netns.remove(host.netns)  # takes the veth end inside it, and so the pair
                     done.append(f"removed namespace {host.netns}")
                 for idx in ipr.link_lookup(ifname=host.veth):
-                    ipr.link("del", index=idx)
+                    _delete_link(ipr, idx)  # usually already gone with its peer
                 shutil.rmtree(Path(host.state_dir).parent, ignore_errors=True)
             if state.bridge_created:
                 for idx in ipr.link_lookup(ifname=state.bridge):
-                    ipr.link("del", index=idx)
+                    _delete_link(ipr, idx)
                     done.append(f"removed bridge {state.bridge}")
         self.record.unlink(missing_ok=True)
         return done
@@ -233,6 +233,14 @@ class Lab:
     def exec_argv(self, host: str, argv: Sequence[str]) -> list[str]:
         """argv that runs `argv` inside the host's namespace."""
         return [sys.executable, "-m", "controller.nsexec", f"{self.config.prefix}-{host}", "--", *argv]
+
+
+def _delete_link(ipr: IPRoute, index: int) -> None:
+    try:
+        ipr.link("del", index=index)
+    except NetlinkError as e:
+        if e.code != 19:  # ENODEV: removed meanwhile
+            raise
 
 
 def _agent_alive(host: LabHost) -> bool:

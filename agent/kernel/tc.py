@@ -96,11 +96,11 @@ class TcHooks:
                 return []
             raise KernelError("list filters", e.code) from e
         for m in msgs:
-            if m.get("index") != ifindex or not m.get("kind"):
-                continue  # the per-prio chain headers carry no kind
-            opts = m.get("options")
-            name = opts.get("name") if opts is not None and hasattr(opts, "get") else None
-            out.append(FilterInfo(m.get("kind"), m["info"] >> 16, m["handle"], name or ""))
+            if m.get("index") != ifindex or not m["handle"]:
+                continue  # handle 0: the header the kernel reports for each prio, not a filter
+            opts = m.get_attr("TCA_OPTIONS")
+            name = opts.get_attr("TCA_BPF_NAME") if opts is not None else None
+            out.append(FilterInfo(m.get_attr("TCA_KIND") or "", m["info"] >> 16, m["handle"], name or ""))
         return out
 
     def add_bpf_filter(self, ifindex: int, direction: Direction, fd: int, name: str) -> None:
