@@ -47,7 +47,7 @@ def agents(lab):
     clients = {name: AgentClient(h.agent) for name, h in lab.state.hosts.items()}
     before = {name: tc_state(h.netns, h.interface) for name, h in lab.state.hosts.items()}
     yield clients
-    for name, c in clients.items():
+    for c in clients.values():
         c.heal_all()
         c.close()
     # Nothing left behind: every test ends with the kernel as it began and empty journals.
