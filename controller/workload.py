@@ -28,7 +28,7 @@ def server(bind: str, port: int) -> None:
     srv = socket.create_server((bind, port), reuse_port=True)
     emit("listening", port=port)
     while True:
-        conn, peer = srv.accept()
+        conn, _ = srv.accept()
         conn.settimeout(5)
         try:
             while data := conn.recv(4096):
