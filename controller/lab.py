@@ -228,6 +228,10 @@ class Lab:
                     _delete_link(ipr, idx)
                     done.append(f"removed bridge {state.bridge}")
         self.record.unlink(missing_ok=True)
+        try:
+            self.config.run_dir.rmdir()  # only if no other lab lives there
+        except OSError:
+            pass
         return done
 
     def exec_argv(self, host: str, argv: Sequence[str]) -> list[str]:
