@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -55,7 +56,7 @@ def test_two_faults_heal_one_other_holds_bystander_loses_nothing(lab, agents):
     hosts = lab.state.hosts
     trader = agents["trader"]
     # A continuous ping from trader to broker across every apply and heal below.
-    ping = subprocess.Popen(in_ns(hosts["trader"].netns, "ping", "-i", "0.02", "-c", "200", hosts["broker"].ipv4),
+    ping = subprocess.Popen(in_ns(hosts["trader"].netns, "ping", "-i", "0.02", hosts["broker"].ipv4),
                             stdout=subprocess.PIPE, text=True)
     time.sleep(1.0)  # let ping start (nsexec imports pyroute2)
     gw = hosts["gateway"].ipv4
@@ -87,8 +88,10 @@ def test_two_faults_heal_one_other_holds_bystander_loses_nothing(lab, agents):
     assert next(f for f in trader.list() if f.fault_id == b.fault_id).counters.dropped == dropped_before + 1
     trader.heal(b.fault_id)
     assert udp_arrives()
-    out, _ = ping.communicate(timeout=30)
+    time.sleep(0.5)
+    ping.send_signal(signal.SIGINT)  # ran across every apply and heal above
+    out, _ = ping.communicate(timeout=10)
     m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
-    assert m and m.group(1) == m.group(2) == "200", out
+    assert m and int(m.group(1)) > 100 and m.group(1) == m.group(2), out
     tx.close()
     rx.close()
