@@ -95,9 +95,8 @@ def serve(args: argparse.Namespace) -> int:
         stop.wait()
     finally:
         log.info("stopping: healing every fault")
-        healed = runtime.engine.close()
+        healed = runtime.close()
         server.stop(grace=1).wait()
-        runtime.close()
         log.info("stopped; healed %d fault(s), journal empty: %s", len(healed), runtime.journal.is_empty())
     return 0
 

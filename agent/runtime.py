@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.domain.engine import FaultEngine
 from agent.domain.errors import FailedPrecondition, KernelError
 from agent.domain.journal import Journal
-from agent.domain.spec import Direction, Mechanism
+from agent.domain.spec import Direction, Fault, Mechanism
 from agent.domain.validation import Limits
 from agent.kernel import capabilities
 from agent.kernel.ebpf import TcDropProgram
@@ -28,7 +28,6 @@ class AgentConfig:
     excluded_ports: tuple[int, ...] = (22,)
     max_lease_ms: int = 3_600_000
     allowed_interfaces: frozenset[str] | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def listen_port(self) -> int:
@@ -87,11 +86,13 @@ class AgentRuntime:
             Limits(max_lease_ms=config.max_lease_ms), config.allowed_interfaces,
         )
 
-    def close(self) -> None:
-        self.engine.close()
+    def close(self) -> list[Fault]:
+        """Heal every fault (as SHUTDOWN), then release the program and the socket."""
+        healed = self.engine.close()
         if self.program is not None:
             self.program.close()
         self.tc.close()
+        return healed
 
 
 def cleanup(state_dir: Path) -> tuple[list[str], bool]:

@@ -161,7 +161,7 @@ def _run_agent_command(args: argparse.Namespace) -> int:
 
 
 def _run_lab(args: argparse.Namespace) -> int:
-    from controller.lab import Lab, _agent_alive
+    from controller.lab import Lab, agent_alive
 
     lab = Lab(progress=lambda m: print(m, file=sys.stderr))
     if args.lab_command == "up":
@@ -175,7 +175,7 @@ def _run_lab(args: argparse.Namespace) -> int:
             return 0
         print(f"bridge {state.bridge} ({'made by the lab' if state.bridge_created else 'pre-existing'})")
         for h in state.hosts.values():
-            alive = _agent_alive(h)
+            alive = agent_alive(h)
             health = "-"
             if alive:
                 try:

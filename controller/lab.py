@@ -122,7 +122,7 @@ class Lab:
                 self.progress(f"host {name}: namespace {host.netns}, {host.ipv4} / {host.ipv6}")
                 self._host(ipr, state, host)
         for host in state.hosts.values():
-            if not _agent_alive(host):
+            if not agent_alive(host):
                 self._start_agent(host)
                 self._save(state)
         self._wait_ready(state, timeout_s)
@@ -184,7 +184,7 @@ class Lab:
                         c.health(timeout_s=1.0)
                         break
                     except AgentError:
-                        if not _agent_alive(host):
+                        if not agent_alive(host):
                             raise RuntimeError(f"agent of {host.name} exited; see {host.log}") from None
                         if time.monotonic() > deadline:
                             raise TimeoutError(f"agent of {host.name} not ready after {timeout_s:.0f}s; "
@@ -247,7 +247,7 @@ def _delete_link(ipr: IPRoute, index: int) -> None:
             raise
 
 
-def _agent_alive(host: LabHost) -> bool:
+def agent_alive(host: LabHost) -> bool:
     if not host.pid:
         return False
     try:
@@ -259,7 +259,7 @@ def _agent_alive(host: LabHost) -> bool:
 
 
 def _stop_agent(host: LabHost, timeout_s: float = 10.0) -> str:
-    if not _agent_alive(host):
+    if not agent_alive(host):
         return f"{host.name}: agent not running"
     os.kill(host.pid, signal.SIGTERM)  # it heals every fault before it exits
     deadline = time.monotonic() + timeout_s
@@ -268,7 +268,7 @@ def _stop_agent(host: LabHost, timeout_s: float = 10.0) -> str:
             pid, _ = os.waitpid(host.pid, os.WNOHANG)
         except ChildProcessError:
             pid = 0
-        if not _agent_alive(host) or pid:
+        if not agent_alive(host) or pid:
             return f"{host.name}: agent stopped"
         time.sleep(0.05)
     os.kill(host.pid, signal.SIGKILL)

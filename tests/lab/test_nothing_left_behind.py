@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from controller.client import AgentClient, fault_spec
@@ -16,6 +17,18 @@ from tests.netns import in_ns, tc_state
 def journal_size(host) -> int:
     p = Path(host.state_dir) / "journal.jsonl"
     return p.stat().st_size if p.exists() else 0
+
+
+@contextmanager
+def agent_stopped_by(lab, name: str, sig: int):
+    """Stop a host's agent with `sig`; start it again afterwards, whatever the test found."""
+    host = lab.state.hosts[name]
+    os.kill(host.pid, sig)
+    os.waitpid(host.pid, 0)
+    try:
+        yield host
+    finally:
+        lab.state.hosts[name] = lab.restart_agent(name)
 
 
 def pings(lab, src: str, dst: str) -> bool:
@@ -33,14 +46,10 @@ def test_kill_9_then_restart_restores_tc_state(lab, agents):
     assert tc_state(host.netns, host.interface) != before
     assert journal_size(host) > 0
 
-    os.kill(host.pid, signal.SIGKILL)
-    os.waitpid(host.pid, 0)
-    try:
+    with agent_stopped_by(lab, "trader", signal.SIGKILL):
         # The program outlives the agent: the kernel still drops. Only the journal can undo it now.
         assert not pings(lab, "trader", "gateway")
-    finally:
-        restarted = lab.restart_agent("trader")
-        lab.state.hosts["trader"] = restarted
+    restarted = lab.state.hosts["trader"]
     assert tc_state(host.netns, host.interface) == before
     assert journal_size(restarted) == 0
     assert pings(lab, "trader", "gateway")
@@ -52,29 +61,21 @@ def test_cleanup_command_reverts_without_serving(lab, agents):
     host = lab.state.hosts["broker"]
     before = tc_state(host.netns, host.interface)
     agents["broker"].apply(fault_spec("disconnect", "lab0", peers=["fd78::1/128"], lease_s=300))
-    os.kill(host.pid, signal.SIGKILL)
-    os.waitpid(host.pid, 0)
-    assert tc_state(host.netns, host.interface) != before
-    try:
+    with agent_stopped_by(lab, "broker", signal.SIGKILL):
+        assert tc_state(host.netns, host.interface) != before
         agent_cli = str(Path(sys.executable).parent / "faultline-agent")
         out = subprocess.run([agent_cli, "cleanup", "--state-dir", host.state_dir],
                              capture_output=True, text=True, check=True).stdout
         assert "removed faultline filter" in out and "removed clsact" in out
         assert tc_state(host.netns, host.interface) == before and journal_size(host) == 0
-    finally:
-        lab.state.hosts["broker"] = lab.restart_agent("broker")
 
 
 def test_sigterm_heals_before_exit(lab, agents):
     host = lab.state.hosts["gateway"]
     before = tc_state(host.netns, host.interface)
     agents["gateway"].apply(fault_spec("disconnect", "lab0", peers=["10.78.0.1/32"], lease_s=300))
-    os.kill(host.pid, signal.SIGTERM)
-    os.waitpid(host.pid, 0)
-    try:
+    with agent_stopped_by(lab, "gateway", signal.SIGTERM):
         assert tc_state(host.netns, host.interface) == before and journal_size(host) == 0
-    finally:
-        lab.state.hosts["gateway"] = lab.restart_agent("gateway")
 
 
 def test_lease_expiry_with_no_controller(lab, agents):
