@@ -12,8 +12,8 @@ from pathlib import Path
 
 EPILOG = """\
 examples:
-  faultline-agent serve --listen 0.0.0.0:7070 --state-dir /var/lib/faultline
-  faultline-agent serve --netns fl-trader --listen 10.77.0.1:7070 --state-dir /run/fl/trader
+  faultline-agent serve --insecure --listen 0.0.0.0:7070 --state-dir /var/lib/faultline
+  faultline-agent serve --insecure --netns fl-trader --listen 10.77.0.1:7070 --state-dir /run/fl/trader
   faultline-agent cleanup --state-dir /var/lib/faultline
 
 Every kernel change is journalled under --state-dir before it is made. On start, and
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-interface", action="append", metavar="IFNAME",
                    help="only these interfaces may be faulted (repeatable; default: any but lo)")
     s.add_argument("--insecure", action="store_true",
-                   help="plaintext gRPC (the only transport in this version; stated for clarity)")
+                   help="serve plaintext gRPC; required, since this version has no TLS yet")
     s.add_argument("-v", "--verbose", action="store_true")
     c = sub.add_parser("cleanup", help="undo what a previous run left in the kernel, then exit")
     c.add_argument("--state-dir", type=Path, default=Path("/var/lib/faultline"))
@@ -68,6 +68,10 @@ def serve(args: argparse.Namespace) -> int:
     from agent.runtime import AgentConfig, AgentRuntime
 
     log = logging.getLogger("faultline-agent")
+    if not args.insecure:
+        log.error("this version has no TLS: pass --insecure to serve plaintext gRPC, knowing that anyone "
+                  "who reaches %s can fault this host", args.listen)
+        return 2
     if not 0.1 <= args.max_lease <= 86_400:
         log.error("--max-lease must be 0.1 to 86400 seconds")
         return 2

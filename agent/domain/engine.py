@@ -83,12 +83,9 @@ class FaultEngine:
 
     # -- changes ---------------------------------------------------------
     def apply(self, raw: RawSpec) -> Fault:
-        def exists(name: str) -> bool:
-            return self.interface_allowed(name)
-
         if not raw.interface and raw.peer_cidrs:
             raw.interface = self._interface_for(raw.peer_cidrs)
-        spec = validate(raw, self.limits, exists)
+        spec = validate(raw, self.limits, self.interface_allowed)
         mech = self._choose(spec)
         with self._lock:
             ifindex = self._link_index(spec.selector.interface)

@@ -7,6 +7,7 @@ namespace of the calling process (the agent enters its namespace at start).
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -123,9 +124,9 @@ class TcHooks:
             ok=(errno.ENOENT, errno.EINVAL),
         )
 
-    def _call(self, what: str, fn: object, ok: tuple[int, ...] = ()) -> None:
+    def _call(self, what: str, fn: Callable[[], object], ok: tuple[int, ...] = ()) -> None:
         try:
-            fn()  # type: ignore[operator]
+            fn()
         except NetlinkError as e:
             if e.code in ok:
                 return

@@ -15,8 +15,8 @@ KIND = {
     pb.FAULT_KIND_RATE: FaultKind.RATE, pb.FAULT_KIND_RESET: FaultKind.RESET,
     pb.FAULT_KIND_PROCESS: FaultKind.PROCESS,
 }
-DIRECTION = {
-    pb.DIRECTION_UNSPECIFIED: Direction.BOTH, pb.DIRECTION_BOTH: Direction.BOTH,
+DIRECTION = {  # BOTH before UNSPECIFIED, so the reverse table sends BOTH back as DIRECTION_BOTH
+    pb.DIRECTION_BOTH: Direction.BOTH, pb.DIRECTION_UNSPECIFIED: Direction.BOTH,
     pb.DIRECTION_EGRESS: Direction.EGRESS, pb.DIRECTION_INGRESS: Direction.INGRESS,
 }
 PROTOCOL = {
@@ -41,7 +41,6 @@ def _reverse(table: dict) -> dict:
 
 
 KIND_PB, DIRECTION_PB, PROTOCOL_PB, MECHANISM_PB = map(_reverse, (KIND, DIRECTION, PROTOCOL, MECHANISM))
-DIRECTION_PB[Direction.BOTH] = pb.DIRECTION_BOTH
 
 
 def raw_spec(spec: pb.FaultSpec) -> RawSpec:
