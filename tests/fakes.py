@@ -13,6 +13,9 @@ class FakeMechanism:
         self.installed: dict[str, tuple[FaultSpec, int]] = {}
         self.log: list[tuple[str, str]] = []
 
+    def refuses(self, spec: FaultSpec) -> str:
+        return spec.ebpf_cannot
+
     def apply(self, fault_id: str, spec: FaultSpec, ifindex: int) -> None:
         self.installed[fault_id] = (spec, ifindex)
         self.log.append(("apply", fault_id))

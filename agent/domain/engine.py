@@ -26,6 +26,7 @@ class FaultMechanism(Protocol):
     mechanism: Mechanism
     kinds: tuple[FaultKind, ...]
 
+    def refuses(self, spec: FaultSpec) -> str: ...  # why it cannot do this fault; "" if it can
     def apply(self, fault_id: str, spec: FaultSpec, ifindex: int) -> None: ...
     def heal(self, fault_id: str) -> Counters: ...
     def counters(self, fault_id: str) -> Counters: ...
@@ -115,18 +116,23 @@ class FaultEngine:
         return names.pop() or ""
 
     def _choose(self, spec: FaultSpec) -> FaultMechanism:
-        wanted = [spec.mechanism] if spec.mechanism is not Mechanism.AUTO else list(Mechanism)
+        """The asked mechanism, or for AUTO the first that can (eBPF before netem: no qdisc swap)."""
+        wanted = [spec.mechanism] if spec.mechanism is not Mechanism.AUTO else list(Mechanism)[1:]
+        reasons: dict[Mechanism, str] = {}
         for m in wanted:
             mech = self._mechs.get(m)
-            if mech is not None and spec.kind in mech.kinds:
+            if mech is None:
+                reasons[m] = self._unavailable.get(m, "not built into this agent")
+            elif spec.kind not in mech.kinds:
+                reasons[m] = f"does not do {spec.kind.name}"
+            elif why := mech.refuses(spec):
+                reasons[m] = why
+            else:
                 return mech
         if spec.mechanism is not Mechanism.AUTO:
-            why = self._unavailable.get(spec.mechanism) or f"{spec.mechanism.name} does not do {spec.kind.name}"
-            raise FailedPrecondition(f"spec.mechanism {spec.mechanism.name} unavailable: {why}")
-        reasons = "; ".join(f"{m.name}: {r}" for m, r in self._unavailable.items())
-        raise FailedPrecondition(
-            f"no mechanism on this host does {spec.kind.name}" + (f" ({reasons})" if reasons else "")
-        )
+            raise FailedPrecondition(f"spec.mechanism {spec.mechanism.name} unavailable: {reasons[spec.mechanism]}")
+        detail = "; ".join(f"{m.name}: {r}" for m, r in reasons.items())
+        raise FailedPrecondition(f"no mechanism on this host does {spec.kind.name} ({detail})")
 
     def heal(self, fault_id: str, state: FaultState = FaultState.HEALED) -> Fault:
         with self._lock:

@@ -62,6 +62,52 @@ class Selector:
     protocol: Protocol = Protocol.ANY
 
 
+class Distribution(Enum):
+    UNIFORM = "uniform"
+    NORMAL = "normal"
+    PARETO = "pareto"
+    PARETONORMAL = "paretonormal"
+
+
+@dataclass(frozen=True)
+class GilbertElliott:
+    """Burst loss: percentages as tc takes them (p, r, 1-h, 1-k)."""
+
+    p: float
+    r: float
+    loss_in_bad: float = 100.0
+    loss_in_good: float = 0.0
+
+    def expected_loss(self) -> float:
+        """Long-run loss percentage: time in the bad state times its loss, plus the same for good."""
+        bad = self.p / (self.p + self.r)
+        return bad * self.loss_in_bad + (1 - bad) * self.loss_in_good
+
+
+@dataclass(frozen=True)
+class Netem:
+    """What a netem qdisc is asked to do. Percentages 0..100; zero means off."""
+
+    delay_ns: int = 0
+    jitter_ns: int = 0
+    delay_correlation: float = 0.0
+    distribution: Distribution = Distribution.UNIFORM
+    preserve_order: bool = False
+    loss: float = 0.0
+    loss_correlation: float = 0.0
+    gilbert_elliott: GilbertElliott | None = None
+    duplicate: float = 0.0
+    duplicate_correlation: float = 0.0
+    corrupt: float = 0.0
+    corrupt_correlation: float = 0.0
+    reorder: float = 0.0
+    reorder_correlation: float = 0.0
+    reorder_gap: int = 0
+    rate_bps: int = 0
+    packet_overhead: int = 0
+    limit: int = 0  # packets; 0: sized by the mechanism from rate x delay
+
+
 @dataclass(frozen=True)
 class FaultSpec:
     """A validated request: every value here is in range (see validation.py)."""
@@ -72,12 +118,17 @@ class FaultSpec:
     mechanism: Mechanism = Mechanism.AUTO
     loss_percent: float = 0.0
     label: str = ""
+    # What netem would do for this fault; None when only the eBPF mechanism can do it.
+    netem: Netem | None = None
+    # Why the eBPF mechanism cannot do this fault ("" when it can).
+    ebpf_cannot: str = ""
 
 
 @dataclass(frozen=True)
 class Counters:
     matched: int = 0
     dropped: int = 0
+    shaped: int = 0
 
 
 @dataclass

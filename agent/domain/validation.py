@@ -9,10 +9,28 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.domain.errors import InvalidArgument
-from agent.domain.spec import Direction, FaultKind, FaultSpec, Mechanism, Network, Protocol, Selector
+from agent.domain.spec import (
+    Direction,
+    Distribution,
+    FaultKind,
+    FaultSpec,
+    GilbertElliott,
+    Mechanism,
+    Netem,
+    Network,
+    Protocol,
+    Selector,
+)
+
+MAX_DELAY_MS = 60_000.0
+MIN_RATE_BPS, MAX_RATE_BPS = 8, 10**12
+MAX_QUEUE_LIMIT = 10_000_000
+MAX_GAP = 1_000_000
+# Kinds only netem does; their direction defaults to EGRESS (netem shapes what leaves).
+NETEM_ONLY = (FaultKind.DELAY, FaultKind.DUPLICATE, FaultKind.CORRUPT, FaultKind.REORDER, FaultKind.RATE)
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,19 @@ class RawSpec:
     loss_percent: float | None = None
     label: str = ""
     unknown_kind: int | None = field(default=None)  # raw value when kind is not one we know
+    direction_unspecified: bool = False
+    params: str | None = None  # which kind's parameters were sent (the proto oneof), None if none
+    percent: float | None = None  # duplicate / corrupt / reorder
+    correlation: float = 0.0
+    gilbert_elliott: tuple[float, float, float, float] | None = None
+    delay_ms: float | None = None
+    jitter_ms: float = 0.0
+    distribution: Distribution | None = Distribution.UNIFORM
+    preserve_order: bool = False
+    gap: int = 0
+    rate_bps: int = 0
+    packet_overhead: int = 0
+    queue_limit: int = 0
 
 
 def parse_cidr(text: str, where: str) -> Network:
@@ -62,14 +93,12 @@ def validate(
             "spec.lease_ms", f"{limits.min_lease_ms} ms to {limits.max_lease_ms} ms", raw.lease_ms
         )
 
-    loss = 0.0
-    if raw.kind is FaultKind.LOSS:
-        p = raw.loss_percent
-        if p is None or math.isnan(p) or not 0 < p <= 100:
-            raise InvalidArgument("spec.loss.percent", "0 < percent <= 100", p)
-        loss = float(p)
-    elif raw.loss_percent is not None:
+    if raw.params is not None and raw.params != raw.kind.name.lower():
+        raise InvalidArgument(f"spec.{raw.params}", f"only with kind {raw.params.upper()}, not {raw.kind.name}",
+                              raw.params)
+    if raw.loss_percent is not None and raw.kind is not FaultKind.LOSS:
         raise InvalidArgument("spec.loss", f"only with kind LOSS, not {raw.kind.name}", raw.loss_percent)
+    loss, netem, ebpf_cannot = _kind_params(raw)
 
     if not raw.interface:
         raise InvalidArgument("spec.selector.interface",
@@ -98,6 +127,14 @@ def validate(
 
     if raw.direction is None:
         raise InvalidArgument("spec.selector.direction", "EGRESS, INGRESS or BOTH", "unknown")
+    direction = raw.direction
+    if raw.direction_unspecified:
+        direction = Direction.EGRESS if raw.kind in NETEM_ONLY else Direction.BOTH
+    if not 0 <= raw.queue_limit <= MAX_QUEUE_LIMIT:
+        raise InvalidArgument("spec.queue_limit_packets", f"0 (sized by the agent) to {MAX_QUEUE_LIMIT}",
+                              raw.queue_limit)
+    if netem is not None and raw.queue_limit:
+        netem = replace(netem, limit=raw.queue_limit)
     if raw.mechanism is None:
         raise InvalidArgument("spec.mechanism", "UNSPECIFIED, EBPF_TC or NETEM", "unknown")
     if len(raw.label) > limits.max_label:
@@ -107,7 +144,7 @@ def validate(
         kind=raw.kind,
         selector=Selector(
             interface=raw.interface,
-            direction=raw.direction,
+            direction=direction,
             peers=peers,
             ports=tuple(dict.fromkeys(raw.ports)),  # dedupe, keep order
             protocol=protocol,
@@ -116,4 +153,79 @@ def validate(
         mechanism=raw.mechanism,
         loss_percent=loss,
         label=raw.label,
+        netem=netem,
+        ebpf_cannot=ebpf_cannot,
     )
+
+
+def _percent(value: float | None, where: str, *, zero_ok: bool = False) -> float:
+    low = "0 <=" if zero_ok else "0 <"
+    if value is None or math.isnan(value) or not (0 <= value <= 100 if zero_ok else 0 < value <= 100):
+        raise InvalidArgument(where, f"{low} percent <= 100", value)
+    return float(value)
+
+
+def _kind_params(raw: RawSpec) -> tuple[float, Netem | None, str]:
+    """(loss percent for eBPF, what netem would do, why eBPF cannot) for the request's kind."""
+    kind, corr = raw.kind, raw.correlation
+    if kind is FaultKind.DISCONNECT:
+        return 0.0, Netem(loss=100.0), ""
+    if kind is FaultKind.LOSS:
+        corr = _percent(corr, "spec.loss.correlation_percent", zero_ok=True)
+        if raw.gilbert_elliott is not None:
+            if raw.loss_percent:
+                raise InvalidArgument("spec.loss.percent", "unset when gilbert_elliott is given", raw.loss_percent)
+            p, r, bad, good = raw.gilbert_elliott
+            ge = GilbertElliott(
+                p=_percent(p, "spec.loss.gilbert_elliott.p_percent"),
+                r=_percent(r, "spec.loss.gilbert_elliott.r_percent"),
+                loss_in_bad=_percent(bad, "spec.loss.gilbert_elliott.loss_in_bad_percent", zero_ok=True),
+                loss_in_good=_percent(good, "spec.loss.gilbert_elliott.loss_in_good_percent", zero_ok=True),
+            )
+            return 0.0, Netem(gilbert_elliott=ge), "the Gilbert-Elliott model needs netem"
+        loss = _percent(raw.loss_percent, "spec.loss.percent")
+        return loss, Netem(loss=loss, loss_correlation=corr), ("loss correlation needs netem" if corr else "")
+    if kind is FaultKind.DELAY:
+        d = raw.delay_ms
+        if d is None or math.isnan(d) or not 0 < d <= MAX_DELAY_MS:
+            raise InvalidArgument("spec.delay.delay_ms", f"0 < delay_ms <= {MAX_DELAY_MS:g}", d)
+        j = raw.jitter_ms
+        if math.isnan(j) or not 0 <= j <= d:
+            raise InvalidArgument("spec.delay.jitter_ms", f"0 <= jitter_ms <= delay_ms ({d:g})", j)
+        corr = _percent(corr, "spec.delay.correlation_percent", zero_ok=True)
+        if corr and not j:
+            raise InvalidArgument("spec.delay.correlation_percent", "0 unless jitter_ms > 0", corr)
+        if raw.distribution is None:
+            raise InvalidArgument("spec.delay.distribution", "UNIFORM, NORMAL, PARETO or PARETONORMAL", "unknown")
+        if raw.distribution is not Distribution.UNIFORM and not j:
+            raise InvalidArgument("spec.delay.distribution", "UNIFORM unless jitter_ms > 0", raw.distribution.name)
+        return 0.0, Netem(
+            delay_ns=round(d * 1e6), jitter_ns=round(j * 1e6), delay_correlation=corr,
+            distribution=raw.distribution, preserve_order=raw.preserve_order,
+        ), "delay needs netem"
+    if kind in (FaultKind.DUPLICATE, FaultKind.CORRUPT):
+        name = kind.name.lower()
+        pct = _percent(raw.percent, f"spec.{name}.percent")
+        corr = _percent(corr, f"spec.{name}.correlation_percent", zero_ok=True)
+        netem = (Netem(duplicate=pct, duplicate_correlation=corr) if kind is FaultKind.DUPLICATE
+                 else Netem(corrupt=pct, corrupt_correlation=corr))
+        return 0.0, netem, f"{name} needs netem"
+    if kind is FaultKind.REORDER:
+        pct = _percent(raw.percent, "spec.reorder.percent")
+        corr = _percent(corr, "spec.reorder.correlation_percent", zero_ok=True)
+        d = raw.delay_ms
+        if d is None or math.isnan(d) or not 0 < d <= MAX_DELAY_MS:
+            raise InvalidArgument("spec.reorder.delay_ms",
+                                  f"0 < delay_ms <= {MAX_DELAY_MS:g} (reordering needs a delay to jump)", d)
+        if not 0 <= raw.gap <= MAX_GAP:
+            raise InvalidArgument("spec.reorder.gap", f"0 (random) to {MAX_GAP}", raw.gap)
+        return 0.0, Netem(delay_ns=round(d * 1e6), reorder=pct, reorder_correlation=corr,
+                          reorder_gap=raw.gap), "reorder needs netem"
+    if kind is FaultKind.RATE:
+        if not MIN_RATE_BPS <= raw.rate_bps <= MAX_RATE_BPS:
+            raise InvalidArgument("spec.rate.bits_per_second", f"{MIN_RATE_BPS} to {MAX_RATE_BPS:.0e}", raw.rate_bps)
+        if not -128 <= raw.packet_overhead <= 128:
+            raise InvalidArgument("spec.rate.packet_overhead_bytes", "-128 to 128", raw.packet_overhead)
+        return 0.0, Netem(rate_bps=raw.rate_bps, packet_overhead=raw.packet_overhead), "rate needs netem"
+    return 0.0, None, f"{kind.name} is not a network fault the eBPF mechanism does"
+

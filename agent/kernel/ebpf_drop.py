@@ -57,6 +57,9 @@ class EbpfDropper:
         self._clsact: dict[int, _Clsact] = {}
 
     # -- apply -----------------------------------------------------------
+    def refuses(self, spec: FaultSpec) -> str:
+        return spec.ebpf_cannot
+
     def apply(self, fault_id: str, spec: FaultSpec, ifindex: int) -> None:
         slot = self._free_slot()
         sel = spec.selector

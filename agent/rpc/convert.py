@@ -5,7 +5,7 @@ from __future__ import annotations
 from faultline.v1 import agent_pb2 as pb
 
 from agent.domain.clock import Stamp
-from agent.domain.spec import Direction, Fault, FaultKind, FaultState, Mechanism, Protocol
+from agent.domain.spec import Direction, Distribution, Fault, FaultKind, FaultState, Mechanism, Netem, Protocol
 from agent.domain.validation import RawSpec
 
 KIND = {
@@ -27,6 +27,10 @@ MECHANISM = {
     pb.MECHANISM_UNSPECIFIED: Mechanism.AUTO, pb.MECHANISM_EBPF_TC: Mechanism.EBPF_TC,
     pb.MECHANISM_NETEM: Mechanism.NETEM,
 }
+DISTRIBUTION = {
+    pb.DELAY_DISTRIBUTION_UNIFORM: Distribution.UNIFORM, pb.DELAY_DISTRIBUTION_NORMAL: Distribution.NORMAL,
+    pb.DELAY_DISTRIBUTION_PARETO: Distribution.PARETO, pb.DELAY_DISTRIBUTION_PARETONORMAL: Distribution.PARETONORMAL,
+}
 STATE = {
     FaultState.ACTIVE: pb.FAULT_STATE_ACTIVE, FaultState.HEALED: pb.FAULT_STATE_HEALED,
     FaultState.EXPIRED: pb.FAULT_STATE_EXPIRED, FaultState.SHUTDOWN: pb.FAULT_STATE_SHUTDOWN,
@@ -40,12 +44,14 @@ def _reverse(table: dict) -> dict:
     return out
 
 
-KIND_PB, DIRECTION_PB, PROTOCOL_PB, MECHANISM_PB = map(_reverse, (KIND, DIRECTION, PROTOCOL, MECHANISM))
+KIND_PB, DIRECTION_PB, PROTOCOL_PB, MECHANISM_PB, DISTRIBUTION_PB = map(
+    _reverse, (KIND, DIRECTION, PROTOCOL, MECHANISM, DISTRIBUTION))
 
 
 def raw_spec(spec: pb.FaultSpec) -> RawSpec:
     sel = spec.selector
-    return RawSpec(
+    which = spec.WhichOneof("params")
+    raw = RawSpec(
         kind=KIND.get(spec.kind),
         unknown_kind=spec.kind,
         interface=sel.interface,
@@ -55,9 +61,30 @@ def raw_spec(spec: pb.FaultSpec) -> RawSpec:
         protocol=PROTOCOL.get(sel.protocol),
         lease_ms=spec.lease_ms,
         mechanism=MECHANISM.get(spec.mechanism),
-        loss_percent=spec.loss.percent if spec.HasField("loss") else None,
+        loss_percent=spec.loss.percent if which == "loss" and not spec.loss.HasField("gilbert_elliott") else None,
         label=spec.label,
+        direction_unspecified=sel.direction == pb.DIRECTION_UNSPECIFIED,
+        params=which,
+        queue_limit=spec.queue_limit_packets,
     )
+    if which in ("loss", "duplicate", "corrupt", "reorder"):
+        p = getattr(spec, which)
+        raw.correlation = p.correlation_percent
+        if which != "loss":
+            raw.percent = p.percent
+    if which == "loss" and spec.loss.HasField("gilbert_elliott"):
+        ge = spec.loss.gilbert_elliott
+        raw.gilbert_elliott = (ge.p_percent, ge.r_percent, ge.loss_in_bad_percent, ge.loss_in_good_percent)
+        raw.loss_percent = spec.loss.percent or None
+    elif which == "delay":
+        d = spec.delay
+        raw.delay_ms, raw.jitter_ms, raw.correlation = d.delay_ms, d.jitter_ms, d.correlation_percent
+        raw.distribution, raw.preserve_order = DISTRIBUTION.get(d.distribution), d.preserve_order
+    elif which == "reorder":
+        raw.delay_ms, raw.gap = spec.reorder.delay_ms, spec.reorder.gap
+    elif which == "rate":
+        raw.rate_bps, raw.packet_overhead = spec.rate.bits_per_second, spec.rate.packet_overhead_bytes
+    return raw
 
 
 def stamp(s: Stamp | None) -> pb.Timestamp | None:
@@ -79,10 +106,7 @@ def fault(f: Fault) -> pb.Fault:
         mechanism=MECHANISM_PB[s.mechanism],
         label=s.label,
     )
-    if s.kind is FaultKind.LOSS:
-        spec.loss.percent = s.loss_percent
-    elif s.kind is FaultKind.DISCONNECT:
-        spec.disconnect.SetInParent()
+    _params(s.kind, s.loss_percent, s.netem, spec)
     return pb.Fault(
         fault_id=f.fault_id,
         spec=spec,
@@ -91,5 +115,34 @@ def fault(f: Fault) -> pb.Fault:
         applied_at=stamp(f.applied_at),
         lease_expires_at=stamp(f.lease_expires_at),
         healed_at=stamp(f.healed_at),
-        counters=pb.Counters(matched=f.counters.matched, dropped=f.counters.dropped),
+        counters=pb.Counters(matched=f.counters.matched, dropped=f.counters.dropped, shaped=f.counters.shaped),
     )
+
+
+def _params(kind: FaultKind, loss_percent: float, n: Netem | None, spec: pb.FaultSpec) -> None:
+    """The kind's parameters back into the proto oneof, as they were validated."""
+    if kind is FaultKind.DISCONNECT:
+        spec.disconnect.SetInParent()
+    if n is None:
+        return
+    spec.queue_limit_packets = n.limit
+    if kind is FaultKind.LOSS:
+        spec.loss.percent = loss_percent or n.loss
+        spec.loss.correlation_percent = n.loss_correlation
+        if (ge := n.gilbert_elliott) is not None:
+            spec.loss.gilbert_elliott.CopyFrom(pb.GilbertElliott(
+                p_percent=ge.p, r_percent=ge.r, loss_in_bad_percent=ge.loss_in_bad,
+                loss_in_good_percent=ge.loss_in_good))
+    elif kind is FaultKind.DELAY:
+        spec.delay.CopyFrom(pb.DelayParams(
+            delay_ms=n.delay_ns / 1e6, jitter_ms=n.jitter_ns / 1e6, correlation_percent=n.delay_correlation,
+            distribution=DISTRIBUTION_PB[n.distribution], preserve_order=n.preserve_order))
+    elif kind is FaultKind.DUPLICATE:
+        spec.duplicate.CopyFrom(pb.DuplicateParams(percent=n.duplicate, correlation_percent=n.duplicate_correlation))
+    elif kind is FaultKind.CORRUPT:
+        spec.corrupt.CopyFrom(pb.CorruptParams(percent=n.corrupt, correlation_percent=n.corrupt_correlation))
+    elif kind is FaultKind.REORDER:
+        spec.reorder.CopyFrom(pb.ReorderParams(percent=n.reorder, correlation_percent=n.reorder_correlation,
+                                               delay_ms=n.delay_ns / 1e6, gap=n.reorder_gap))
+    elif kind is FaultKind.RATE:
+        spec.rate.CopyFrom(pb.RateParams(bits_per_second=n.rate_bps, packet_overhead_bytes=n.packet_overhead))

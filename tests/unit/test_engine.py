@@ -58,7 +58,7 @@ def test_interface_found_by_route_to_the_peers(engine):
 
 def test_missing_mechanism_is_failed_precondition_naming_the_kernel_feature(engine):
     with pytest.raises(FailedPrecondition, match="no netem"):
-        engine.apply(raw(kind=FaultKind.DELAY))
+        engine.apply(raw(kind=FaultKind.DELAY, delay_ms=100))
     with pytest.raises(FailedPrecondition, match="NETEM unavailable: this kernel has no netem"):
         engine.apply(raw(mechanism=Mechanism.NETEM))
 

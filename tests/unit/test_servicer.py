@@ -73,8 +73,9 @@ def test_missing_kernel_feature_is_failed_precondition(client):
     spec = fault_spec("disconnect", "lab0", mechanism="netem")
     with pytest.raises(Unsupported, match="no netem"):
         client.apply(spec)
-    delay = pb.FaultSpec(kind=pb.FAULT_KIND_DELAY, selector=pb.Selector(interface="lab0"), lease_ms=1000)
-    with pytest.raises(Unsupported):
+    delay = pb.FaultSpec(kind=pb.FAULT_KIND_DELAY, selector=pb.Selector(interface="lab0"), lease_ms=1000,
+                         delay=pb.DelayParams(delay_ms=100))
+    with pytest.raises(Unsupported, match="no mechanism on this host does DELAY"):
         client.apply(delay)
 
 

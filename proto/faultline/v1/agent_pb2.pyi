@@ -40,6 +40,13 @@ class Mechanism(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MECHANISM_EBPF_TC: _ClassVar[Mechanism]
     MECHANISM_NETEM: _ClassVar[Mechanism]
 
+class DelayDistribution(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DELAY_DISTRIBUTION_UNIFORM: _ClassVar[DelayDistribution]
+    DELAY_DISTRIBUTION_NORMAL: _ClassVar[DelayDistribution]
+    DELAY_DISTRIBUTION_PARETO: _ClassVar[DelayDistribution]
+    DELAY_DISTRIBUTION_PARETONORMAL: _ClassVar[DelayDistribution]
+
 class FaultState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FAULT_STATE_UNSPECIFIED: _ClassVar[FaultState]
@@ -68,6 +75,10 @@ PROTOCOL_ICMP: Protocol
 MECHANISM_UNSPECIFIED: Mechanism
 MECHANISM_EBPF_TC: Mechanism
 MECHANISM_NETEM: Mechanism
+DELAY_DISTRIBUTION_UNIFORM: DelayDistribution
+DELAY_DISTRIBUTION_NORMAL: DelayDistribution
+DELAY_DISTRIBUTION_PARETO: DelayDistribution
+DELAY_DISTRIBUTION_PARETONORMAL: DelayDistribution
 FAULT_STATE_UNSPECIFIED: FaultState
 FAULT_STATE_ACTIVE: FaultState
 FAULT_STATE_HEALED: FaultState
@@ -93,13 +104,79 @@ class DisconnectParams(_message.Message):
     def __init__(self) -> None: ...
 
 class LossParams(_message.Message):
-    __slots__ = ("percent",)
+    __slots__ = ("percent", "correlation_percent", "gilbert_elliott")
     PERCENT_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    GILBERT_ELLIOTT_FIELD_NUMBER: _ClassVar[int]
     percent: float
-    def __init__(self, percent: _Optional[float] = ...) -> None: ...
+    correlation_percent: float
+    gilbert_elliott: GilbertElliott
+    def __init__(self, percent: _Optional[float] = ..., correlation_percent: _Optional[float] = ..., gilbert_elliott: _Optional[_Union[GilbertElliott, _Mapping]] = ...) -> None: ...
+
+class GilbertElliott(_message.Message):
+    __slots__ = ("p_percent", "r_percent", "loss_in_bad_percent", "loss_in_good_percent")
+    P_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    R_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    LOSS_IN_BAD_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    LOSS_IN_GOOD_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    p_percent: float
+    r_percent: float
+    loss_in_bad_percent: float
+    loss_in_good_percent: float
+    def __init__(self, p_percent: _Optional[float] = ..., r_percent: _Optional[float] = ..., loss_in_bad_percent: _Optional[float] = ..., loss_in_good_percent: _Optional[float] = ...) -> None: ...
+
+class DelayParams(_message.Message):
+    __slots__ = ("delay_ms", "jitter_ms", "correlation_percent", "distribution", "preserve_order")
+    DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    JITTER_MS_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    PRESERVE_ORDER_FIELD_NUMBER: _ClassVar[int]
+    delay_ms: float
+    jitter_ms: float
+    correlation_percent: float
+    distribution: DelayDistribution
+    preserve_order: bool
+    def __init__(self, delay_ms: _Optional[float] = ..., jitter_ms: _Optional[float] = ..., correlation_percent: _Optional[float] = ..., distribution: _Optional[_Union[DelayDistribution, str]] = ..., preserve_order: bool = ...) -> None: ...
+
+class DuplicateParams(_message.Message):
+    __slots__ = ("percent", "correlation_percent")
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    percent: float
+    correlation_percent: float
+    def __init__(self, percent: _Optional[float] = ..., correlation_percent: _Optional[float] = ...) -> None: ...
+
+class CorruptParams(_message.Message):
+    __slots__ = ("percent", "correlation_percent")
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    percent: float
+    correlation_percent: float
+    def __init__(self, percent: _Optional[float] = ..., correlation_percent: _Optional[float] = ...) -> None: ...
+
+class ReorderParams(_message.Message):
+    __slots__ = ("percent", "correlation_percent", "delay_ms", "gap")
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    GAP_FIELD_NUMBER: _ClassVar[int]
+    percent: float
+    correlation_percent: float
+    delay_ms: float
+    gap: int
+    def __init__(self, percent: _Optional[float] = ..., correlation_percent: _Optional[float] = ..., delay_ms: _Optional[float] = ..., gap: _Optional[int] = ...) -> None: ...
+
+class RateParams(_message.Message):
+    __slots__ = ("bits_per_second", "packet_overhead_bytes")
+    BITS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    PACKET_OVERHEAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    bits_per_second: int
+    packet_overhead_bytes: int
+    def __init__(self, bits_per_second: _Optional[int] = ..., packet_overhead_bytes: _Optional[int] = ...) -> None: ...
 
 class FaultSpec(_message.Message):
-    __slots__ = ("kind", "selector", "lease_ms", "mechanism", "label", "disconnect", "loss")
+    __slots__ = ("kind", "selector", "lease_ms", "mechanism", "label", "disconnect", "loss", "delay", "duplicate", "corrupt", "reorder", "rate", "queue_limit_packets")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +184,12 @@ class FaultSpec(_message.Message):
     LABEL_FIELD_NUMBER: _ClassVar[int]
     DISCONNECT_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    CORRUPT_FIELD_NUMBER: _ClassVar[int]
+    REORDER_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_LIMIT_PACKETS_FIELD_NUMBER: _ClassVar[int]
     kind: FaultKind
     selector: Selector
     lease_ms: int
@@ -114,7 +197,13 @@ class FaultSpec(_message.Message):
     label: str
     disconnect: DisconnectParams
     loss: LossParams
-    def __init__(self, kind: _Optional[_Union[FaultKind, str]] = ..., selector: _Optional[_Union[Selector, _Mapping]] = ..., lease_ms: _Optional[int] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., label: _Optional[str] = ..., disconnect: _Optional[_Union[DisconnectParams, _Mapping]] = ..., loss: _Optional[_Union[LossParams, _Mapping]] = ...) -> None: ...
+    delay: DelayParams
+    duplicate: DuplicateParams
+    corrupt: CorruptParams
+    reorder: ReorderParams
+    rate: RateParams
+    queue_limit_packets: int
+    def __init__(self, kind: _Optional[_Union[FaultKind, str]] = ..., selector: _Optional[_Union[Selector, _Mapping]] = ..., lease_ms: _Optional[int] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., label: _Optional[str] = ..., disconnect: _Optional[_Union[DisconnectParams, _Mapping]] = ..., loss: _Optional[_Union[LossParams, _Mapping]] = ..., delay: _Optional[_Union[DelayParams, _Mapping]] = ..., duplicate: _Optional[_Union[DuplicateParams, _Mapping]] = ..., corrupt: _Optional[_Union[CorruptParams, _Mapping]] = ..., reorder: _Optional[_Union[ReorderParams, _Mapping]] = ..., rate: _Optional[_Union[RateParams, _Mapping]] = ..., queue_limit_packets: _Optional[int] = ...) -> None: ...
 
 class Timestamp(_message.Message):
     __slots__ = ("realtime_ns", "monotonic_ns")
@@ -125,12 +214,14 @@ class Timestamp(_message.Message):
     def __init__(self, realtime_ns: _Optional[int] = ..., monotonic_ns: _Optional[int] = ...) -> None: ...
 
 class Counters(_message.Message):
-    __slots__ = ("matched", "dropped")
+    __slots__ = ("matched", "dropped", "shaped")
     MATCHED_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
+    SHAPED_FIELD_NUMBER: _ClassVar[int]
     matched: int
     dropped: int
-    def __init__(self, matched: _Optional[int] = ..., dropped: _Optional[int] = ...) -> None: ...
+    shaped: int
+    def __init__(self, matched: _Optional[int] = ..., dropped: _Optional[int] = ..., shaped: _Optional[int] = ...) -> None: ...
 
 class Fault(_message.Message):
     __slots__ = ("fault_id", "spec", "mechanism", "state", "applied_at", "lease_expires_at", "healed_at", "counters")
