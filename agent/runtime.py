@@ -12,9 +12,10 @@ from agent.domain.errors import FailedPrecondition, KernelError
 from agent.domain.journal import Journal
 from agent.domain.spec import Direction, Fault, Mechanism
 from agent.domain.validation import Limits
-from agent.kernel import capabilities
+from agent.kernel import capabilities, ebpf_drop, netem_shape
 from agent.kernel.ebpf import TcDropProgram
-from agent.kernel.ebpf_drop import EbpfDropper, revert
+from agent.kernel.ebpf_drop import EbpfDropper
+from agent.kernel.netem_shape import NetemShaper
 from agent.kernel.tc import TcHooks
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,12 @@ class AgentConfig:
 
     def all_excluded_ports(self) -> tuple[int, ...]:
         return tuple(dict.fromkeys((self.listen_port, *self.excluded_ports)))
+
+
+def revert(tc: TcHooks, undo: dict) -> str:
+    if undo["op"] in netem_shape.UNDO_OPS:
+        return netem_shape.revert(tc, undo)
+    return ebpf_drop.revert(tc, undo)
 
 
 def recover(journal: Journal, tc: TcHooks) -> list[str]:
@@ -77,10 +84,14 @@ class AgentRuntime:
                 unavailable[Mechanism.EBPF_TC] = f"clsact/cls_bpf missing: {why}"
             else:
                 mechanisms.append(EbpfDropper(self.program, self.tc, self.journal, config.netns))
-        unavailable[Mechanism.NETEM] = (
-            f"kernel: {have['netem'].reason}" if not have["netem"].available
-            else "the netem mechanism is not in this agent version yet"
-        )
+        if not have["netem"].available:
+            unavailable[Mechanism.NETEM] = f"kernel: {have['netem'].reason}"
+        elif not have["htb"].available:
+            unavailable[Mechanism.NETEM] = f"netem faults are scoped by an htb root: {have['htb'].reason}"
+        elif self.program is None or Mechanism.EBPF_TC in unavailable:
+            unavailable[Mechanism.NETEM] = f"netem faults are scoped by the eBPF classifier: {program_error}"
+        else:
+            mechanisms.append(NetemShaper(self.program, self.tc, self.journal, config.netns))
         self.engine = FaultEngine(
             mechanisms, unavailable, self.tc.link_index, self.tc.route_interface,
             Limits(max_lease_ms=config.max_lease_ms), config.allowed_interfaces,

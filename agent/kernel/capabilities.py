@@ -37,6 +37,10 @@ def _child_probe(bpf_fd: int | None) -> dict[str, str | None]:
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
+    from agent.domain.spec import Netem
+    from agent.kernel import netem_nla
+
+    netem_nla.register()  # probe with the same encoder the agent applies faults with
     out: dict[str, str | None] = {}
     with IPRoute() as ipr:
         lo = ipr.link_lookup(ifname="lo")[0]
@@ -51,8 +55,8 @@ def _child_probe(bpf_fd: int | None) -> dict[str, str | None]:
                 out[name] = (f"this kernel has no {name} (ENOENT: not built in, no module)" if e.code == 2
                              else f"kernel refused it: {os.strerror(e.code)} (errno {e.code})")
 
-        attempt("netem", lambda: ipr.tc("add", "netem", lo, "1:", delay=1000),
-                lambda: ipr.tc("del", "netem", lo, "1:"))
+        attempt("netem", lambda: ipr.tc("add", "netem", lo, "1:", netem=Netem(delay_ns=1_000_000), limit=1000),
+                lambda: ipr.tc("del", index=lo, handle="1:", parent=0xFFFFFFFF))
         attempt("htb", lambda: ipr.tc("add", "htb", lo, "1:", default=0x10),
                 lambda: ipr.tc("del", "htb", lo, "1:"))
         attempt("clsact", lambda: ipr.tc("add", "clsact", lo), lambda: None)

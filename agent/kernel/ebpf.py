@@ -7,7 +7,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.domain.errors import FailedPrecondition
+from agent.domain.errors import Exhausted, FailedPrecondition
 from agent.domain.spec import Counters, Direction, Network, Protocol
 
 SOURCE = Path(__file__).with_name("tc_drop.c")
@@ -18,6 +18,7 @@ MAX_EXCLUDED = 8
 DIR_BITS = {Direction.EGRESS: 1, Direction.INGRESS: 2}
 PROTO_CODE = {Protocol.ANY: 0, Protocol.ICMP: 1, Protocol.TCP: 6, Protocol.UDP: 17}
 FUNC = {Direction.EGRESS: "fl_egress", Direction.INGRESS: "fl_ingress"}
+SHAPE_FUNC = "fl_shape"
 
 
 class CidrC(ct.Structure):
@@ -38,7 +39,8 @@ class RuleC(ct.Structure):
         ("protocol", ct.c_uint8),
         ("n_cidrs", ct.c_uint8),
         ("n_ports", ct.c_uint8),
-        ("pad", ct.c_uint8 * 3),
+        ("band", ct.c_uint8),
+        ("pad", ct.c_uint8 * 2),
         ("ports", ct.c_uint16 * MAX_PORTS),
         ("cidrs", CidrC * MAX_CIDRS),
     ]
@@ -58,6 +60,7 @@ class Rule:
     peers: tuple[Network, ...] = ()
     ports: tuple[int, ...] = ()
     protocol: Protocol = Protocol.ANY
+    band: int = 0  # >0: not a drop rule; send matches to this htb class minor (netem)
 
     def to_c(self) -> RuleC:
         r = RuleC()
@@ -66,6 +69,7 @@ class Rule:
         r.threshold = min(int(self.drop_probability * 2**32), 2**32 - 1)
         r.directions = sum(DIR_BITS[d] for d in self.directions)
         r.protocol = PROTO_CODE[self.protocol]
+        r.band = self.band
         r.n_ports = len(self.ports)
         for i, p in enumerate(self.ports):
             r.ports[i] = p
@@ -97,6 +101,7 @@ class TcDropProgram:
                         f"-DMAX_PORTS={MAX_PORTS}", f"-DMAX_EXCLUDED={MAX_EXCLUDED}"],
             )
             self.functions = {d: self._bpf.load_func(f, BPF.SCHED_CLS) for d, f in FUNC.items()}
+            self.shape_function = self._bpf.load_func(SHAPE_FUNC, BPF.SCHED_CLS)
         except Exception as e:
             raise FailedPrecondition(f"the tc classifier did not compile or load: {e}") from e
         self._rules = self._bpf["rules"]
@@ -111,12 +116,27 @@ class TcDropProgram:
         for i, port in enumerate(excluded_ports):
             excluded[ct.c_int(i)] = ct.c_uint16(port)
         self._mask = 0
+        self._taken: set[int] = set()  # slots handed out, to the drop and the netem mechanism alike
+
+    def take_slot(self) -> int:
+        for slot in range(MAX_FAULTS):
+            if slot not in self._taken:
+                self._taken.add(slot)
+                return slot
+        raise Exhausted(f"all {MAX_FAULTS} fault slots of the classifier are in use; heal a fault first")
+
+    def give_back(self, slot: int) -> None:
+        self.clear_rule(slot)
+        self._taken.discard(slot)
 
     def fd(self, direction: Direction) -> int:
         return self.functions[direction].fd
 
     def name(self, direction: Direction) -> str:
         return FUNC[direction]
+
+    def shape_fd(self) -> int:
+        return self.shape_function.fd
 
     def set_rule(self, slot: int, rule: Rule) -> None:
         key = ct.c_int(slot)

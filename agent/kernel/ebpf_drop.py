@@ -10,9 +10,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agent.domain.errors import Exhausted, KernelError
+from agent.domain.errors import KernelError
 from agent.domain.spec import Counters, Direction, FaultKind, FaultSpec, Mechanism
-from agent.kernel.ebpf import MAX_FAULTS, Rule, TcDropProgram
+from agent.kernel.ebpf import Rule, TcDropProgram
 from agent.kernel.tc import FILTER_HANDLE, FILTER_PRIO, TcHooks
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,14 @@ class EbpfDropper:
         return spec.ebpf_cannot
 
     def apply(self, fault_id: str, spec: FaultSpec, ifindex: int) -> None:
-        slot = self._free_slot()
+        slot = self._prog.take_slot()
+        try:
+            self._apply(fault_id, spec, ifindex, slot)
+        except Exception:
+            self._prog.give_back(slot)
+            raise
+
+    def _apply(self, fault_id: str, spec: FaultSpec, ifindex: int, slot: int) -> None:
         sel = spec.selector
         rule = Rule(
             ifindex=ifindex,
@@ -92,13 +99,6 @@ class EbpfDropper:
                 self._detach(fault_id, ifx, d)
             raise
         self._faults[fault_id] = _Installed(slot, ifindex, rule.directions, seq)
-
-    def _free_slot(self) -> int:
-        used = {f.slot for f in self._faults.values()}
-        for slot in range(MAX_FAULTS):
-            if slot not in used:
-                return slot
-        raise Exhausted(f"all {MAX_FAULTS} eBPF fault slots are in use; heal a fault first")
 
     def _attach(self, fault_id: str, ifindex: int, ifname: str, d: Direction) -> None:
         hook = self._hooks.get((ifindex, d))
@@ -146,6 +146,7 @@ class EbpfDropper:
         inst = self._faults.pop(fault_id)
         self._prog.clear_rule(inst.slot)
         final = self._prog.counters(inst.slot)
+        self._prog.give_back(inst.slot)
         self._rec.release(inst.rule_seq)
         for d in reversed(inst.directions):
             self._detach(fault_id, inst.ifindex, d)

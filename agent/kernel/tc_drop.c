@@ -1,9 +1,10 @@
-// faultline tc classifier: drops packets that match an active fault rule.
+// faultline tc classifier: drops packets that match an active fault rule (fl_egress,
+// fl_ingress on clsact), or sends them to a fault's netem class (fl_shape, on the htb
+// root faultline puts on an interface for netem faults).
 //
-// One program per agent, attached to clsact egress/ingress of every faulted interface.
-// The rules live in maps that the agent writes; this code holds no policy of its own.
-// It returns TC_ACT_UNSPEC for anything it does not drop, so filters that others
-// attached to the same hook keep running as if faultline were not there.
+// One program per agent. The rules live in maps that the agent writes; this code holds
+// no policy of its own. It returns TC_ACT_UNSPEC for anything it does not act on, so
+// filters that others attached keep running, and htb sends the packet on unshaped.
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/pkt_cls.h>
 #include <uapi/linux/if_ether.h>
@@ -44,7 +45,8 @@ struct rule {
     u8 protocol;     // PROTO_ANY, PROTO_ICMP_ANY, IPPROTO_TCP, IPPROTO_UDP
     u8 n_cidrs;      // 0: any peer
     u8 n_ports;      // 0: any port
-    u8 pad[3];
+    u8 band;         // 0: a drop rule; else the minor of the htb class holding its netem
+    u8 pad[2];
     u16 ports[MAX_PORTS];  // host byte order; source or destination may match
     struct cidr cidrs[MAX_CIDRS];
 };
@@ -214,7 +216,7 @@ static __always_inline int classify(struct __sk_buff *skb, int dir)
             continue;
         int k = i;
         struct rule *r = rules.lookup(&k);
-        if (!r || !rule_matches(r, &p, skb->ifindex, dir))
+        if (!r || r->band || !rule_matches(r, &p, skb->ifindex, dir))
             continue;
         struct counters *c = counters.lookup(&k);
         if (c)
@@ -224,6 +226,34 @@ static __always_inline int classify(struct __sk_buff *skb, int dir)
                 c->dropped++;
             return TC_ACT_SHOT;
         }
+    }
+    return TC_ACT_UNSPEC;
+}
+
+// Classifier for faultline's htb root (direct action): a matching packet goes to its
+// fault's class, whose leaf is netem; anything else to htb's unshaped direct queue.
+int fl_shape(struct __sk_buff *skb)
+{
+    int zero = 0;
+    u64 *mask = active.lookup(&zero);
+    if (!mask || *mask == 0)
+        return TC_ACT_UNSPEC;
+    struct pkt p = {};
+    if (parse(skb, DIR_EGRESS, &p) < 0 || excluded_port(&p))
+        return TC_ACT_UNSPEC;
+    u64 bits = *mask;
+    for (int i = 0; i < MAX_FAULTS; i++) {
+        if (!(bits & (1ULL << i)))
+            continue;
+        int k = i;
+        struct rule *r = rules.lookup(&k);
+        if (!r || !r->band || !rule_matches(r, &p, skb->ifindex, DIR_EGRESS))
+            continue;
+        struct counters *c = counters.lookup(&k);
+        if (c)
+            c->matched++;
+        skb->tc_classid = r->band;   // cls_bpf adds the filter's major (htb's handle)
+        return TC_ACT_OK;
     }
     return TC_ACT_UNSPEC;
 }
