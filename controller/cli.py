@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from controller import format as fmt
@@ -18,6 +20,9 @@ examples:
   faultline caps   --agent trader
   faultline inject --agent 10.77.0.1:7070 disconnect --peer 10.77.0.2/32 --direction both --duration 10s
   faultline inject --agent trader loss --percent 20 --peer 10.77.0.3/32 --port 4002 --duration 1m
+  faultline inject --agent trader delay --delay 100ms --jitter 10ms --distribution normal --peer 10.77.0.2/32
+  faultline inject --agent trader loss --gemodel 5,30,90,1 --mechanism netem --peer 10.77.0.3/32
+  faultline inject --agent trader rate --rate 1mbit --peer 10.77.0.2/32 --port 4002
   faultline list   --agent trader
   faultline heal   --agent trader --all
   faultline lab down
@@ -25,6 +30,9 @@ examples:
 --agent takes HOST:PORT, or the name of a lab host. Every fault has a lease
 (--duration): the agent heals it by itself when it runs out, even if this
 controller is gone. Agent errors print as one line and exit 1.
+
+disconnect and loss use the eBPF classifier by default; delay, duplicate, corrupt,
+reorder and rate need netem (check `faultline caps`), which shapes egress only.
 """
 
 DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -37,6 +45,29 @@ def duration(text: str) -> float:
     if not m:
         raise argparse.ArgumentTypeError(f"{text!r}: a duration like 500ms, 10s, 2m or 1h")
     return float(m.group(1)) * UNITS[m.group(2)]
+
+
+RATE_RE = re.compile(r"^(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps)?$", re.IGNORECASE)
+RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9, "bps": 8, None: 1}
+
+
+def rate(text: str) -> int:
+    """'1mbit', '500kbit', '10gbit', '125000bps' (bytes/s) or plain bits/s -> bits/s."""
+    m = RATE_RE.match(text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r}: a rate like 500kbit, 1mbit, 10gbit or 125000bps (bytes/s)")
+    return round(float(m.group(1)) * RATE_UNITS[(m.group(2) or "").lower() or None])
+
+
+def gemodel(text: str) -> tuple[float, float, float, float]:
+    """'P,R[,1-H[,1-K]]' in percent, as tc writes gemodel; 1-H defaults to 100, 1-K to 0."""
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        parts = []
+    if not 2 <= len(parts) <= 4:
+        raise argparse.ArgumentTypeError(f"{text!r}: P,R[,1-H[,1-K]] in percent, e.g. 5,30,90,1")
+    return (*parts, *(100.0, 0.0)[len(parts) - 2:])  # type: ignore[return-value]
 
 
 def port(text: str) -> int:
@@ -72,12 +103,21 @@ def _selector_opts(p: argparse.ArgumentParser) -> None:
                    help="remote address(es) to fault, IPv4 or IPv6 (repeatable; default: all)")
     p.add_argument("--port", action="append", type=port, default=[], metavar="PORT",
                    help="source or destination port (repeatable; default: all)")
-    p.add_argument("--direction", choices=("egress", "ingress", "both"), default="both")
+    p.add_argument("--direction", choices=("egress", "ingress", "both"), default="",
+                   help="default: both for disconnect/loss, egress for the netem-only kinds")
     p.add_argument("--protocol", choices=("any", "tcp", "udp", "icmp"), default="any")
     p.add_argument("--duration", type=duration, default=30.0,
                    help="lease: the agent heals the fault after this long (default 30s)")
-    p.add_argument("--mechanism", choices=("auto", "ebpf", "netem"), default="auto")
+    p.add_argument("--mechanism", choices=("auto", "ebpf", "netem"), default="auto",
+                   help="auto: eBPF for disconnect/loss when it can, netem otherwise")
     p.add_argument("--label", default="", help="free text shown in listings")
+    p.add_argument("--queue-limit", type=int, default=0, metavar="PACKETS",
+                   help="netem queue limit (default: sized by the agent from rate x delay)")
+
+
+def _correlation(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--correlation", type=float, default=0.0, metavar="PERCENT",
+                   help="0-100: how much each random draw depends on the previous one (netem)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,8 +136,36 @@ def build_parser() -> argparse.ArgumentParser:
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     k = kinds.add_parser("disconnect", help="drop every matching packet")
     _selector_opts(k)
-    k = kinds.add_parser("loss", help="drop each matching packet with a probability")
-    k.add_argument("--percent", type=float, required=True, help="0 < percent <= 100")
+    k = kinds.add_parser("loss", help="drop each matching packet with a probability, or in bursts (netem)")
+    g = k.add_mutually_exclusive_group(required=True)
+    g.add_argument("--percent", type=float, help="0 < percent <= 100")
+    g.add_argument("--gemodel", type=gemodel, metavar="P,R[,1-H[,1-K]]",
+                   help="Gilbert-Elliott burst loss in percent, as tc: good->bad, bad->good, loss in bad, in good")
+    _correlation(k)
+    _selector_opts(k)
+    k = kinds.add_parser("delay", help="delay matching packets (netem)")
+    k.add_argument("--delay", type=duration, required=True, help="e.g. 100ms, 2s (at most 60s)")
+    k.add_argument("--jitter", type=duration, default=0.0, help="spread around --delay (default 0)")
+    k.add_argument("--distribution", choices=("uniform", "normal", "pareto", "paretonormal"), default="uniform",
+                   help="of the jitter: uniform in +-jitter (netem's default), normal with stdev = jitter, ...")
+    k.add_argument("--preserve-order", action="store_true",
+                   help="with jitter, keep packets in order (netem reorders them otherwise)")
+    _correlation(k)
+    _selector_opts(k)
+    for name, what in (("duplicate", "send matching packets twice"), ("corrupt", "flip a bit in matching packets")):
+        k = kinds.add_parser(name, help=f"{what}, with a probability (netem)")
+        k.add_argument("--percent", type=float, required=True, help="0 < percent <= 100")
+        _correlation(k)
+        _selector_opts(k)
+    k = kinds.add_parser("reorder", help="send some packets at once, ahead of the delayed rest (netem)")
+    k.add_argument("--percent", type=float, required=True, help="0 < percent <= 100 of packets sent early")
+    k.add_argument("--delay", type=duration, required=True, help="the delay the other packets get")
+    k.add_argument("--gap", type=int, default=0, help="reorder every GAP-th packet instead of at random")
+    _correlation(k)
+    _selector_opts(k)
+    k = kinds.add_parser("rate", help="limit matching traffic's bandwidth (netem)")
+    k.add_argument("--rate", type=rate, required=True, help="e.g. 500kbit, 1mbit, 10gbit")
+    k.add_argument("--overhead", type=int, default=0, help="bytes added to each packet when pacing (-128..128)")
     _selector_opts(k)
 
     p = sub.add_parser("heal", help="heal one fault, or all of them")
@@ -118,10 +186,28 @@ def build_parser() -> argparse.ArgumentParser:
     lsub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
     up = lsub.add_parser("up", help="create the hosts and start their agents (idempotent)")
     up.add_argument("--hosts", default="trader,gateway,broker", help="comma-separated names (default %(default)s)")
+    up.add_argument("--vm", action="store_true",
+                    help="in a VM with Debian's kernel (netem): boot, lab up, run --then, lab down, power off")
+    up.add_argument("--then", default="faultline lab status", metavar="COMMAND",
+                    help="with --vm: what to run once the lab is up (default: %(default)r)")
     lsub.add_parser("status", help="what the lab made, and whether each agent answers")
     lsub.add_parser("down", help="remove every namespace, link, agent and state dir the lab made (idempotent)")
 
     sub.add_parser("demo", help="lab up, stream TCP, 3 s disconnect, measure reconnection, lab down")
+
+    vm = sub.add_parser(
+        "vm", help="run a command inside a VM with Debian's kernel (netem, kprobes), e.g. the netem tests",
+        description="Boot /boot/vmlinuz-*-amd64 with virtme-ng (this filesystem as the VM's root), run COMMAND "
+                    "in this checkout with its venv, print its output, exit with its exit code. Files written "
+                    "under $FAULTLINE_VM_OUT inside the VM land in --out.",
+        epilog="example:  faultline vm -- faultline demo\n          faultline vm --out build/vm -- "
+               "python -m pytest tests/vm", formatter_class=argparse.RawDescriptionHelpFormatter)
+    vm.add_argument("--out", type=Path, default=Path("build/vm"), help="read-write results dir (default %(default)s)")
+    vm.add_argument("--kvm", action="store_true", help="use KVM (default TCG: KVM guests hang on Firecracker hosts)")
+    vm.add_argument("--memory", default="2G")
+    vm.add_argument("--cpus", type=int, default=2)
+    vm.add_argument("--timeout", type=duration, default=900.0, help="give up after this long (default 15m)")
+    vm.add_argument("vm_command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
     return ap
 
 
@@ -137,10 +223,16 @@ def _run_agent_command(args: argparse.Namespace) -> int:
             out(h, lambda h: f"{h.status}: agent {h.agent_version}, {h.active_faults} active fault(s), "
                              f"netns {h.netns or '-'}, clock {fmt.when(h.now)}")
         elif args.command == "inject":
+            a = vars(args)
             spec = fault_spec(
                 args.kind, args.interface, peers=args.peer, ports=args.port, direction=args.direction,
                 protocol=args.protocol, lease_s=args.duration, mechanism=args.mechanism, label=args.label,
-                loss_percent=getattr(args, "percent", None),
+                loss_percent=a.get("percent") if args.kind == "loss" else None,
+                percent=a.get("percent") or 0.0, correlation=a.get("correlation", 0.0),
+                gilbert_elliott=a.get("gemodel"), delay_ms=a.get("delay", 0.0) * 1000,
+                jitter_ms=a.get("jitter", 0.0) * 1000, distribution=a.get("distribution", "uniform"),
+                preserve_order=a.get("preserve_order", False), gap=a.get("gap", 0), rate_bps=a.get("rate", 0),
+                packet_overhead=a.get("overhead", 0), queue_limit=args.queue_limit,
             )
             r = c.apply(spec)
             out(r, lambda r: f"{r.fault_id} applied at {fmt.when(r.applied_at)} "
@@ -164,6 +256,10 @@ def _run_lab(args: argparse.Namespace) -> int:
     from controller.lab import Lab, agent_alive
 
     lab = Lab(progress=lambda m: print(m, file=sys.stderr))
+    if args.lab_command == "up" and args.vm:
+        inner = f"faultline lab up --hosts {shlex.quote(args.hosts)} && {args.then}; faultline lab down"
+        return _run_vm(argparse.Namespace(out=Path("build/vm"), kvm=False, memory="2G", cpus=2, timeout=900.0,
+                                          vm_command=["bash", "-c", inner]))
     if args.lab_command == "up":
         state = lab.up([h.strip() for h in args.hosts.split(",") if h.strip()])
         for h in state.hosts.values():
@@ -192,11 +288,30 @@ def _run_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_vm(args: argparse.Namespace) -> int:
+    from controller import vm
+
+    command = args.vm_command[1:] if args.vm_command[:1] == ["--"] else args.vm_command
+    if not command:
+        raise SystemExit("faultline vm: error: give the command to run after --")
+    try:
+        rc = vm.run(command, args.out.resolve(), vm.VmConfig(memory=args.memory, cpus=args.cpus, kvm=args.kvm,
+                                                             timeout_s=args.timeout),
+                    progress=lambda m: print(m, file=sys.stderr))
+    except vm.VmUnavailable as e:
+        print(f"faultline vm: error: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.write((args.out / "output.log").read_text(errors="replace"))
+    return rc
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "lab":
             return _run_lab(args)
+        if args.command == "vm":
+            return _run_vm(args)
         if args.command == "demo":
             from controller.demo import run_demo
 

@@ -35,8 +35,16 @@ ERRORS: dict[grpc.StatusCode, type[AgentError]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: AgentUnreachable,
 }
 
-KINDS = {"disconnect": pb.FAULT_KIND_DISCONNECT, "loss": pb.FAULT_KIND_LOSS}
-DIRECTIONS = {"egress": pb.DIRECTION_EGRESS, "ingress": pb.DIRECTION_INGRESS, "both": pb.DIRECTION_BOTH}
+KINDS = {
+    "disconnect": pb.FAULT_KIND_DISCONNECT, "loss": pb.FAULT_KIND_LOSS, "delay": pb.FAULT_KIND_DELAY,
+    "duplicate": pb.FAULT_KIND_DUPLICATE, "corrupt": pb.FAULT_KIND_CORRUPT, "reorder": pb.FAULT_KIND_REORDER,
+    "rate": pb.FAULT_KIND_RATE,
+}
+# "" leaves the direction to the agent: BOTH for disconnect/loss, EGRESS for the netem-only kinds.
+DIRECTIONS = {"": pb.DIRECTION_UNSPECIFIED, "egress": pb.DIRECTION_EGRESS, "ingress": pb.DIRECTION_INGRESS,
+              "both": pb.DIRECTION_BOTH}
+DISTRIBUTIONS = {"uniform": pb.DELAY_DISTRIBUTION_UNIFORM, "normal": pb.DELAY_DISTRIBUTION_NORMAL,
+                 "pareto": pb.DELAY_DISTRIBUTION_PARETO, "paretonormal": pb.DELAY_DISTRIBUTION_PARETONORMAL}
 PROTOCOLS = {"any": pb.PROTOCOL_ANY, "tcp": pb.PROTOCOL_TCP, "udp": pb.PROTOCOL_UDP, "icmp": pb.PROTOCOL_ICMP}
 MECHANISMS = {"auto": pb.MECHANISM_UNSPECIFIED, "ebpf": pb.MECHANISM_EBPF_TC, "netem": pb.MECHANISM_NETEM}
 
@@ -47,14 +55,29 @@ def fault_spec(
     *,
     peers: Sequence[str] = (),
     ports: Sequence[int] = (),
-    direction: str = "both",
+    direction: str = "",
     protocol: str = "any",
     lease_s: float = 30.0,
     loss_percent: float | None = None,
     mechanism: str = "auto",
     label: str = "",
+    percent: float = 0.0,
+    correlation: float = 0.0,
+    gilbert_elliott: tuple[float, float, float, float] | None = None,
+    delay_ms: float = 0.0,
+    jitter_ms: float = 0.0,
+    distribution: str = "uniform",
+    preserve_order: bool = False,
+    gap: int = 0,
+    rate_bps: int = 0,
+    packet_overhead: int = 0,
+    queue_limit: int = 0,
 ) -> pb.FaultSpec:
-    """Build a FaultSpec from plain values; the agent validates ranges."""
+    """Build a FaultSpec from plain values; the agent validates ranges.
+
+    `percent` is the probability for duplicate, corrupt and reorder (loss has `loss_percent`);
+    `delay_ms` is the delay of delay and reorder faults.
+    """
     spec = pb.FaultSpec(
         kind=KINDS[kind],
         selector=pb.Selector(
@@ -64,11 +87,29 @@ def fault_spec(
         lease_ms=round(lease_s * 1000),
         mechanism=MECHANISMS[mechanism],
         label=label,
+        queue_limit_packets=queue_limit,
     )
-    if kind == "loss":
-        spec.loss.percent = loss_percent if loss_percent is not None else 0.0
-    elif kind == "disconnect":
+    if kind == "disconnect":
         spec.disconnect.SetInParent()
+    elif kind == "loss":
+        spec.loss.percent = loss_percent or 0.0
+        spec.loss.correlation_percent = correlation
+        if gilbert_elliott is not None:
+            p, r, bad, good = gilbert_elliott
+            spec.loss.gilbert_elliott.CopyFrom(pb.GilbertElliott(
+                p_percent=p, r_percent=r, loss_in_bad_percent=bad, loss_in_good_percent=good))
+    elif kind == "delay":
+        spec.delay.CopyFrom(pb.DelayParams(delay_ms=delay_ms, jitter_ms=jitter_ms, correlation_percent=correlation,
+                                           distribution=DISTRIBUTIONS[distribution], preserve_order=preserve_order))
+    elif kind == "duplicate":
+        spec.duplicate.CopyFrom(pb.DuplicateParams(percent=percent, correlation_percent=correlation))
+    elif kind == "corrupt":
+        spec.corrupt.CopyFrom(pb.CorruptParams(percent=percent, correlation_percent=correlation))
+    elif kind == "reorder":
+        spec.reorder.CopyFrom(pb.ReorderParams(percent=percent, correlation_percent=correlation,
+                                               delay_ms=delay_ms, gap=gap))
+    elif kind == "rate":
+        spec.rate.CopyFrom(pb.RateParams(bits_per_second=rate_bps, packet_overhead_bytes=packet_overhead))
     return spec
 
 

@@ -60,6 +60,7 @@ class LabHost:
     state_dir: str
     log: str
     pid: int = 0
+    with_agent: bool = True
 
 
 @dataclass
@@ -97,7 +98,8 @@ class Lab:
         tmp.replace(self.record)
 
     # -- up --------------------------------------------------------------
-    def up(self, names: Sequence[str], timeout_s: float = 60.0) -> LabState:
+    def up(self, names: Sequence[str], timeout_s: float = 60.0, agents: Sequence[str] | None = None) -> LabState:
+        """Make the hosts; start an agent on each (or only on `agents`: each compiles its BPF programs)."""
         for n in names:
             if not NAME_RE.match(n):
                 raise ValueError(f"host name {n!r}: 1-10 lowercase letters/digits, starting with a letter")
@@ -116,13 +118,14 @@ class Lab:
                     name=name, netns=f"{self.config.prefix}-{name}", veth=f"{self.config.prefix}-{name}"[:15],
                     interface=HOST_IFNAME, ipv4=str(net4[i]), ipv6=str(net6[i]),
                     agent=f"{net4[i]}:{AGENT_PORT}", state_dir=str(run / "state"), log=str(run / "agent.log"),
+                    with_agent=agents is None or name in agents,
                 )
                 state.hosts[name] = host
                 self._save(state)  # recorded before it is made
                 self.progress(f"host {name}: namespace {host.netns}, {host.ipv4} / {host.ipv6}")
                 self._host(ipr, state, host)
         for host in state.hosts.values():
-            if not agent_alive(host):
+            if host.with_agent and not agent_alive(host):
                 self._start_agent(host)
                 self._save(state)
         self._wait_ready(state, timeout_s)
@@ -152,6 +155,10 @@ class Lab:
         n4 = ipaddress.ip_network(self.config.subnet4).prefixlen
         n6 = ipaddress.ip_network(self.config.subnet6).prefixlen
         # The hosts share one L2 segment with the bridge: no routes needed.
+        # One skb per wire packet, so a fault's counters and netem's per-packet draws mean
+        # packets (with TSO/GSO one "lost" skb is dozens of segments).
+        _no_offloads([host.veth])
+        _no_offloads(["ip", "netns", "exec", host.netns, host.interface])
         with IPRoute(netns=host.netns) as nsr:
             nsr.link("set", index=nsr.link_lookup(ifname="lo")[0], state="up")
             i = nsr.link_lookup(ifname=host.interface)[0]
@@ -178,6 +185,8 @@ class Lab:
     def _wait_ready(self, state: LabState, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         for host in state.hosts.values():
+            if not host.with_agent:
+                continue
             with AgentClient(host.agent) as c:
                 while True:
                     try:
@@ -237,6 +246,18 @@ class Lab:
     def exec_argv(self, host: str, argv: Sequence[str]) -> list[str]:
         """argv that runs `argv` inside the host's namespace."""
         return [sys.executable, "-m", "controller.nsexec", f"{self.config.prefix}-{host}", "--", *argv]
+
+
+def _no_offloads(where: list[str]) -> None:
+    """ethtool -K DEV tso off gso off gro off; `where` is [DEV] or an `ip netns exec NS DEV` prefix."""
+    *prefix, dev = where
+    cmd = [*prefix, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise RuntimeError("ethtool is missing (apt-get install ethtool, or scripts/setup.sh)") from None
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {(r.stderr or r.stdout).strip()}")
 
 
 def _delete_link(ipr: IPRoute, index: int) -> None:

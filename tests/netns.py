@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -43,7 +44,8 @@ def tc_state(ns: str, dev: str) -> dict[str, object]:
     """Qdiscs and filters of `dev` in `ns`, as the tc tool reports them (independent of the agent)."""
 
     def tc(*args: str) -> object:
-        r = subprocess.run(["ip", "netns", "exec", ns, "tc", "-j", *args], capture_output=True, text=True, check=True)
+        r = subprocess.run(["ip", "netns", "exec", ns, "tc", "-j", "-d", *args], capture_output=True, text=True,
+                           check=True)
         return json.loads(r.stdout or "[]")
 
     return {
@@ -55,3 +57,38 @@ def tc_state(ns: str, dev: str) -> dict[str, object]:
 
 def in_ns(ns: str, *argv: str) -> list[str]:
     return [sys.executable, "-m", "controller.nsexec", ns, "--", *argv]
+
+
+def udp_delivered(src_ns: str, dst_ns: str, dst_ip: str, port: int, n: int) -> set[int]:
+    """Send `n` numbered UDP datagrams from `src_ns` to dst_ip:port in `dst_ns`; the numbers that arrived.
+
+    Paced so that only a fault can drop: the receiver's queue never overflows.
+    """
+    family = socket.AF_INET6 if ":" in dst_ip else socket.AF_INET
+    rx = socket_in(dst_ns, family, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    rx.bind((dst_ip, port))
+    rx.settimeout(1.0)
+    tx = socket_in(src_ns, family, socket.SOCK_DGRAM)
+    seen: set[int] = set()
+
+    def drain() -> None:
+        while True:
+            try:
+                data = rx.recv(64)
+            except TimeoutError:
+                return
+            seen.add(int.from_bytes(data[:4], "big"))
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        for seq in range(n):
+            tx.sendto(seq.to_bytes(4, "big") + b"x" * 28, (dst_ip, port))
+            if seq % 50 == 49:
+                time.sleep(0.002)
+        reader.join()
+    finally:
+        tx.close()
+        rx.close()
+    return seen

@@ -1,0 +1,99 @@
+"""A VM with a distribution kernel (netem, kprobes, matching headers) for what this host's kernel lacks.
+
+virtme-ng boots Debian's linux-image-amd64 with this machine's filesystem as the VM's
+root (read-only, overlays for /etc, /tmp...), so the checkout and its venv are already
+there. One directory is shared read-write to bring results out. KVM is used only when
+asked for (on the Firecracker hosts /dev/kvm exists but a KVM guest hangs at boot):
+TCG boots in ~30 s and compiles a bcc program in ~30 s, so batch work per boot.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RC_FILE = "rc"
+
+
+class VmUnavailable(RuntimeError):
+    """The VM cannot be started here; the message says what is missing and how to get it."""
+
+
+@dataclass(frozen=True)
+class VmConfig:
+    kernel: str = ""        # default: the newest /boot/vmlinuz-*-amd64
+    memory: str = "2G"
+    cpus: int = 2
+    kvm: bool = False
+    timeout_s: float = 900.0
+
+
+def find_kernel() -> str:
+    kernels = sorted(glob.glob("/boot/vmlinuz-*-amd64"))
+    if not kernels:
+        raise VmUnavailable("no /boot/vmlinuz-*-amd64: apt-get install linux-image-amd64 (scripts/setup.sh does)")
+    return kernels[-1]
+
+
+def vng_path() -> str:
+    found = shutil.which("vng", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    if not found:
+        raise VmUnavailable("virtme-ng is not installed: pip install virtme-ng (scripts/setup.sh does)")
+    if shutil.which("qemu-system-x86_64") is None:
+        raise VmUnavailable("qemu-system-x86_64 is missing: apt-get install qemu-system-x86 (scripts/setup.sh does)")
+    return found
+
+
+def inner_script(command: Sequence[str], out: Path) -> str:
+    """What runs inside the guest: the kernel modules the lab needs, tracefs, then `command`."""
+    venv_bin = Path(sys.executable).parent
+    return "; ".join([
+        "for m in sch_netem sch_htb cls_bpf sch_ingress ifb veth bridge; do modprobe -q $m; done",
+        "mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing",
+        f"cd {shlex.quote(str(REPO))}",
+        f"export PATH={shlex.quote(str(venv_bin))}:$PATH FAULTLINE_VM_OUT={shlex.quote(str(out))}",
+        f"{shlex.join(command)} > {shlex.quote(str(out / 'output.log'))} 2>&1",
+        f"echo $? > {shlex.quote(str(out / RC_FILE))}",
+    ])
+
+
+def run(command: Sequence[str], out: Path, config: VmConfig = VmConfig(),
+        progress: Callable[[str], None] = lambda _: None) -> int:
+    """Boot, run `command` in the checkout inside the guest, power off. Returns its exit code.
+
+    Its output is in out/output.log; anything it writes under $FAULTLINE_VM_OUT comes out too.
+    """
+    vng = vng_path()
+    kernel = config.kernel or find_kernel()
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / RC_FILE, out / "output.log"):
+        stale.unlink(missing_ok=True)
+    argv = [vng, "--run", kernel, "--memory", config.memory, "--cpus", str(config.cpus),
+            "--rwdir", str(out), "--exec", inner_script(command, out)]
+    if not config.kvm:
+        argv.insert(1, "--disable-kvm")
+    env = dict(os.environ, PATH=f"{Path(vng).parent}:{os.environ.get('PATH', '')}")
+    progress(f"booting {Path(kernel).name} ({'KVM' if config.kvm else 'TCG, ~30 s'}), running: {shlex.join(command)}")
+    started = time.monotonic()
+    console = out / "console.log"
+    with console.open("wb") as log:
+        try:
+            subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                           env=env, timeout=config.timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise VmUnavailable(f"the VM did not finish within {config.timeout_s:.0f}s; see {console}") from None
+    rc_file = out / RC_FILE
+    if not rc_file.exists():
+        raise VmUnavailable(f"the VM exited without running the command (no {rc_file}); see {console}")
+    rc = int(rc_file.read_text().strip() or "1")
+    progress(f"VM done in {time.monotonic() - started:.0f}s, exit {rc}; output in {out / 'output.log'}")
+    return rc
