@@ -1,0 +1,83 @@
+"""The netem lab: runs only where the kernel has netem (the VM stage, `make test-vm`).
+
+Four hosts, one agent (trader's): faults go on trader's interface, towards one peer at a
+time, and the other peers show what was not targeted. Each agent compiles its BPF
+programs (~30 s under TCG), so the lab is made once per session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from controller.client import AgentClient
+from controller.lab import Lab, LabConfig
+from tests.lab.conftest import _why_not
+from tests.netns import tc_state
+
+VM_LAB = LabConfig(prefix="flv", subnet4="10.80.0.0/24", subnet6="fd80::/64", run_dir=Path("/run/faultline-vm"))
+RESULTS = "netem-accuracy.json"
+
+
+def _no_netem() -> str | None:
+    from agent.kernel.capabilities import probe_tc
+
+    why = probe_tc(None).get("netem")
+    return f"{why}: the netem tests run inside the VM stage (make test-vm)" if why else None
+
+
+@pytest.fixture(scope="session")
+def accuracy():
+    """Requested vs measured, per fault, written where the VM stage brings results out."""
+    rows: list[dict[str, object]] = []
+    yield rows
+    out = Path(os.environ.get("FAULTLINE_VM_OUT", "build/vm-local"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RESULTS).write_text(json.dumps({"kernel": os.uname().release, "rows": rows}, indent=2))
+
+
+@pytest.fixture(scope="session")
+def vlab():
+    why = _why_not() or _no_netem()
+    if why:
+        pytest.skip(why)
+    lab = Lab(VM_LAB)
+    lab.down()
+    lab.state = lab.up(["trader", "gateway", "broker", "third"], timeout_s=240, agents=["trader"])
+    yield lab
+    report = lab.down()
+    assert not any("killed" in line for line in report), report
+
+
+@pytest.fixture
+def trader(vlab):
+    h = vlab.state.hosts["trader"]
+    before = tc_state(h.netns, h.interface)
+    with AgentClient(h.agent, timeout_s=30) as c:
+        yield c
+        c.heal_all()
+    assert tc_state(h.netns, h.interface) == before, "trader: tc state changed"
+    journal = Path(h.state_dir) / "journal.jsonl"
+    assert not journal.exists() or journal.stat().st_size == 0, "trader: journal not empty"
+
+
+RTT_RE = re.compile(r"time=([\d.]+) ms")
+
+
+def ping_ms(lab: Lab, src: str, dst_ip: str, count: int, interval_s: float = 0.02) -> list[float]:
+    """Round-trip times of `count` pings from host `src` (its namespace) to dst_ip, in ms."""
+    ns = lab.state.hosts[src].netns
+    r = subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-c", str(count), "-i", str(interval_s),
+                        "-W", "8", dst_ip], capture_output=True, text=True, check=False)
+    return [float(x) for x in RTT_RE.findall(r.stdout)]
+
+
+def median(xs: list[float]) -> float:
+    assert xs, "no ping came back"
+    return statistics.median(xs)

@@ -1,0 +1,201 @@
+"""netem faults, scoped to one peer, measured across lab hosts on a kernel that has netem."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.client import AgentClient, InvalidRequest, fault_spec
+from tests.netns import tc_state, udp_delivered
+from tests.stats import binomial_interval
+from tests.vm.conftest import median, ping_ms
+
+
+def _ip(vlab, name: str) -> str:
+    return vlab.state.hosts[name].ipv4
+
+
+def _tree(vlab) -> list:
+    h = vlab.state.hosts["trader"]
+    return tc_state(h.netns, h.interface)["qdisc"]
+
+
+@pytest.mark.parametrize("delay_ms, pings", [(100, 40), (500, 20), (2000, 5)])
+def test_delay_reaches_only_the_targeted_peer(vlab, trader, accuracy, delay_ms, pings):
+    gw, broker = _ip(vlab, "gateway"), _ip(vlab, "broker")
+    base_gw, base_br = median(ping_ms(vlab, "trader", gw, 40)), median(ping_ms(vlab, "trader", broker, 40))
+    r = trader.apply(fault_spec("delay", "lab0", peers=[gw + "/32"], delay_ms=delay_ms, lease_s=120))
+    assert r.mechanism == 2  # MECHANISM_NETEM
+    assert any(q["kind"] == "netem" for q in _tree(vlab)), "no netem qdisc in the kernel"
+    interval = 0.02 if delay_ms < 1000 else 0.3
+    gw_ms = median(ping_ms(vlab, "trader", gw, pings, interval))
+    br_ms = median(ping_ms(vlab, "trader", broker, 40))
+    trader.heal(r.fault_id)
+    rise = gw_ms - base_gw
+    accuracy.append({"fault": f"delay {delay_ms} ms", "requested_ms": delay_ms, "measured_rise_ms": round(rise, 2),
+                     "untargeted_change_ms": round(br_ms - base_br, 2), "samples": pings})
+    assert abs(rise - delay_ms) <= 5, f"gateway RTT rose {rise:.1f} ms for {delay_ms} ms asked"
+    assert abs(br_ms - base_br) <= 1, f"broker (untargeted) RTT moved {br_ms - base_br:.2f} ms"
+
+
+@pytest.mark.parametrize("distribution, expected_sd", [("uniform", 10 / 3**0.5), ("normal", 10.0)])
+def test_jitter_has_the_spread_asked_for(vlab, trader, accuracy, distribution, expected_sd):
+    gw = _ip(vlab, "gateway")
+    r = trader.apply(fault_spec("delay", "lab0", peers=[gw + "/32"], delay_ms=100, jitter_ms=10,
+                                distribution=distribution, lease_s=120))
+    rtts = ping_ms(vlab, "trader", gw, 300, 0.01)
+    trader.heal(r.fault_id)
+    sd = statistics.stdev(rtts)
+    accuracy.append({"fault": f"delay 100 ms jitter 10 ms {distribution}", "expected_stdev_ms": round(expected_sd, 2),
+                     "measured_stdev_ms": round(sd, 2), "measured_mean_ms": round(statistics.mean(rtts), 2),
+                     "samples": len(rtts)})
+    assert len(rtts) >= 290
+    assert abs(sd - expected_sd) <= 0.3 * expected_sd, f"stdev {sd:.2f} ms, expected {expected_sd:.2f} +-30%"
+
+
+def test_netem_loss_is_binomial_and_counted(vlab, trader, accuracy):
+    h, n, port = vlab.state.hosts, 5000, 5300
+    r = trader.apply(fault_spec("loss", "lab0", peers=[_ip(vlab, "gateway") + "/32"], ports=[port],
+                                protocol="udp", direction="egress", loss_percent=20, mechanism="netem", lease_s=120))
+    assert r.mechanism == 2
+    seen = udp_delivered(h["trader"].netns, h["gateway"].netns, h["gateway"].ipv4, port, n)
+    [f] = [f for f in trader.list() if f.fault_id == r.fault_id]
+    lo, hi = binomial_interval(n, 0.8)
+    accuracy.append({"fault": "loss 20 % (netem)", "requested_percent": 20,
+                     "measured_percent": round(100 * (n - len(seen)) / n, 2), "packets": n,
+                     "interval_99_delivered": [lo, hi]})
+    assert lo <= len(seen) <= hi, f"delivered {len(seen)} of {n}, 99% interval [{lo}, {hi}]"
+    assert f.counters.matched == n
+    assert f.counters.dropped == n - len(seen)
+
+
+def test_gilbert_elliott_burst_loss(vlab, trader, accuracy):
+    h, n, port = vlab.state.hosts, 10_000, 5301
+    ge = (5.0, 30.0, 90.0, 1.0)
+    r = trader.apply(fault_spec("loss", "lab0", peers=[_ip(vlab, "gateway") + "/32"], ports=[port],
+                                protocol="udp", direction="egress", gilbert_elliott=ge, lease_s=120))
+    shown = subprocess.run(["ip", "netns", "exec", h["trader"].netns, "tc", "-d", "qdisc", "show", "dev", "lab0"],
+                           capture_output=True, text=True, check=True).stdout
+    seen = udp_delivered(h["trader"].netns, h["gateway"].netns, h["gateway"].ipv4, port, n)
+    trader.heal(r.fault_id)
+    bad = ge[0] / (ge[0] + ge[1])
+    expected = 100 * (bad * ge[2] / 100 + (1 - bad) * ge[3] / 100)
+    measured = 100 * (n - len(seen)) / n
+    accuracy.append({"fault": "loss gemodel p 5 r 30 1-h 90 1-k 1", "expected_percent": round(expected, 2),
+                     "measured_percent": round(measured, 2), "packets": n})
+    # tc reads our encoding back as the same model it would have set itself.
+    assert "gemodel p 5% r 30% 1-h 90% 1-k 1%" in shown, shown
+    # Bursts make it far noisier than binomial: +-2.5 points is ~3 sd for this model at 10k packets.
+    assert abs(measured - expected) <= 2.5, f"lost {measured:.2f} %, expected {expected:.2f} %"
+
+
+def test_three_faults_at_once_then_the_tree_as_before(vlab, trader, accuracy):
+    h = vlab.state.hosts
+    gw, broker, third = _ip(vlab, "gateway"), _ip(vlab, "broker"), _ip(vlab, "third")
+    before = _tree(vlab)
+    base_gw = median(ping_ms(vlab, "trader", gw, 30))
+    delay = trader.apply(fault_spec("delay", "lab0", peers=[gw + "/32"], delay_ms=100, lease_s=120))
+    loss = trader.apply(fault_spec("loss", "lab0", peers=[broker + "/32"], loss_percent=30, mechanism="netem",
+                                   direction="egress", lease_s=120))
+    cut = trader.apply(fault_spec("disconnect", "lab0", peers=[third + "/32"], mechanism="netem",
+                                  direction="egress", lease_s=120))
+    assert sum(q["kind"] == "netem" for q in _tree(vlab)) == 3
+    gw_ms = median(ping_ms(vlab, "trader", gw, 30))
+    seen = udp_delivered(h["trader"].netns, h["broker"].netns, broker, 5302, 2000)
+    third_replies = ping_ms(vlab, "trader", third, 10, 0.05)
+    for f in (delay, loss, cut):
+        trader.heal(f.fault_id)
+    lo, hi = binomial_interval(2000, 0.7)
+    accuracy.append({"fault": "combined: delay 100 ms / loss 30 % / disconnect",
+                     "delay_rise_ms": round(gw_ms - base_gw, 2),
+                     "loss_percent": round(100 * (2000 - len(seen)) / 2000, 2),
+                     "disconnect_replies": len(third_replies)})
+    assert abs(gw_ms - base_gw - 100) <= 5
+    assert lo <= len(seen) <= hi, f"broker got {len(seen)} of 2000, 99% interval [{lo}, {hi}]"
+    assert third_replies == []
+    assert _tree(vlab) == before
+    assert ping_ms(vlab, "trader", third, 3, 0.05), "third unreachable after heal"
+
+
+def test_healing_one_fault_leaves_the_others_and_untargeted_traffic_alone(vlab, trader):
+    gw, third, broker = _ip(vlab, "gateway"), _ip(vlab, "third"), _ip(vlab, "broker")
+    pinger = subprocess.Popen(["ip", "netns", "exec", vlab.state.hosts["trader"].netns, "ping", "-n", "-i", "0.01",
+                               "-W", "2", broker], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        a = trader.apply(fault_spec("delay", "lab0", peers=[gw + "/32"], delay_ms=50, jitter_ms=5, lease_s=120))
+        b = trader.apply(fault_spec("loss", "lab0", peers=[third + "/32"], loss_percent=50, mechanism="netem",
+                                    direction="egress", lease_s=120))
+        kept = [q for q in _tree(vlab) if q["kind"] == "netem" and "loss" not in q.get("options", {})]
+        trader.heal(b.fault_id)
+        after = [q for q in _tree(vlab) if q["kind"] == "netem"]
+        assert after == kept, "the remaining fault's netem changed when another was healed"
+        assert abs(median(ping_ms(vlab, "trader", gw, 20)) - 50) <= 6
+        trader.heal(a.fault_id)
+        time.sleep(0.5)
+    finally:
+        pinger.send_signal(signal.SIGINT)
+        out = pinger.communicate(timeout=10)[0]
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    assert m, out
+    sent, received = int(m.group(1)), int(m.group(2))
+    assert sent > 50 and received == sent, f"untargeted pings: {received} of {sent} came back"
+
+
+def test_a_root_qdisc_that_was_there_comes_back_exactly(vlab, trader):
+    h = vlab.state.hosts["trader"]
+    tbf = ["ip", "netns", "exec", h.netns, "tc", "qdisc", "add", "dev", "lab0", "root", "handle", "5:", "tbf",
+           "rate", "200mbit", "burst", "64k", "latency", "20ms"]
+    subprocess.run(tbf, check=True)
+    try:
+        before = _tree(vlab)
+        r = trader.apply(fault_spec("delay", "lab0", peers=[_ip(vlab, "gateway") + "/32"], delay_ms=20, lease_s=60))
+        assert [q["kind"] for q in _tree(vlab) if q.get("root")] == ["htb"]
+        trader.heal(r.fault_id)
+        assert _tree(vlab) == before
+    finally:
+        subprocess.run(["ip", "netns", "exec", h.netns, "tc", "qdisc", "del", "dev", "lab0", "root"], check=True)
+
+
+@pytest.mark.parametrize("kw, field", [
+    ({"kind": "delay", "delay_ms": -5}, "spec.delay.delay_ms"),
+    ({"kind": "delay", "delay_ms": 0, "jitter_ms": 10}, "spec.delay.delay_ms"),
+    ({"kind": "reorder", "percent": 25}, "spec.reorder.delay_ms"),
+    ({"kind": "rate", "rate_bps": 0}, "spec.rate.bits_per_second"),
+    ({"kind": "delay", "delay_ms": 100, "jitter_ms": 10, "correlation": 101}, "spec.delay.correlation_percent"),
+])
+def test_bad_netem_parameters_change_nothing(vlab, trader, kw, field):
+    before = _tree(vlab)
+    kind = kw.pop("kind")
+    with pytest.raises(InvalidRequest, match=field.replace(".", r"\.")):
+        trader.apply(fault_spec(kind, "lab0", peers=[_ip(vlab, "gateway") + "/32"], lease_s=60, **kw))
+    assert _tree(vlab) == before
+
+
+def test_kill_9_then_restart_puts_the_root_back(vlab):
+    """The agent dies with a netem fault on a tbf root; the restarted agent reverts its journal."""
+    h = vlab.state.hosts["trader"]
+    subprocess.run(["ip", "netns", "exec", h.netns, "tc", "qdisc", "add", "dev", "lab0", "root", "handle", "7:",
+                    "tbf", "rate", "100mbit", "burst", "32k", "latency", "30ms"], check=True)
+    try:
+        before = _tree(vlab)
+        with AgentClient(h.agent, timeout_s=30) as c:
+            c.apply(fault_spec("delay", "lab0", peers=[_ip(vlab, "gateway") + "/32"], delay_ms=300, lease_s=600))
+        os.kill(h.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{h.pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The kernel keeps delaying without the agent: the fault outlives the process.
+        assert median(ping_ms(vlab, "trader", _ip(vlab, "gateway"), 5, 0.1)) > 290
+        vlab.restart_agent("trader")
+        vlab.state = vlab.load()
+        assert _tree(vlab) == before
+    finally:
+        subprocess.run(["ip", "netns", "exec", h.netns, "tc", "qdisc", "del", "dev", "lab0", "root"], check=True)
