@@ -300,7 +300,7 @@ def _run_vm(args: argparse.Namespace) -> int:
                     progress=lambda m: print(m, file=sys.stderr))
     except vm.VmUnavailable as e:
         print(f"faultline vm: error: {e}", file=sys.stderr)
-        return 2
+        return vm.EX_UNAVAILABLE
     sys.stdout.write((args.out / "output.log").read_text(errors="replace"))
     return rc
 

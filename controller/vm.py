@@ -22,6 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RC_FILE = "rc"
+EX_UNAVAILABLE = 75  # exit code of `faultline vm` when no VM can start (EX_TEMPFAIL)
 
 
 class VmUnavailable(RuntimeError):
@@ -38,10 +39,15 @@ class VmConfig:
 
 
 def find_kernel() -> str:
+    """The newest Debian kernel whose headers are installed too (bcc compiles against them)."""
     kernels = sorted(glob.glob("/boot/vmlinuz-*-amd64"))
     if not kernels:
         raise VmUnavailable("no /boot/vmlinuz-*-amd64: apt-get install linux-image-amd64 (scripts/setup.sh does)")
-    return kernels[-1]
+    with_headers = [k for k in kernels if Path(f"/lib/modules/{k.split('vmlinuz-', 1)[1]}/build/include").exists()]
+    if not with_headers:
+        raise VmUnavailable(f"no headers for {', '.join(kernels)}: apt-get install linux-headers-amd64 "
+                            "matching linux-image-amd64 (scripts/setup.sh does)")
+    return with_headers[-1]
 
 
 def vng_path() -> str:

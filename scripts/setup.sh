@@ -9,7 +9,10 @@ STAMP="$VENV/.faultline-setup"
 need_root() { [ "$(id -u)" = 0 ] || { echo "setup: must run as root (bcc, tc and netns need it)" >&2; exit 1; }; }
 need_root
 
-pkgs=(python3-bpfcc bpfcc-tools iproute2 iputils-ping python3-venv linux-headers-amd64 ethtool)
+# The last three are the VM stage's: Debian's kernel (it has netem, which some hosts' kernels
+# lack) booted by virtme-ng under qemu. Installing the image does not change what this host boots.
+pkgs=(python3-bpfcc bpfcc-tools iproute2 iputils-ping python3-venv linux-headers-amd64 ethtool
+      qemu-system-x86 linux-image-amd64 busybox-static)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
