@@ -28,9 +28,7 @@ def enum_name(enum: object, value: int, prefix: str) -> str:
 
 def describe(spec: pb.FaultSpec) -> str:
     s = spec.selector
-    kind = enum_name(pb.FaultKind, spec.kind, "FAULT_KIND_")
-    if spec.HasField("loss"):
-        kind += f" {spec.loss.percent:g}%"
+    kind = enum_name(pb.FaultKind, spec.kind, "FAULT_KIND_") + _params(spec)
     parts = [kind, f"on {s.interface}", enum_name(pb.Direction, s.direction, "DIRECTION_")]
     if s.peer_cidrs:
         parts.append("peers " + ",".join(s.peer_cidrs))
@@ -41,14 +39,40 @@ def describe(spec: pb.FaultSpec) -> str:
     return " ".join(parts)
 
 
+def _params(spec: pb.FaultSpec) -> str:
+    """The kind's parameters as tc would say them: ' 100ms ±10ms normal', ' 20%', ' 1000000bit'."""
+    which = spec.WhichOneof("params")
+    if which == "loss":
+        ge = spec.loss.gilbert_elliott
+        if spec.loss.HasField("gilbert_elliott"):
+            return (f" gemodel p {ge.p_percent:g}% r {ge.r_percent:g}% 1-h {ge.loss_in_bad_percent:g}%"
+                    f" 1-k {ge.loss_in_good_percent:g}%")
+        return f" {spec.loss.percent:g}%" + (f" corr {spec.loss.correlation_percent:g}%"
+                                             if spec.loss.correlation_percent else "")
+    if which == "delay":
+        d = spec.delay
+        text = f" {d.delay_ms:g}ms"
+        if d.jitter_ms:
+            text += f" ±{d.jitter_ms:g}ms {enum_name(pb.DelayDistribution, d.distribution, 'DELAY_DISTRIBUTION_')}"
+        return text
+    if which in ("duplicate", "corrupt"):
+        return f" {getattr(spec, which).percent:g}%"
+    if which == "reorder":
+        return f" {spec.reorder.percent:g}% (others {spec.reorder.delay_ms:g}ms)"
+    if which == "rate":
+        return f" {spec.rate.bits_per_second}bit/s"
+    return ""
+
+
 def fault_table(faults: list[pb.Fault]) -> str:
     if not faults:
         return "no faults"
-    rows = [("ID", "STATE", "FAULT", "APPLIED", "EXPIRES/HEALED", "MATCHED", "DROPPED")]
+    rows = [("ID", "STATE", "FAULT", "MECH", "APPLIED", "EXPIRES/HEALED", "MATCHED", "DROPPED", "SHAPED")]
     for f in faults:
         end = f.healed_at if f.HasField("healed_at") and f.healed_at.realtime_ns else f.lease_expires_at
         rows.append((f.fault_id, enum_name(pb.FaultState, f.state, "FAULT_STATE_"), describe(f.spec),
-                     when(f.applied_at), when(end), str(f.counters.matched), str(f.counters.dropped)))
+                     enum_name(pb.Mechanism, f.mechanism, "MECHANISM_"), when(f.applied_at), when(end),
+                     str(f.counters.matched), str(f.counters.dropped), str(f.counters.shaped)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
