@@ -4,15 +4,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_SRC := proto/faultline/v1/agent.proto
 
-.PHONY: setup demo test test-vm lint proto clean-lab
+.PHONY: setup setup-vm demo test test-vm lint proto clean-lab
 
 setup:
 	./scripts/setup.sh
 
+# Also what the VM stage boots: qemu and Debian's kernel image.
+setup-vm:
+	./scripts/setup.sh --with-vm
+
 demo: setup
 	$(VENV)/bin/faultline demo
 
-test: setup
+test: setup-vm
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory test-vm
@@ -20,7 +24,7 @@ test: setup
 # The netem tests, inside one boot of a VM with Debian's kernel (this host's may lack netem).
 # Results come out in build/vm (netem-accuracy.json, output.log, console.log). If the VM
 # cannot start, this fails under CI and skips with the reason elsewhere.
-test-vm: setup
+test-vm: setup-vm
 	@rc=0; $(VENV)/bin/faultline vm --out build/vm -- python -m pytest -q -p no:cacheprovider -rs tests/vm || rc=$$?; \
 	if [ $$rc -eq 75 ] && [ -z "$$CI" ]; then echo "test-vm: SKIPPED, the VM cannot start here (reason above)"; exit 0; fi; \
 	exit $$rc

@@ -92,6 +92,8 @@ class AgentRuntime:
             unavailable[Mechanism.NETEM] = f"netem faults are scoped by the eBPF classifier: {program_error}"
         else:
             mechanisms.append(NetemShaper(self.program, self.tc, self.journal, config.netns))
+        self.features.append(capabilities.Feature(
+            "netem_ingress", False, "not offered: netem faults shape egress only (no IFB redirect yet)"))
         self.engine = FaultEngine(
             mechanisms, unavailable, self.tc.link_index, self.tc.route_interface,
             Limits(max_lease_ms=config.max_lease_ms), config.allowed_interfaces,

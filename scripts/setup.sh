@@ -9,10 +9,13 @@ STAMP="$VENV/.faultline-setup"
 need_root() { [ "$(id -u)" = 0 ] || { echo "setup: must run as root (bcc, tc and netns need it)" >&2; exit 1; }; }
 need_root
 
-# The last three are the VM stage's: Debian's kernel (it has netem, which some hosts' kernels
-# lack) booted by virtme-ng under qemu. Installing the image does not change what this host boots.
-pkgs=(python3-bpfcc bpfcc-tools iproute2 iputils-ping python3-venv linux-headers-amd64 ethtool
-      qemu-system-x86 linux-image-amd64 busybox-static)
+pkgs=(python3-bpfcc bpfcc-tools iproute2 iputils-ping python3-venv linux-headers-amd64 ethtool)
+# --with-vm (make test): the VM stage's Debian kernel (it has netem, which some hosts' kernels
+# lack), booted by virtme-ng under qemu. Installing the image does not change what this host
+# boots; an agent-only host does not need any of it.
+if [ "${1:-}" = "--with-vm" ]; then
+  pkgs+=(qemu-system-x86 linux-image-amd64 busybox-static)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,6 +25,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The VM's kernel needs its own headers (bcc compiles inside the VM against them).
+if [ "${1:-}" = "--with-vm" ]; then
+  vmkernel=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n1)
+  vmver=${vmkernel#/boot/vmlinuz-}
+  if [ -n "$vmver" ] && [ ! -e "/lib/modules/$vmver/build/include" ]; then
+    echo "setup: installing linux-headers-$vmver for the VM's kernel"
+    apt-get install -y -qq --no-install-recommends "linux-headers-$vmver" >/dev/null
+  fi
 fi
 
 # bcc compiles against /lib/modules/$(uname -r)/build. Use the running kernel's own headers
