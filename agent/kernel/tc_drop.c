@@ -201,7 +201,9 @@ static __always_inline int rule_matches(struct rule *r, struct pkt *p, u32 ifind
     return 1;
 }
 
-static __always_inline int classify(struct __sk_buff *skb, int dir)
+// One walk over the active rules, for either sort: drop rules (band 0) on the clsact
+// hooks, shaping rules (band set) on faultline's htb root. The first match decides.
+static __always_inline int classify(struct __sk_buff *skb, int dir, int shaping)
 {
     int zero = 0;
     u64 *mask = active.lookup(&zero);
@@ -216,11 +218,15 @@ static __always_inline int classify(struct __sk_buff *skb, int dir)
             continue;
         int k = i;
         struct rule *r = rules.lookup(&k);
-        if (!r || r->band || !rule_matches(r, &p, skb->ifindex, dir))
+        if (!r || (r->band != 0) != shaping || !rule_matches(r, &p, skb->ifindex, dir))
             continue;
         struct counters *c = counters.lookup(&k);
         if (c)
             c->matched++;   // per-CPU: no atomics needed
+        if (shaping) {
+            skb->tc_classid = r->band;   // cls_bpf adds the filter's major (htb's handle)
+            return TC_ACT_OK;
+        }
         if (r->always || bpf_get_prandom_u32() < r->threshold) {
             if (c)
                 c->dropped++;
@@ -230,40 +236,19 @@ static __always_inline int classify(struct __sk_buff *skb, int dir)
     return TC_ACT_UNSPEC;
 }
 
-// Classifier for faultline's htb root (direct action): a matching packet goes to its
-// fault's class, whose leaf is netem; anything else to htb's unshaped direct queue.
+// On faultline's htb root (direct action): a matching packet goes to its fault's class,
+// whose leaf is netem; anything else to htb's unshaped direct queue.
 int fl_shape(struct __sk_buff *skb)
 {
-    int zero = 0;
-    u64 *mask = active.lookup(&zero);
-    if (!mask || *mask == 0)
-        return TC_ACT_UNSPEC;
-    struct pkt p = {};
-    if (parse(skb, DIR_EGRESS, &p) < 0 || excluded_port(&p))
-        return TC_ACT_UNSPEC;
-    u64 bits = *mask;
-    for (int i = 0; i < MAX_FAULTS; i++) {
-        if (!(bits & (1ULL << i)))
-            continue;
-        int k = i;
-        struct rule *r = rules.lookup(&k);
-        if (!r || !r->band || !rule_matches(r, &p, skb->ifindex, DIR_EGRESS))
-            continue;
-        struct counters *c = counters.lookup(&k);
-        if (c)
-            c->matched++;
-        skb->tc_classid = r->band;   // cls_bpf adds the filter's major (htb's handle)
-        return TC_ACT_OK;
-    }
-    return TC_ACT_UNSPEC;
+    return classify(skb, DIR_EGRESS, 1);
 }
 
 int fl_egress(struct __sk_buff *skb)
 {
-    return classify(skb, DIR_EGRESS);
+    return classify(skb, DIR_EGRESS, 0);
 }
 
 int fl_ingress(struct __sk_buff *skb)
 {
-    return classify(skb, DIR_INGRESS);
+    return classify(skb, DIR_INGRESS, 0);
 }
