@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -92,3 +93,16 @@ def udp_delivered(src_ns: str, dst_ns: str, dst_ip: str, port: int, n: int) -> s
         tx.close()
         rx.close()
     return seen
+
+
+def why_no_lab() -> str | None:
+    """Why lab tests cannot run here (None: they can)."""
+    if os.geteuid() != 0:
+        return "needs root: network namespaces, tc and BPF"
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return "needs bcc (python3-bpfcc): run scripts/setup.sh"
+    if shutil.which("tc") is None:
+        return "needs iproute2's tc to observe kernel state independently of the agent"
+    return None

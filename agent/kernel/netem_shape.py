@@ -114,8 +114,13 @@ class NetemShaper:
                 {"op": "clear_rule", "slot": slot},
             )
             sel = spec.selector
-            self._prog.set_rule(slot, Rule(ifindex=ifindex, directions=(Direction.EGRESS,), drop_probability=0.0,
-                                           peers=sel.peers, ports=sel.ports, protocol=sel.protocol, band=band))
+            try:
+                self._prog.set_rule(slot, Rule(ifindex=ifindex, directions=(Direction.EGRESS,), drop_probability=0.0,
+                                               peers=sel.peers, ports=sel.ports, protocol=sel.protocol, band=band))
+            except Exception:
+                self._prog.clear_rule(slot)
+                self._rec.release(rule_seq)
+                raise
         except Exception:
             if "band" in made:
                 self._drop_band(ifindex, band, band_seq)

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from controller.client import AgentClient
 from controller.lab import Lab, LabConfig
-from tests.netns import tc_state
+from tests.netns import tc_state, why_no_lab
 
 TEST_LAB = LabConfig(prefix="flt", subnet4="10.78.0.0/24", subnet6="fd78::/64",
                      run_dir=Path("/run/faultline-test"))
 
 
-def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root: network namespaces, tc and BPF"
-    try:
-        import bcc  # noqa: F401
-    except ImportError:
-        return "needs bcc (python3-bpfcc): run scripts/setup.sh"
-    if shutil.which("tc") is None:
-        return "needs iproute2's tc to observe kernel state independently of the agent"
-    return None
-
-
 @pytest.fixture(scope="session")
 def lab():
-    why = _why_not()
+    why = why_no_lab()
     if why:
         pytest.skip(why)
     lab = Lab(TEST_LAB)

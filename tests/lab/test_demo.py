@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute, netns
 
-from tests.lab.conftest import _why_not
+from tests.netns import why_no_lab
 
 
 def kernel_names() -> tuple[set[str], set[str]]:
@@ -18,7 +18,7 @@ def kernel_names() -> tuple[set[str], set[str]]:
         return set(netns.listnetns()), {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
 
 
-@pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
+@pytest.mark.skipif(why_no_lab() is not None, reason=str(why_no_lab()))
 def test_demo_runs_under_a_minute_and_leaves_nothing():
     before = kernel_names()
     r = subprocess.run([str(Path(sys.executable).parent / "faultline"), "demo"],

@@ -8,7 +8,7 @@ import pytest
 from pyroute2 import IPRoute, netns
 
 from controller.lab import Lab, LabConfig
-from tests.lab.conftest import _why_not
+from tests.netns import why_no_lab
 
 CFG = LabConfig(prefix="fli", subnet4="10.79.0.0/24", subnet6="fd79::/64", run_dir=Path("/run/faultline-test"))
 
@@ -19,7 +19,7 @@ def names() -> tuple[set[str], set[str]]:
     return set(netns.listnetns()), links
 
 
-@pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
+@pytest.mark.skipif(why_no_lab() is not None, reason=str(why_no_lab()))
 def test_up_twice_down_twice_leaves_exactly_what_was_there():
     ns0, links0 = names()
     lab = Lab(CFG)

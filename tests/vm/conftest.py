@@ -18,8 +18,7 @@ import pytest
 
 from controller.client import AgentClient
 from controller.lab import Lab, LabConfig
-from tests.lab.conftest import _why_not
-from tests.netns import tc_state
+from tests.netns import tc_state, why_no_lab
 
 VM_LAB = LabConfig(prefix="flv", subnet4="10.80.0.0/24", subnet6="fd80::/64", run_dir=Path("/run/faultline-vm"))
 RESULTS = "netem-accuracy.json"
@@ -44,7 +43,7 @@ def accuracy():
 
 @pytest.fixture(scope="session")
 def vlab():
-    why = _why_not() or _no_netem()
+    why = why_no_lab() or _no_netem()
     if why and os.environ.get("FAULTLINE_VM_OUT"):
         pytest.fail(f"inside the VM stage, yet: {why}")  # a VM stage that skips everything proves nothing
     if why:
