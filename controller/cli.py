@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     lsub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
     up = lsub.add_parser("up", help="create the hosts and start their agents (idempotent)")
     up.add_argument("--hosts", default="trader,gateway,broker", help="comma-separated names (default %(default)s)")
+    up.add_argument("--ready-timeout", type=float, default=60.0, metavar="S",
+                    help="how long each agent may take to compile its BPF programs and serve (default %(default)s; "
+                         "--vm uses 300: TCG is slow)")
     up.add_argument("--vm", action="store_true",
                     help="in a VM with Debian's kernel (netem): boot, lab up, run --then, lab down, power off")
     up.add_argument("--then", default="faultline lab status", metavar="COMMAND",
@@ -257,11 +260,12 @@ def _run_lab(args: argparse.Namespace) -> int:
 
     lab = Lab(progress=lambda m: print(m, file=sys.stderr))
     if args.lab_command == "up" and args.vm:
-        inner = f"faultline lab up --hosts {shlex.quote(args.hosts)} && {args.then}; faultline lab down"
+        inner = (f"faultline lab up --ready-timeout 300 --hosts {shlex.quote(args.hosts)} && {args.then}; "
+                 "faultline lab down")
         return _run_vm(argparse.Namespace(out=Path("build/vm"), kvm=False, memory="2G", cpus=2, timeout=900.0,
                                           vm_command=["bash", "-c", inner]))
     if args.lab_command == "up":
-        state = lab.up([h.strip() for h in args.hosts.split(",") if h.strip()])
+        state = lab.up([h.strip() for h in args.hosts.split(",") if h.strip()], timeout_s=args.ready_timeout)
         for h in state.hosts.values():
             print(f"{h.name:10} {h.ipv4:15} {h.ipv6:12} agent {h.agent}  netns {h.netns}  if {h.interface}")
     elif args.lab_command == "status":

@@ -38,6 +38,8 @@ class LabConfig:
     subnet4: str = "10.77.0.0/24"
     subnet6: str = "fd77::/64"
     run_dir: Path = Path("/run/faultline-lab")
+    # An agent compiles its BPF programs before serving: ~1 s here, 30-90 s under TCG emulation.
+    ready_timeout_s: float = 60.0
 
     @property
     def bridge(self) -> str:
@@ -98,7 +100,7 @@ class Lab:
         tmp.replace(self.record)
 
     # -- up --------------------------------------------------------------
-    def up(self, names: Sequence[str], timeout_s: float = 60.0, agents: Sequence[str] | None = None) -> LabState:
+    def up(self, names: Sequence[str], timeout_s: float | None = None, agents: Sequence[str] | None = None) -> LabState:
         """Make the hosts; start an agent on each (or only on `agents`: each compiles its BPF programs)."""
         for n in names:
             if not NAME_RE.match(n):
@@ -128,7 +130,7 @@ class Lab:
             if host.with_agent and not agent_alive(host):
                 self._start_agent(host)
                 self._save(state)
-        self._wait_ready(state, timeout_s)
+        self._wait_ready(state, timeout_s or self.config.ready_timeout_s)
         return state
 
     def _bridge(self, ipr: IPRoute, state: LabState) -> None:
@@ -209,7 +211,7 @@ class Lab:
         host = state.hosts[name]
         self._start_agent(host)
         self._save(state)
-        self._wait_ready(LabState(state.prefix, state.bridge, hosts={name: host}), 60.0)
+        self._wait_ready(LabState(state.prefix, state.bridge, hosts={name: host}), self.config.ready_timeout_s)
         return host
 
     # -- down ------------------------------------------------------------

@@ -20,7 +20,8 @@ from controller.client import AgentClient
 from controller.lab import Lab, LabConfig
 from tests.netns import tc_state, why_no_lab
 
-VM_LAB = LabConfig(prefix="flv", subnet4="10.80.0.0/24", subnet6="fd80::/64", run_dir=Path("/run/faultline-vm"))
+VM_LAB = LabConfig(prefix="flv", subnet4="10.80.0.0/24", subnet6="fd80::/64", run_dir=Path("/run/faultline-vm"),
+                   ready_timeout_s=300)
 RESULTS = "netem-accuracy.json"
 
 
@@ -50,7 +51,7 @@ def vlab():
         pytest.skip(why)
     lab = Lab(VM_LAB)
     lab.down()
-    lab.state = lab.up(["trader", "gateway", "broker", "third"], timeout_s=240, agents=["trader"])
+    lab.state = lab.up(["trader", "gateway", "broker", "third"], agents=["trader"])
     yield lab
     report = lab.down()
     assert not any("killed" in line for line in report), report
