@@ -5,18 +5,21 @@ from __future__ import annotations
 import logging
 import platform
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
 from agent.domain.engine import FaultEngine
 from agent.domain.errors import FailedPrecondition, KernelError
 from agent.domain.journal import Journal
-from agent.domain.spec import Direction, Fault, Mechanism
+from agent.domain.spec import Counters, Direction, Fault, Mechanism
 from agent.domain.validation import Limits
+from agent.domain.watch import WatchHub
 from agent.kernel import capabilities, ebpf_drop, netem_shape
 from agent.kernel.ebpf import TcDropProgram
 from agent.kernel.ebpf_drop import EbpfDropper
 from agent.kernel.netem_shape import NetemShaper
 from agent.kernel.tc import TcHooks
+from agent.kernel.tcp_watch import TcpWatchProgram
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +101,45 @@ class AgentRuntime:
             mechanisms, unavailable, self.tc.link_index, self.tc.route_interface,
             Limits(max_lease_ms=config.max_lease_ms), config.allowed_interfaces,
         )
+        self.observer: TcpWatchProgram | None = None
+        observer_error = ""
+        try:
+            self.observer = TcpWatchProgram()
+        except FailedPrecondition as e:
+            observer_error = str(e)
+            log.warning("no TCP observation: %s", e)
+        status = ({s.tracepoint: (s.available, s.reason) for s in self.observer.status.values()}
+                  if self.observer else None)
+        self.features += capabilities.observation_features(status, observer_error)
+        self.hub = WatchHub(self.observer, observer_error, lambda: local_addresses(config.netns != ""),
+                            self._fault_counters)
+
+    def _fault_counters(self) -> list[tuple[str, Counters]]:
+        return [(f.fault_id, f.counters) for f in self.engine.list(False)]
 
     def close(self) -> list[Fault]:
         """Heal every fault (as SHUTDOWN), then release the program and the socket."""
+        self.hub.close()
+        if self.observer is not None:
+            self.observer.close()
         healed = self.engine.close()
         if self.program is not None:
             self.program.close()
         self.tc.close()
         return healed
+
+
+def local_addresses(in_lab_namespace: bool) -> list[IPv4Address | IPv6Address]:
+    """This host's addresses: the observer reports only connections bound to one of them.
+
+    In a lab namespace loopback is left out: every namespace has its own 127.0.0.1, so an
+    address that is everyone's cannot say whose a connection is.
+    """
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        addrs = [ip_address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()]
+    return [a for a in addrs if not (in_lab_namespace and a.is_loopback)]
 
 
 def cleanup(state_dir: Path) -> tuple[list[str], bool]:

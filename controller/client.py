@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 
 import grpc
@@ -46,6 +48,9 @@ DIRECTIONS = {"": pb.DIRECTION_UNSPECIFIED, "egress": pb.DIRECTION_EGRESS, "ingr
 DISTRIBUTIONS = {"uniform": pb.DELAY_DISTRIBUTION_UNIFORM, "normal": pb.DELAY_DISTRIBUTION_NORMAL,
                  "pareto": pb.DELAY_DISTRIBUTION_PARETO, "paretonormal": pb.DELAY_DISTRIBUTION_PARETONORMAL}
 PROTOCOLS = {"any": pb.PROTOCOL_ANY, "tcp": pb.PROTOCOL_TCP, "udp": pb.PROTOCOL_UDP, "icmp": pb.PROTOCOL_ICMP}
+EVENT_KINDS = {"state": pb.EVENT_KIND_STATE, "retransmit": pb.EVENT_KIND_RETRANSMIT,
+               "reset-sent": pb.EVENT_KIND_RESET_SENT, "reset-received": pb.EVENT_KIND_RESET_RECEIVED,
+               "rtt": pb.EVENT_KIND_RTT}
 MECHANISMS = {"auto": pb.MECHANISM_UNSPECIFIED, "ebpf": pb.MECHANISM_EBPF_TC, "netem": pb.MECHANISM_NETEM}
 
 
@@ -113,6 +118,102 @@ def fault_spec(
     return spec
 
 
+def watch_filter(kinds: Sequence[str] = (), ports: Sequence[int] = (), peers: Sequence[str] = (),
+                 rtt_interval_ms: int | None = None, fault_counters: bool = True) -> pb.WatchFilter:
+    f = pb.WatchFilter(kinds=[EVENT_KINDS[k] for k in kinds], ports=list(ports), peer_cidrs=list(peers),
+                       no_fault_counters=not fault_counters)
+    if rtt_interval_ms is not None:
+        f.rtt_interval_ms = rtt_interval_ms
+    return f
+
+
+def _error(address: str, e: grpc.RpcError) -> AgentError:
+    code = e.code()  # type: ignore[attr-defined]
+    return ERRORS.get(code, AgentError)(address, code, e.details() or "")  # type: ignore[attr-defined]
+
+
+class Watch:
+    """An open WatchEvents stream. Made by AgentClient.watch once the probes are attached
+    (its `watching` is the stream's first item); iterate for the rest; cancel() ends it."""
+
+    def __init__(self, address: str, call: grpc.Call) -> None:
+        self.address, self._call = address, call
+        self._cancelled = False
+        try:
+            first = next(call)  # type: ignore[call-overload]
+        except grpc.RpcError as e:
+            raise _error(address, e) from None
+        self.watching: pb.Watching = first.watching
+
+    def __iter__(self) -> Iterator[pb.WatchEvent]:
+        try:
+            yield from self._call  # type: ignore[misc]
+        except grpc.RpcError as e:
+            if self._cancelled and e.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+                return
+            raise _error(self.address, e) from None
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._call.cancel()
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.cancel()
+
+
+class WatchRecorder:
+    """Reads a Watch on a thread of its own, keeping every item, so a test or a scenario can
+    go on and look at what arrived (wait_for)."""
+
+    def __init__(self, watch: Watch) -> None:
+        self.watch = watch
+        self.items: list[pb.WatchEvent] = []
+        self.error: AgentError | None = None
+        self._cond = threading.Condition()
+        self._done = False
+        self._thread = threading.Thread(target=self._read, name="watch-recorder", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for item in self.watch:
+                with self._cond:
+                    self.items.append(item)
+                    self._cond.notify_all()
+        except AgentError as e:
+            self.error = e
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[pb.WatchEvent], bool], timeout_s: float,
+                 after: int = 0) -> pb.WatchEvent | None:
+        """The first item (from index `after`) that satisfies predicate, waiting up to timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for item in self.items[after:]:
+                    if predicate(item):
+                        return item
+                left = deadline - time.monotonic()
+                if left <= 0 or self._done:
+                    return None
+                self._cond.wait(left)
+
+    def tcp(self) -> list[pb.WatchEvent]:
+        with self._cond:
+            return [i for i in self.items if i.HasField("tcp")]
+
+    def stop(self) -> list[pb.WatchEvent]:
+        self.watch.cancel()
+        self._thread.join(timeout=5)
+        return self.items
+
+
 class AgentClient:
     def __init__(self, address: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.address = address
@@ -133,8 +234,7 @@ class AgentClient:
         try:
             return getattr(self._stub, method)(request, timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as e:
-            code = e.code()  # type: ignore[attr-defined]
-            raise ERRORS.get(code, AgentError)(self.address, code, e.details() or "") from None  # type: ignore[attr-defined]
+            raise _error(self.address, e) from None
 
     def capabilities(self) -> pb.Capabilities:
         return self._call("GetCapabilities", pb.GetCapabilitiesRequest())  # type: ignore[return-value]
@@ -158,3 +258,18 @@ class AgentClient:
 
     def health(self, timeout_s: float | None = None) -> pb.HealthResponse:
         return self._call("Health", pb.HealthRequest(), timeout_s)  # type: ignore[return-value]
+
+    def watch(self, filt: pb.WatchFilter | None = None, ready_timeout_s: float | None = None) -> Watch:
+        """Open a watch stream; returns once the agent's probes are attached. No deadline on
+        the stream itself: it lasts until cancelled."""
+        call = self._stub.WatchEvents(pb.WatchEventsRequest(filter=filt or pb.WatchFilter()))
+        timer = threading.Timer(ready_timeout_s or self.timeout_s, call.cancel)
+        timer.start()
+        try:
+            return Watch(self.address, call)
+        finally:
+            timer.cancel()
+
+    def summarize(self, filt: pb.WatchFilter | None = None, since_realtime_ns: int = 0) -> pb.SummarizeFlowsResponse:
+        req = pb.SummarizeFlowsRequest(filter=filt or pb.WatchFilter(), since_realtime_ns=since_realtime_ns)
+        return self._call("SummarizeFlows", req)  # type: ignore[return-value]

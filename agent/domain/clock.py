@@ -23,3 +23,27 @@ def now() -> Stamp:
 
 def monotonic_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+@dataclass(frozen=True)
+class Offset:
+    """realtime - monotonic, for stamping kernel (monotonic) times with realtime."""
+
+    ns: int
+    uncertainty_ns: int  # half the narrowest realtime read pair that bracketed a monotonic read
+
+    def stamp(self, monotonic: int) -> Stamp:
+        return Stamp(monotonic + self.ns, monotonic)
+
+
+def measure_offset(samples: int = 16) -> Offset:
+    # Realtime read on both sides of a monotonic read; the narrowest bracket wins (like
+    # NTP's lowest-RTT sample). Re-measured often: NTP slews realtime, not monotonic.
+    best = (0, 1 << 62)
+    for _ in range(samples):
+        r1 = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        m = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        r2 = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        if r2 - r1 < best[1]:
+            best = ((r1 + r2) // 2 - m, r2 - r1)
+    return Offset(best[0], (best[1] + 1) // 2)

@@ -15,14 +15,9 @@ from pathlib import Path
 
 CLONE_NEWNET = 0x40000000
 TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
-TRACEPOINTS = (
-    "sock/inet_sock_set_state",
-    "tcp/tcp_retransmit_skb",
-    "tcp/tcp_probe",
-    "tcp/tcp_send_reset",
-    "tcp/tcp_receive_reset",
-    "skb/kfree_skb",
-)
+# Not used by faultline (drops are counted by its own classifier), but the first probe a
+# user would reach for: Capabilities says whether bcc can compile it here.
+KFREE_SKB_PROBE = "TRACEPOINT_PROBE(skb, kfree_skb) { return args->reason == 0; }"
 
 
 @dataclass(frozen=True)
@@ -101,6 +96,72 @@ def _tracefs() -> Path | None:
     return None
 
 
+def _child_compile(text: str, w: int) -> None:
+    """In a forked child: compile `text` with bcc, write None or the first error line to w."""
+    code = 1
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        err_r, err_w = os.pipe()
+        os.dup2(err_w, 2)  # clang writes its errors to stderr: keep them for the reason
+        os.close(err_w)
+        result: str | None = None
+        try:
+            from bcc import BPF
+
+            BPF(text=text).cleanup()
+        except Exception as e:
+            os.dup2(devnull, 2)
+            os.set_blocking(err_r, False)
+            try:
+                lines = os.read(err_r, 65536).decode(errors="replace").splitlines()
+            except BlockingIOError:
+                lines = []
+            first = next((ln.strip() for ln in lines if "error:" in ln), str(e))
+            result = first.split("error:", 1)[-1].strip()
+        os.write(w, json.dumps({"error": result}).encode())
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def compiles(text: str) -> str | None:
+    """None if bcc compiles and loads `text` on this kernel, else why not. Runs in a child."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        _child_compile(text, w)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return json.loads(data)["error"] if data else "the compile check died"
+
+
+def kfree_skb_feature() -> Feature:
+    name = "tracepoint:skb:kfree_skb"
+    tfs = _tracefs()
+    if tfs is None or not (tfs / "events/skb/kfree_skb").is_dir():
+        return Feature(name, False, "absent (or tracefs not mounted)")
+    why = compiles(KFREE_SKB_PROBE)
+    if why is None:
+        return Feature(name, True, "compiles and loads (not used by faultline)")
+    return Feature(name, False, f"present, but its struct does not compile with these headers: {why}")
+
+
+def observation_features(status: dict[str, tuple[bool, str]] | None, why_none: str) -> list[Feature]:
+    """One feature per TCP probe (tracepoint name -> (verified, reason)), then kfree_skb and kprobes."""
+    feats = []
+    if status is None:
+        feats.append(Feature("tcp_observation", False, why_none))
+    else:
+        feats += [Feature(f"tracepoint:{tp}", ok, why) for tp, (ok, why) in status.items()]
+    feats.append(kfree_skb_feature())
+    kp = Path("/sys/bus/event_source/devices/kprobe").exists()
+    feats.append(Feature("kprobes", kp, "kprobe PMU present" if kp else "CONFIG_KPROBES is off in this kernel"))
+    return feats
+
+
 def headers_feature() -> Feature:
     build = Path("/lib/modules") / platform.release() / "build"
     if not (build / "include").is_dir():
@@ -123,16 +184,6 @@ def probe(bpf_fd: int | None, program_error: str | None) -> list[Feature]:
     for name, qualifier in (("clsact", "qdisc"), ("cls_bpf", "classifier"), ("netem", "qdisc"), ("htb", "qdisc")):
         why = tc.get(name)
         feats.append(Feature(name, why is None, f"{qualifier} {name} accepted" if why is None else why))
-    tfs = _tracefs()
-    for tp in TRACEPOINTS:
-        name = "tracepoint:" + tp.replace("/", ":")
-        if tfs is None:
-            feats.append(Feature(name, False, "tracefs not mounted (mount -t tracefs tracefs /sys/kernel/tracing)"))
-        else:
-            ok = (tfs / "events" / tp).is_dir()
-            feats.append(Feature(name, ok, f"{tfs}/events/{tp}" + ("" if ok else " absent")))
-    kp = Path("/sys/bus/event_source/devices/kprobe").exists()
-    feats.append(Feature("kprobes", kp, "kprobe PMU present" if kp else "CONFIG_KPROBES is off in this kernel"))
     btf = Path("/sys/kernel/btf/vmlinux").exists()
     feats.append(Feature("btf", btf, "/sys/kernel/btf/vmlinux" + ("" if btf else " absent")))
     return feats

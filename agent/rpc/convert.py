@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from faultline.v1 import agent_pb2 as pb
 
+from agent.domain import events
 from agent.domain.clock import Stamp
+from agent.domain.errors import InvalidArgument
+from agent.domain.events import EventKind, Flow, Lost, StreamItem, TcpEvent, WatchFilter, Watching
+from agent.domain.flows import FlowSummary
 from agent.domain.spec import Direction, Distribution, Fault, FaultKind, FaultState, Mechanism, Netem, Protocol
 from agent.domain.validation import RawSpec
 
@@ -146,3 +150,56 @@ def _params(kind: FaultKind, loss_percent: float, n: Netem | None, spec: pb.Faul
                                                delay_ms=n.delay_ns / 1e6, gap=n.reorder_gap))
     elif kind is FaultKind.RATE:
         spec.rate.CopyFrom(pb.RateParams(bits_per_second=n.rate_bps, packet_overhead_bytes=n.packet_overhead))
+
+
+# -- observation -------------------------------------------------------------
+EVENT_KIND = {
+    pb.EVENT_KIND_STATE: EventKind.STATE, pb.EVENT_KIND_RETRANSMIT: EventKind.RETRANSMIT,
+    pb.EVENT_KIND_RESET_SENT: EventKind.RESET_SENT, pb.EVENT_KIND_RESET_RECEIVED: EventKind.RESET_RECEIVED,
+    pb.EVENT_KIND_RTT: EventKind.RTT,
+}
+EVENT_KIND_PB = _reverse(EVENT_KIND)
+DEFAULT_RTT_INTERVAL_MS = 100
+
+
+def watch_filter(f: pb.WatchFilter) -> WatchFilter:
+    kinds = []
+    for i, k in enumerate(f.kinds):
+        if k not in EVENT_KIND:
+            raise InvalidArgument(f"filter.kinds[{i}]", f"one of {sorted(pb.EventKind.Name(x) for x in EVENT_KIND)}",
+                                  k)
+        kinds.append(EVENT_KIND[k])
+    rtt = f.rtt_interval_ms if f.HasField("rtt_interval_ms") else DEFAULT_RTT_INTERVAL_MS
+    return events.watch_filter(kinds, list(f.ports), list(f.peer_cidrs), rtt, not f.no_fault_counters)
+
+
+def _flow(flow: Flow) -> pb.Flow:
+    return pb.Flow(local_addr=flow.local_addr, local_port=flow.local_port,
+                   remote_addr=flow.remote_addr, remote_port=flow.remote_port)
+
+
+def stream_item(item: StreamItem) -> pb.WatchEvent:
+    if isinstance(item, TcpEvent):
+        return pb.WatchEvent(at=stamp(item.at), tcp=pb.TcpEvent(
+            kind=EVENT_KIND_PB[item.kind], flow=_flow(item.flow), socket=item.sock, old_state=item.old_state,
+            new_state=item.new_state, pid=item.pid, comm=item.comm, srtt_us=item.srtt_us, snd_cwnd=item.snd_cwnd))
+    if isinstance(item, Watching):
+        return pb.WatchEvent(at=stamp(item.at), watching=pb.Watching(
+            transport=item.transport, probes=item.probes, local_addrs=item.local_addrs,
+            offset_uncertainty_ns=item.offset_uncertainty_ns))
+    if isinstance(item, Lost):
+        return pb.WatchEvent(at=stamp(item.at), lost=pb.LostEvents(where=item.where, count=item.count,
+                                                                    total=item.total))
+    c = item.counters
+    return pb.WatchEvent(at=stamp(item.at), fault_counters=pb.FaultCountersUpdate(
+        fault_id=item.fault_id, counters=pb.Counters(matched=c.matched, dropped=c.dropped, shaped=c.shaped)))
+
+
+def flow_summary(s: FlowSummary) -> pb.FlowSummary:
+    return pb.FlowSummary(
+        flow=_flow(s.flow), first_seen=stamp(s.first_seen), last_seen=stamp(s.last_seen), state=s.state,
+        transitions=[pb.StateChange(at=stamp(at), old_state=o, new_state=n) for at, o, n in s.transitions],
+        retransmits=s.retransmits, first_retransmit=stamp(s.first_retransmit),
+        last_retransmit=stamp(s.last_retransmit), resets_sent=s.resets_sent, resets_received=s.resets_received,
+        rtt_samples=s.rtt_samples, rtt_p50_us=s.rtt_p50_us, rtt_p90_us=s.rtt_p90_us, rtt_p99_us=s.rtt_p99_us,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -38,6 +38,8 @@ STATUS = {
 }
 # A kernel change is not started with less time than this left on the caller's deadline.
 MIN_TIME_FOR_CHANGE_S = 0.05
+# A watch stream wakes this often when idle, to notice its client has gone.
+WATCH_WAKE_S = 0.2
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,6 +49,23 @@ def translated(fn: F) -> F:
     def wrapper(self: AgentServicer, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return fn(self, request, context)
+        except FaultlineError as e:
+            code = STATUS.get(type(e), grpc.StatusCode.INTERNAL)
+            log.info("%s refused: %s: %s", fn.__name__, code.name, e)
+            context.abort(code, str(e))
+        except Exception as e:
+            log.exception("%s failed", fn.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"agent bug: {type(e).__name__}: {e}")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def translated_stream(fn: F) -> F:
+    """translated, for server-streaming methods: errors surface while the generator runs."""
+    @functools.wraps(fn)
+    def wrapper(self: AgentServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            yield from fn(self, request, context)
         except FaultlineError as e:
             code = STATUS.get(type(e), grpc.StatusCode.INTERNAL)
             log.info("%s refused: %s: %s", fn.__name__, code.name, e)
@@ -68,6 +87,7 @@ class AgentServicer(pb_grpc.AgentServicer):
     def __init__(self, runtime: AgentRuntime) -> None:
         self.rt = runtime
         self.engine = runtime.engine
+        self.hub = runtime.hub
         self.started_at = time.time_ns()
 
     @translated
@@ -130,3 +150,26 @@ class AgentServicer(pb_grpc.AgentServicer):
             started_at_realtime_ns=self.started_at,
             netns=self.rt.config.netns,
         )
+
+    @translated_stream
+    def WatchEvents(self, request: pb.WatchEventsRequest, context: grpc.ServicerContext) -> Iterator[pb.WatchEvent]:
+        w = self.hub.open(convert.watch_filter(request.filter))
+        context.add_callback(w.cancel)  # the client went away: stop waiting for events
+        try:
+            while context.is_active():
+                item = w.next(timeout_s=WATCH_WAKE_S)
+                if item is not None:
+                    yield convert.stream_item(item)
+                elif w.closed.is_set():
+                    break
+        finally:
+            self.hub.close_watcher(w)
+
+    @translated
+    def SummarizeFlows(self, request: pb.SummarizeFlowsRequest,
+                       context: grpc.ServicerContext) -> pb.SummarizeFlowsResponse:
+        f = convert.watch_filter(request.filter)
+        flows = self.hub.summary(f, request.since_realtime_ns)
+        matched, lost = self.hub.totals()
+        return pb.SummarizeFlowsResponse(flows=[convert.flow_summary(s) for s in flows],
+                                         watchers=self.hub.watching(), events_matched=matched, events_lost=lost)

@@ -1,6 +1,8 @@
 """A real in-process gRPC server on an ephemeral port, the engine behind it on a fake mechanism."""
 
+import time
 from concurrent import futures
+from ipaddress import ip_address
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,21 +11,39 @@ import pytest
 from faultline.v1 import agent_pb2 as pb
 from faultline.v1 import agent_pb2_grpc as pb_grpc
 
+from agent.domain.clock import now
 from agent.domain.engine import FaultEngine
+from agent.domain.events import EventKind, Flow, TcpEvent
 from agent.domain.spec import Mechanism
+from agent.domain.watch import WatchHub
 from agent.kernel.capabilities import Feature
 from agent.rpc.servicer import AgentServicer
 from agent.runtime import AgentConfig
-from controller.client import AgentClient, InvalidRequest, UnknownFault, Unsupported, fault_spec
-from tests.fakes import LINKS, FakeMechanism
+from controller.client import (
+    AgentClient,
+    InvalidRequest,
+    UnknownFault,
+    Unsupported,
+    WatchRecorder,
+    fault_spec,
+    watch_filter,
+)
+from tests.fakes import LINKS, FakeMechanism, FakeProbe
 
 
 @pytest.fixture
-def client():
+def probe():
+    return FakeProbe()
+
+
+@pytest.fixture
+def client(probe):
     engine = FaultEngine([FakeMechanism()], {Mechanism.NETEM: "this kernel has no netem"}, LINKS.get)
+    hub = WatchHub(probe, "", lambda: [ip_address("10.77.0.1")],
+                   lambda: [(f.fault_id, f.counters) for f in engine.list()])
     runtime = SimpleNamespace(
         engine=engine, kernel_release="test", config=AgentConfig(listen="127.0.0.1:7070", state_dir=Path("/x")),
-        features=[Feature("netem", False, "this kernel has no netem")],
+        features=[Feature("netem", False, "this kernel has no netem")], hub=hub,
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime), server)
@@ -32,6 +52,7 @@ def client():
     with AgentClient(f"127.0.0.1:{port}") as c:
         yield c
     server.stop(0)
+    hub.close()
     engine.close()
 
 
@@ -90,3 +111,51 @@ def test_capabilities_report_reasons(client):
     assert list(kinds[pb.FAULT_KIND_LOSS].mechanisms) == [pb.MECHANISM_EBPF_TC]
     assert "no netem" in kinds[pb.FAULT_KIND_DELAY].reason
     assert list(caps.excluded_ports) == [7070, 22]
+
+
+def _state(port: int, new: int, sock: int = 0xABC) -> TcpEvent:
+    return TcpEvent(EventKind.STATE, now(), Flow("10.77.0.1", 40000, "10.77.0.2", port), sock, 2, new)
+
+
+def test_watch_streams_ready_then_events_and_detaches_when_cancelled(client, probe):
+    w = client.watch(watch_filter(kinds=["state"], ports=[4002]))
+    assert w.watching.transport == "fake buffer" and list(w.watching.probes) == ["STATE"]
+    assert list(w.watching.local_addrs) == ["10.77.0.1"] and probe.attached() == {EventKind.STATE}
+    rec = WatchRecorder(w)
+    probe.push(_state(4002, 1), _state(5000, 1))  # the second is outside the filter
+    first = rec.wait_for(lambda i: i.HasField("tcp"), 5)
+    assert first.tcp.new_state == pb.TCP_STATE_ESTABLISHED and first.tcp.flow.remote_port == 4002
+    assert first.at.realtime_ns > 1.6e18 and first.tcp.kind == pb.EVENT_KIND_STATE
+    rec.stop()
+    deadline = time.monotonic() + 5
+    while probe.attached() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert probe.attached() == frozenset() and probe.filters == {}
+    assert [i.tcp.flow.remote_port for i in rec.tcp()] == [4002]
+    assert client.health().status == "SERVING"  # the agent serves on
+
+
+def test_watch_refuses_bad_filters_naming_the_field(client, probe):
+    with pytest.raises(InvalidRequest, match=r"filter.ports\[1\]: a port from 1 to 65535"):
+        client.watch(watch_filter(ports=[80, 70000]))
+    with pytest.raises(InvalidRequest, match=r"filter.peer_cidrs\[0\]"):
+        client.watch(watch_filter(peers=["10.0.0.300/32"]))
+    with pytest.raises(InvalidRequest, match=r"filter.rtt_interval_ms: 0 to 60000 ms"):
+        client.watch(watch_filter(rtt_interval_ms=70000))
+    assert probe.attached() == frozenset() and probe.filters == {}
+
+
+def test_summarize_reports_per_flow_counts(client, probe):
+    w = client.watch()
+    rec = WatchRecorder(w)
+    t = now()
+    probe.push(_state(4002, 1, sock=7),
+               TcpEvent(EventKind.RETRANSMIT, t, Flow("10.77.0.1", 40000, "10.77.0.2", 4002), 7, 0, 1),
+               TcpEvent(EventKind.RTT, t, Flow("10.77.0.1", 40000, "10.77.0.2", 4002), 7, 0, 1, srtt_us=250))
+    assert rec.wait_for(lambda i: i.tcp.kind == pb.EVENT_KIND_RTT, 5)
+    r = client.summarize(watch_filter(ports=[4002]))
+    [f] = r.flows
+    assert (f.retransmits, f.rtt_samples, f.rtt_p50_us, f.state) == (1, 1, 250, pb.TCP_STATE_ESTABLISHED)
+    assert r.watchers == 1 and r.events_matched == 3
+    assert client.summarize(watch_filter(ports=[9])).flows == []
+    rec.stop()

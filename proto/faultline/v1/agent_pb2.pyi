@@ -54,6 +54,31 @@ class FaultState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FAULT_STATE_HEALED: _ClassVar[FaultState]
     FAULT_STATE_EXPIRED: _ClassVar[FaultState]
     FAULT_STATE_SHUTDOWN: _ClassVar[FaultState]
+
+class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_KIND_UNSPECIFIED: _ClassVar[EventKind]
+    EVENT_KIND_STATE: _ClassVar[EventKind]
+    EVENT_KIND_RETRANSMIT: _ClassVar[EventKind]
+    EVENT_KIND_RESET_SENT: _ClassVar[EventKind]
+    EVENT_KIND_RESET_RECEIVED: _ClassVar[EventKind]
+    EVENT_KIND_RTT: _ClassVar[EventKind]
+
+class TcpState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TCP_STATE_UNSPECIFIED: _ClassVar[TcpState]
+    TCP_STATE_ESTABLISHED: _ClassVar[TcpState]
+    TCP_STATE_SYN_SENT: _ClassVar[TcpState]
+    TCP_STATE_SYN_RECV: _ClassVar[TcpState]
+    TCP_STATE_FIN_WAIT1: _ClassVar[TcpState]
+    TCP_STATE_FIN_WAIT2: _ClassVar[TcpState]
+    TCP_STATE_TIME_WAIT: _ClassVar[TcpState]
+    TCP_STATE_CLOSE: _ClassVar[TcpState]
+    TCP_STATE_CLOSE_WAIT: _ClassVar[TcpState]
+    TCP_STATE_LAST_ACK: _ClassVar[TcpState]
+    TCP_STATE_LISTEN: _ClassVar[TcpState]
+    TCP_STATE_CLOSING: _ClassVar[TcpState]
+    TCP_STATE_NEW_SYN_RECV: _ClassVar[TcpState]
 FAULT_KIND_UNSPECIFIED: FaultKind
 FAULT_KIND_DISCONNECT: FaultKind
 FAULT_KIND_LOSS: FaultKind
@@ -84,6 +109,25 @@ FAULT_STATE_ACTIVE: FaultState
 FAULT_STATE_HEALED: FaultState
 FAULT_STATE_EXPIRED: FaultState
 FAULT_STATE_SHUTDOWN: FaultState
+EVENT_KIND_UNSPECIFIED: EventKind
+EVENT_KIND_STATE: EventKind
+EVENT_KIND_RETRANSMIT: EventKind
+EVENT_KIND_RESET_SENT: EventKind
+EVENT_KIND_RESET_RECEIVED: EventKind
+EVENT_KIND_RTT: EventKind
+TCP_STATE_UNSPECIFIED: TcpState
+TCP_STATE_ESTABLISHED: TcpState
+TCP_STATE_SYN_SENT: TcpState
+TCP_STATE_SYN_RECV: TcpState
+TCP_STATE_FIN_WAIT1: TcpState
+TCP_STATE_FIN_WAIT2: TcpState
+TCP_STATE_TIME_WAIT: TcpState
+TCP_STATE_CLOSE: TcpState
+TCP_STATE_CLOSE_WAIT: TcpState
+TCP_STATE_LAST_ACK: TcpState
+TCP_STATE_LISTEN: TcpState
+TCP_STATE_CLOSING: TcpState
+TCP_STATE_NEW_SYN_RECV: TcpState
 
 class Selector(_message.Message):
     __slots__ = ("interface", "direction", "peer_cidrs", "ports", "protocol")
@@ -372,3 +416,163 @@ class HealthResponse(_message.Message):
     started_at_realtime_ns: int
     netns: str
     def __init__(self, status: _Optional[str] = ..., agent_version: _Optional[str] = ..., active_faults: _Optional[int] = ..., now: _Optional[_Union[Timestamp, _Mapping]] = ..., started_at_realtime_ns: _Optional[int] = ..., netns: _Optional[str] = ...) -> None: ...
+
+class WatchFilter(_message.Message):
+    __slots__ = ("kinds", "ports", "peer_cidrs", "rtt_interval_ms", "no_fault_counters")
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    PEER_CIDRS_FIELD_NUMBER: _ClassVar[int]
+    RTT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    NO_FAULT_COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    kinds: _containers.RepeatedScalarFieldContainer[EventKind]
+    ports: _containers.RepeatedScalarFieldContainer[int]
+    peer_cidrs: _containers.RepeatedScalarFieldContainer[str]
+    rtt_interval_ms: int
+    no_fault_counters: bool
+    def __init__(self, kinds: _Optional[_Iterable[_Union[EventKind, str]]] = ..., ports: _Optional[_Iterable[int]] = ..., peer_cidrs: _Optional[_Iterable[str]] = ..., rtt_interval_ms: _Optional[int] = ..., no_fault_counters: bool = ...) -> None: ...
+
+class WatchEventsRequest(_message.Message):
+    __slots__ = ("filter",)
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: WatchFilter
+    def __init__(self, filter: _Optional[_Union[WatchFilter, _Mapping]] = ...) -> None: ...
+
+class Flow(_message.Message):
+    __slots__ = ("local_addr", "local_port", "remote_addr", "remote_port")
+    LOCAL_ADDR_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_PORT_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_ADDR_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_PORT_FIELD_NUMBER: _ClassVar[int]
+    local_addr: str
+    local_port: int
+    remote_addr: str
+    remote_port: int
+    def __init__(self, local_addr: _Optional[str] = ..., local_port: _Optional[int] = ..., remote_addr: _Optional[str] = ..., remote_port: _Optional[int] = ...) -> None: ...
+
+class TcpEvent(_message.Message):
+    __slots__ = ("kind", "flow", "socket", "old_state", "new_state", "pid", "comm", "srtt_us", "snd_cwnd")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FLOW_FIELD_NUMBER: _ClassVar[int]
+    SOCKET_FIELD_NUMBER: _ClassVar[int]
+    OLD_STATE_FIELD_NUMBER: _ClassVar[int]
+    NEW_STATE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    COMM_FIELD_NUMBER: _ClassVar[int]
+    SRTT_US_FIELD_NUMBER: _ClassVar[int]
+    SND_CWND_FIELD_NUMBER: _ClassVar[int]
+    kind: EventKind
+    flow: Flow
+    socket: int
+    old_state: TcpState
+    new_state: TcpState
+    pid: int
+    comm: str
+    srtt_us: int
+    snd_cwnd: int
+    def __init__(self, kind: _Optional[_Union[EventKind, str]] = ..., flow: _Optional[_Union[Flow, _Mapping]] = ..., socket: _Optional[int] = ..., old_state: _Optional[_Union[TcpState, str]] = ..., new_state: _Optional[_Union[TcpState, str]] = ..., pid: _Optional[int] = ..., comm: _Optional[str] = ..., srtt_us: _Optional[int] = ..., snd_cwnd: _Optional[int] = ...) -> None: ...
+
+class Watching(_message.Message):
+    __slots__ = ("transport", "probes", "local_addrs", "offset_uncertainty_ns")
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    PROBES_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_ADDRS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_UNCERTAINTY_NS_FIELD_NUMBER: _ClassVar[int]
+    transport: str
+    probes: _containers.RepeatedScalarFieldContainer[str]
+    local_addrs: _containers.RepeatedScalarFieldContainer[str]
+    offset_uncertainty_ns: int
+    def __init__(self, transport: _Optional[str] = ..., probes: _Optional[_Iterable[str]] = ..., local_addrs: _Optional[_Iterable[str]] = ..., offset_uncertainty_ns: _Optional[int] = ...) -> None: ...
+
+class LostEvents(_message.Message):
+    __slots__ = ("where", "count", "total")
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    where: str
+    count: int
+    total: int
+    def __init__(self, where: _Optional[str] = ..., count: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class FaultCountersUpdate(_message.Message):
+    __slots__ = ("fault_id", "counters")
+    FAULT_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    fault_id: str
+    counters: Counters
+    def __init__(self, fault_id: _Optional[str] = ..., counters: _Optional[_Union[Counters, _Mapping]] = ...) -> None: ...
+
+class WatchEvent(_message.Message):
+    __slots__ = ("at", "tcp", "watching", "lost", "fault_counters")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    TCP_FIELD_NUMBER: _ClassVar[int]
+    WATCHING_FIELD_NUMBER: _ClassVar[int]
+    LOST_FIELD_NUMBER: _ClassVar[int]
+    FAULT_COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    at: Timestamp
+    tcp: TcpEvent
+    watching: Watching
+    lost: LostEvents
+    fault_counters: FaultCountersUpdate
+    def __init__(self, at: _Optional[_Union[Timestamp, _Mapping]] = ..., tcp: _Optional[_Union[TcpEvent, _Mapping]] = ..., watching: _Optional[_Union[Watching, _Mapping]] = ..., lost: _Optional[_Union[LostEvents, _Mapping]] = ..., fault_counters: _Optional[_Union[FaultCountersUpdate, _Mapping]] = ...) -> None: ...
+
+class SummarizeFlowsRequest(_message.Message):
+    __slots__ = ("filter", "since_realtime_ns")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    SINCE_REALTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    filter: WatchFilter
+    since_realtime_ns: int
+    def __init__(self, filter: _Optional[_Union[WatchFilter, _Mapping]] = ..., since_realtime_ns: _Optional[int] = ...) -> None: ...
+
+class StateChange(_message.Message):
+    __slots__ = ("at", "old_state", "new_state")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    OLD_STATE_FIELD_NUMBER: _ClassVar[int]
+    NEW_STATE_FIELD_NUMBER: _ClassVar[int]
+    at: Timestamp
+    old_state: TcpState
+    new_state: TcpState
+    def __init__(self, at: _Optional[_Union[Timestamp, _Mapping]] = ..., old_state: _Optional[_Union[TcpState, str]] = ..., new_state: _Optional[_Union[TcpState, str]] = ...) -> None: ...
+
+class FlowSummary(_message.Message):
+    __slots__ = ("flow", "first_seen", "last_seen", "state", "transitions", "retransmits", "first_retransmit", "last_retransmit", "resets_sent", "resets_received", "rtt_samples", "rtt_p50_us", "rtt_p90_us", "rtt_p99_us")
+    FLOW_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    RETRANSMITS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_RETRANSMIT_FIELD_NUMBER: _ClassVar[int]
+    LAST_RETRANSMIT_FIELD_NUMBER: _ClassVar[int]
+    RESETS_SENT_FIELD_NUMBER: _ClassVar[int]
+    RESETS_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    RTT_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    RTT_P50_US_FIELD_NUMBER: _ClassVar[int]
+    RTT_P90_US_FIELD_NUMBER: _ClassVar[int]
+    RTT_P99_US_FIELD_NUMBER: _ClassVar[int]
+    flow: Flow
+    first_seen: Timestamp
+    last_seen: Timestamp
+    state: TcpState
+    transitions: _containers.RepeatedCompositeFieldContainer[StateChange]
+    retransmits: int
+    first_retransmit: Timestamp
+    last_retransmit: Timestamp
+    resets_sent: int
+    resets_received: int
+    rtt_samples: int
+    rtt_p50_us: int
+    rtt_p90_us: int
+    rtt_p99_us: int
+    def __init__(self, flow: _Optional[_Union[Flow, _Mapping]] = ..., first_seen: _Optional[_Union[Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[Timestamp, _Mapping]] = ..., state: _Optional[_Union[TcpState, str]] = ..., transitions: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ..., retransmits: _Optional[int] = ..., first_retransmit: _Optional[_Union[Timestamp, _Mapping]] = ..., last_retransmit: _Optional[_Union[Timestamp, _Mapping]] = ..., resets_sent: _Optional[int] = ..., resets_received: _Optional[int] = ..., rtt_samples: _Optional[int] = ..., rtt_p50_us: _Optional[int] = ..., rtt_p90_us: _Optional[int] = ..., rtt_p99_us: _Optional[int] = ...) -> None: ...
+
+class SummarizeFlowsResponse(_message.Message):
+    __slots__ = ("flows", "watchers", "events_matched", "events_lost")
+    FLOWS_FIELD_NUMBER: _ClassVar[int]
+    WATCHERS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_MATCHED_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_LOST_FIELD_NUMBER: _ClassVar[int]
+    flows: _containers.RepeatedCompositeFieldContainer[FlowSummary]
+    watchers: int
+    events_matched: int
+    events_lost: int
+    def __init__(self, flows: _Optional[_Iterable[_Union[FlowSummary, _Mapping]]] = ..., watchers: _Optional[int] = ..., events_matched: _Optional[int] = ..., events_lost: _Optional[int] = ...) -> None: ...

@@ -69,6 +69,16 @@ class AgentStub(object):
                 request_serializer=faultline_dot_v1_dot_agent__pb2.HealthRequest.SerializeToString,
                 response_deserializer=faultline_dot_v1_dot_agent__pb2.HealthResponse.FromString,
                 _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/faultline.v1.Agent/WatchEvents',
+                request_serializer=faultline_dot_v1_dot_agent__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=faultline_dot_v1_dot_agent__pb2.WatchEvent.FromString,
+                _registered_method=True)
+        self.SummarizeFlows = channel.unary_unary(
+                '/faultline.v1.Agent/SummarizeFlows',
+                request_serializer=faultline_dot_v1_dot_agent__pb2.SummarizeFlowsRequest.SerializeToString,
+                response_deserializer=faultline_dot_v1_dot_agent__pb2.SummarizeFlowsResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer(object):
@@ -119,6 +129,21 @@ class AgentServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchEvents(self, request, context):
+        """Live TCP events of this host's own connections, from kernel tracepoints. The first
+        item is `watching`: from then on, events are seen. Cancel the call to stop watching.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SummarizeFlows(self, request, context):
+        """Per connection, what the watch streams saw: states, retransmits, resets, RTT percentiles.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +181,16 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Health,
                     request_deserializer=faultline_dot_v1_dot_agent__pb2.HealthRequest.FromString,
                     response_serializer=faultline_dot_v1_dot_agent__pb2.HealthResponse.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=faultline_dot_v1_dot_agent__pb2.WatchEventsRequest.FromString,
+                    response_serializer=faultline_dot_v1_dot_agent__pb2.WatchEvent.SerializeToString,
+            ),
+            'SummarizeFlows': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeFlows,
+                    request_deserializer=faultline_dot_v1_dot_agent__pb2.SummarizeFlowsRequest.FromString,
+                    response_serializer=faultline_dot_v1_dot_agent__pb2.SummarizeFlowsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +382,60 @@ class Agent(object):
             '/faultline.v1.Agent/Health',
             faultline_dot_v1_dot_agent__pb2.HealthRequest.SerializeToString,
             faultline_dot_v1_dot_agent__pb2.HealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/faultline.v1.Agent/WatchEvents',
+            faultline_dot_v1_dot_agent__pb2.WatchEventsRequest.SerializeToString,
+            faultline_dot_v1_dot_agent__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummarizeFlows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/faultline.v1.Agent/SummarizeFlows',
+            faultline_dot_v1_dot_agent__pb2.SummarizeFlowsRequest.SerializeToString,
+            faultline_dot_v1_dot_agent__pb2.SummarizeFlowsResponse.FromString,
             options,
             channel_credentials,
             insecure,
