@@ -64,6 +64,7 @@ def serve(args: argparse.Namespace) -> int:
     import grpc
     from faultline.v1 import agent_pb2_grpc as pb_grpc
 
+    from agent.kernel.tcp_watch import MAX_WATCHERS
     from agent.rpc.servicer import AgentServicer
     from agent.runtime import AgentConfig, AgentRuntime
 
@@ -85,7 +86,8 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    # Each watch stream holds a worker for its life: room for every watch slot and 8 calls besides.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8 + MAX_WATCHERS))
     pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime), server)
     if server.add_insecure_port(args.listen) == 0:
         log.error("cannot listen on %s", args.listen)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.json_format import MessageToDict
+
 from controller import format as fmt
-from controller.client import AgentClient, AgentError, fault_spec
+from controller.client import EVENT_KINDS, AgentClient, AgentError, fault_spec, watch_filter
 
 EPILOG = """\
 examples:
@@ -24,6 +29,8 @@ examples:
   faultline inject --agent trader loss --gemodel 5,30,90,1 --mechanism netem --peer 10.77.0.3/32
   faultline inject --agent trader rate --rate 1mbit --peer 10.77.0.2/32 --port 4002
   faultline list   --agent trader
+  faultline watch  --agent trader --port 4002
+  faultline flows  --agent trader --port 4002
   faultline heal   --agent trader --all
   faultline lab down
 
@@ -120,6 +127,13 @@ def _correlation(p: argparse.ArgumentParser) -> None:
                    help="0-100: how much each random draw depends on the previous one (netem)")
 
 
+def _watch_filter_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--peer", action="append", default=[], metavar="CIDR",
+                   help="remote address(es) (repeatable; default: all)")
+    p.add_argument("--port", action="append", type=port, default=[], metavar="PORT",
+                   help="local or remote port (repeatable; default: all)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="faultline", description=__doc__, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -181,6 +195,34 @@ def build_parser() -> argparse.ArgumentParser:
     _agent_opts(p)
     p.add_argument("fault_id")
     p.add_argument("--duration", type=duration, required=True)
+
+    p = sub.add_parser(
+        "watch", help="live TCP events of the agent's host: state changes, retransmits, resets, RTT",
+        description="Stream what the agent's kernel probes see on the connections of its own host (those bound "
+                    "to its addresses), one line per event, until Ctrl-C or --for runs out. Filters are applied "
+                    "in the kernel. Times are UTC with microseconds: kernel timestamps put on the realtime clock "
+                    "by the agent. Lost events are reported as LOST lines, never dropped silently.",
+        epilog="examples:\n  faultline watch --agent trader --port 4002\n"
+               "  faultline watch --agent 10.77.0.1:7070 --peer 10.77.0.2/32 --kind state --kind retransmit\n"
+               "  faultline watch --agent trader --kind rtt --rtt-every 1s --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _agent_opts(p)
+    _watch_filter_opts(p)
+    p.add_argument("--kind", action="append", choices=sorted(EVENT_KINDS), default=[],
+                   help="event kinds to stream (repeatable; default: all)")
+    p.add_argument("--rtt-every", type=duration, default=0.1, metavar="DURATION",
+                   help="at most one RTT sample per connection this often (default 100ms; 0: every segment)")
+    p.add_argument("--no-counters", action="store_true", help="do not show the active faults' counters")
+    p.add_argument("--for", dest="for_s", type=duration, default=0.0, metavar="DURATION",
+                   help="stop after this long (default: until Ctrl-C)")
+
+    p = sub.add_parser("flows", help="per connection: states, retransmits, resets, RTT percentiles (from watches)",
+                       description="Summaries of the connections that watch streams on this agent have seen "
+                                   "(the agent records only while a watch stream is open).")
+    _agent_opts(p)
+    _watch_filter_opts(p)
+    p.add_argument("--since", type=duration, default=0.0, metavar="DURATION",
+                   help="only flows with an event in the last DURATION (default: all remembered)")
 
     lab = sub.add_parser("lab", help="a lab of hosts as network namespaces, one agent each (root)")
     lsub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
@@ -252,6 +294,30 @@ def _run_agent_command(args: argparse.Namespace) -> int:
         elif args.command == "renew":
             r = c.renew(args.fault_id, args.duration)
             out(r, lambda r: f"{args.fault_id} now heals at {fmt.when(r.lease_expires_at)}")
+        elif args.command == "flows":
+            since = time.time_ns() - int(args.since * 1e9) if args.since else 0
+            out(c.summarize(watch_filter(ports=args.port, peers=args.peer), since), fmt.flow_table)
+        elif args.command == "watch":
+            return _watch(c, args)
+    return 0
+
+
+def _watch(c: AgentClient, args: argparse.Namespace) -> int:
+    f = watch_filter(args.kind, args.port, args.peer, round(args.rtt_every * 1000), not args.no_counters)
+    w = c.watch(f)
+    if args.for_s:
+        threading.Timer(args.for_s, w.cancel).start()
+
+    def show(item: Any) -> None:
+        print(json.dumps(MessageToDict(item, preserving_proto_field_name=True)) if args.json
+              else fmt.watch_event(item), flush=True)
+
+    show(fmt.pb.WatchEvent(at=w.watching_at, watching=w.watching))
+    try:
+        for item in w:
+            show(item)
+    except KeyboardInterrupt:
+        w.cancel()
     return 0
 
 

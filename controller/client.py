@@ -144,6 +144,7 @@ class Watch:
         except grpc.RpcError as e:
             raise _error(address, e) from None
         self.watching: pb.Watching = first.watching
+        self.watching_at: pb.Timestamp = first.at
 
     def __iter__(self) -> Iterator[pb.WatchEvent]:
         try:

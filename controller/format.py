@@ -73,8 +73,7 @@ def fault_table(faults: list[pb.Fault]) -> str:
         rows.append((f.fault_id, enum_name(pb.FaultState, f.state, "FAULT_STATE_"), describe(f.spec),
                      enum_name(pb.Mechanism, f.mechanism, "MECHANISM_"), when(f.applied_at), when(end),
                      str(f.counters.matched), str(f.counters.dropped), str(f.counters.shaped)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    return _table(rows)
 
 
 def capabilities(c: pb.Capabilities) -> str:
@@ -89,3 +88,68 @@ def capabilities(c: pb.Capabilities) -> str:
     lines += ["", f"excluded ports (never faulted): {', '.join(map(str, c.excluded_ports))}",
               f"lease: {c.min_lease_ms} ms to {c.max_lease_ms // 1000} s"]
     return "\n".join(lines)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def clock_us(ts: pb.Timestamp) -> str:
+    if not ts.realtime_ns:
+        return "-"
+    return datetime.fromtimestamp(ts.realtime_ns / 1e9, UTC).strftime("%H:%M:%S.%f")
+
+
+def flow(f: pb.Flow) -> str:
+    def end(a: str, p: int) -> str:
+        return f"[{a}]:{p}" if ":" in a else f"{a}:{p}"
+
+    return f"{end(f.local_addr, f.local_port)} > {end(f.remote_addr, f.remote_port)}"
+
+
+def tcp_state(value: int) -> str:
+    return pb.TcpState.Name(value).removeprefix("TCP_STATE_") if value else "-"
+
+
+def watch_event(e: pb.WatchEvent) -> str:
+    """One line per stream item: time (UTC, µs), what, the connection (local > remote), details."""
+    t = clock_us(e.at)
+    which = e.WhichOneof("item")
+    if which == "tcp":
+        ev = e.tcp
+        kind = enum_name(pb.EventKind, ev.kind, "EVENT_KIND_").upper()
+        if ev.kind == pb.EVENT_KIND_STATE:
+            detail = f"{tcp_state(ev.old_state)} -> {tcp_state(ev.new_state)}"
+        elif ev.kind == pb.EVENT_KIND_RTT:
+            detail = f"srtt {ev.srtt_us / 1000:.3f} ms  cwnd {ev.snd_cwnd}"
+        elif ev.kind == pb.EVENT_KIND_RESET_RECEIVED:
+            detail = ""
+        else:
+            detail = f"in {tcp_state(ev.new_state)}"
+        task = f"  pid {ev.pid} ({ev.comm})" if ev.pid else ""
+        return f"{t}  {kind:14} {flow(ev.flow):45} {detail}{task}".rstrip()
+    if which == "watching":
+        w = e.watching
+        return (f"{t}  WATCHING       probes {', '.join(w.probes)} via the {w.transport}; connections of "
+                f"{', '.join(w.local_addrs) or 'no address'}; realtime within {w.offset_uncertainty_ns / 1000:.1f} µs")
+    if which == "lost":
+        return f"{t}  LOST           {e.lost.count} event(s) lost in the {e.lost.where}; {e.lost.total} in all"
+    c = e.fault_counters
+    return (f"{t}  FAULT          {c.fault_id}: matched {c.counters.matched}, dropped {c.counters.dropped}"
+            + (f", shaped {c.counters.shaped}" if c.counters.shaped else ""))
+
+
+def flow_table(r: pb.SummarizeFlowsResponse) -> str:
+    head = (f"{len(r.flows)} flow(s); {r.watchers} watch stream(s) open; "
+            f"{r.events_matched} event(s) matched, {r.events_lost} lost in the kernel buffer")
+    if not r.flows:
+        return head + ("" if r.watchers else "\n(nothing is recorded while no watch stream is open)")
+    rows = [("FLOW", "STATE", "FIRST", "LAST", "RETRANS", "FIRST/LAST RETRANS", "RST OUT/IN", "RTT p50/p90/p99 ms")]
+    for s in r.flows:
+        rtt = (f"{s.rtt_p50_us / 1000:.2f}/{s.rtt_p90_us / 1000:.2f}/{s.rtt_p99_us / 1000:.2f}"
+               if s.rtt_samples else "-")
+        retr = f"{when(s.first_retransmit)}/{when(s.last_retransmit)}" if s.retransmits else "-"
+        rows.append((flow(s.flow), tcp_state(s.state), when(s.first_seen), when(s.last_seen), str(s.retransmits),
+                     retr, f"{s.resets_sent}/{s.resets_received}", rtt))
+    return head + "\n" + _table(rows)

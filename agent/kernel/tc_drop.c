@@ -230,7 +230,11 @@ static __always_inline int classify(struct __sk_buff *skb, int dir, int shaping)
         if (r->always || bpf_get_prandom_u32() < r->threshold) {
             if (c)
                 c->dropped++;
-            return TC_ACT_SHOT;
+            // Egress: STOLEN, not SHOT. SHOT makes the send fail inside this host
+            // (NET_XMIT_DROP), so TCP keeps the segment as unsent and never retransmits
+            // it; STOLEN reports success and frees the packet, which is what a loss on
+            // the wire looks like to the sender. Ingress: a drop is a drop.
+            return dir == DIR_EGRESS ? TC_ACT_STOLEN : TC_ACT_SHOT;
         }
     }
     return TC_ACT_UNSPEC;
