@@ -9,12 +9,13 @@ STAMP="$VENV/.faultline-setup"
 need_root() { [ "$(id -u)" = 0 ] || { echo "setup: must run as root (bcc, tc and netns need it)" >&2; exit 1; }; }
 need_root
 
-pkgs=(python3-bpfcc bpfcc-tools iproute2 iputils-ping python3-venv linux-headers-amd64 ethtool)
-# --with-vm (make test): the VM stage's Debian kernel (it has netem, which some hosts' kernels
-# lack), booted by virtme-ng under qemu. Installing the image does not change what this host
-# boots; an agent-only host does not need any of it.
+# bpftool: to see from outside what the agent has attached (bpftool perf show, net show).
+pkgs=(python3-bpfcc bpfcc-tools bpftool iproute2 iputils-ping python3-venv linux-headers-amd64 ethtool)
+# --with-vm (make test, make bench): the VM stage's Debian kernel (it has netem, which some
+# hosts' kernels lack), booted by virtme-ng under qemu, and iperf3 for the benchmarks.
+# Installing the image does not change what this host boots; an agent-only host needs none of it.
 if [ "${1:-}" = "--with-vm" ]; then
-  pkgs+=(qemu-system-x86 linux-image-amd64 busybox-static)
+  pkgs+=(qemu-system-x86 linux-image-amd64 busybox-static iperf3)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
