@@ -35,6 +35,12 @@ TCP_STATES = {
 ESTABLISHED = 1
 
 
+# What an empty kinds list means: every per-connection event. RTT samples come from a probe
+# that runs on every received segment (3-5 % of a saturated link's throughput, bench/), so
+# a watcher asks for them by name.
+DEFAULT_KINDS = frozenset({EventKind.STATE, EventKind.RETRANSMIT, EventKind.RESET_SENT, EventKind.RESET_RECEIVED})
+
+
 def state_name(code: int) -> str:
     return TCP_STATES.get(code, f"STATE_{code}")
 
@@ -131,5 +137,5 @@ def watch_filter(kinds: Sequence[EventKind], ports: Sequence[int], peer_cidrs: S
     peers = tuple(parse_cidr(c, f"{where}.peer_cidrs[{i}]") for i, c in enumerate(peer_cidrs))
     if not 0 <= rtt_interval_ms <= MAX_RTT_INTERVAL_MS:
         raise InvalidArgument(f"{where}.rtt_interval_ms", f"0 to {MAX_RTT_INTERVAL_MS} ms", rtt_interval_ms)
-    return WatchFilter(frozenset(kinds or EventKind), tuple(dict.fromkeys(ports)), peers, rtt_interval_ms,
+    return WatchFilter(frozenset(kinds or DEFAULT_KINDS), tuple(dict.fromkeys(ports)), peers, rtt_interval_ms,
                        fault_counters)

@@ -11,7 +11,8 @@
 //      address it is bound to, so each agent sees its own host's connections only.
 //   2. watchers: each watch stream owns a slot with its kinds, ports and peer CIDRs; the
 //      event carries the bitmask of the slots it matches and is dropped if none does.
-//   3. RTT samples: at most one per socket per rtt interval (tcp_probe fires per segment).
+//   0. RTT samples (tcp_probe fires per segment): each socket is considered at most once
+//      per rtt interval, before any other test.
 #include <uapi/linux/ptrace.h>
 #include <uapi/linux/in.h>
 
@@ -316,23 +317,27 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 #ifdef WANT_RTT
 TRACEPOINT_PROBE(tcp, tcp_probe)
 {
+    // This fires on every segment received: the cheapest test goes first. Each socket,
+    // watched or not, is looked at once per interval; on a busy connection most segments
+    // end at the first lookup.
+    u64 sock = (u64)args->skaddr;
+    u64 now = bpf_ktime_get_ns();
+    int zero = 0;
+    u64 *every = rtt_interval.lookup(&zero);
+    if (every && *every) {
+        u64 *last = rtt_last.lookup(&sock);
+        if (last && now - *last < *every)
+            return 0;
+        rtt_last.update(&sock, &now);
+    }
     struct flow f = {};
     int fam = sockaddr_to(args->saddr, f.laddr, &f.lport);
     if (!fam || sockaddr_to(args->daddr, f.raddr, &f.rport) != fam)
         return 0;
     f.family = fam;
     u32 hit = match(&f, EV_RTT);
-    if (!hit)
-        return 0;
-    u64 sock = (u64)args->skaddr;
-    u64 now = bpf_ktime_get_ns();
-    int zero = 0;
-    u64 *every = rtt_interval.lookup(&zero);
-    u64 *last = rtt_last.lookup(&sock);
-    if (every && last && now - *last < *every)
-        return 0;
-    rtt_last.update(&sock, &now);
-    emit(args, &f, hit, EV_RTT, sock, 0, ST_ESTABLISHED, args->srtt, args->snd_cwnd, 0);
+    if (hit)
+        emit(args, &f, hit, EV_RTT, sock, 0, ST_ESTABLISHED, args->srtt, args->snd_cwnd, 0);
     return 0;
 }
 #endif

@@ -146,7 +146,7 @@ def test_watch_refuses_bad_filters_naming_the_field(client, probe):
 
 
 def test_summarize_reports_per_flow_counts(client, probe):
-    w = client.watch()
+    w = client.watch(watch_filter(kinds=["state", "retransmit", "rtt"]))
     rec = WatchRecorder(w)
     t = now()
     probe.push(_state(4002, 1, sock=7),
