@@ -32,7 +32,7 @@ MODES = {
 }
 
 
-def iperf(lab: Lab, seconds: float) -> float:
+def iperf(lab: Lab, seconds: int) -> float:
     """Bits per second received by the gateway in one iperf3 run from the trader."""
     gw = lab.state.hosts["gateway"]
     server = subprocess.Popen(lab.exec_argv("gateway", ["iperf3", "-s", "-1", "-B", gw.ipv4, "-p", str(PORT)]),
@@ -49,7 +49,7 @@ def iperf(lab: Lab, seconds: float) -> float:
         server.wait()
 
 
-def run(seconds: float, rounds: int, out: Path | None) -> dict[str, object]:
+def run(seconds: int, rounds: int, out: Path | None) -> dict[str, object]:
     lab = Lab(BENCH_LAB, progress=lambda m: print("  " + m, flush=True))
     lab.down()
     lab.state = lab.up(["trader", "gateway"], agents=["trader"])
@@ -86,7 +86,7 @@ def run(seconds: float, rounds: int, out: Path | None) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=5.0, help="length of each iperf3 run (default 5)")
+    ap.add_argument("--seconds", type=int, default=5, help="length of each iperf3 run, whole seconds (default 5)")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of every mode, interleaved (default 5)")
     ap.add_argument("--out", type=Path, default=Path("bench/results.json"), help="results file to append to")
     a = ap.parse_args(argv)

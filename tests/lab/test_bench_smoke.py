@@ -17,7 +17,7 @@ def test_observe_cost_runs_and_records(tmp_path):
     from bench import observe_cost
 
     out = tmp_path / "results.json"
-    observe_cost.run(seconds=0.5, rounds=1, out=out)
+    observe_cost.run(seconds=1, rounds=1, out=out)
     [run] = json.loads(out.read_text())
     assert run["bench"] == "observe_cost" and run["kernel"] and run["commit"]
     rows = {r["mode"]: r for r in run["rows"]}
