@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     _watch_filter_opts(p)
     p.add_argument("--kind", action="append", choices=sorted(EVENT_KINDS), default=[],
                    help="event kinds to stream (repeatable; default: all but rtt, whose probe runs on every "
-                        "received segment and costs a saturated link 3-5 %% of its throughput)")
+                        "received segment)")
     p.add_argument("--rtt-every", type=duration, default=0.1, metavar="DURATION",
                    help="at most one RTT sample per connection this often (default 100ms; 0: every segment)")
     p.add_argument("--no-counters", action="store_true", help="do not show the active faults' counters")

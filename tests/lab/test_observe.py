@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from faultline.v1 import agent_pb2 as pb
 
 from controller.client import AgentClient, WatchRecorder, fault_spec, watch_filter
@@ -279,3 +280,28 @@ def test_capabilities_say_which_probes_work(agents):
     if "not this kernel's own" in caps["kernel_headers"].reason:
         # Measured here: 6.1 headers, 6.18 kernel. The probe must say why, not just "absent".
         assert not kfree.available and "skb_drop_reason" in kfree.reason
+
+
+def resets_seen(c: AgentClient, here, there, port: int) -> tuple[pb.WatchEvent | None, pb.WatchEvent | None]:
+    """A SYN from `there` to a closed port `here` (here sends a RST), and one from `here` to a
+    closed port `there` (here receives one): the two reset events here's agent reports."""
+    rec = WatchRecorder(c.watch(watch_filter(kinds=["reset-sent", "reset-received"], ports=[port])))
+    for src, dst in ((there, here), (here, there)):
+        s = socket_in(src.netns)
+        s.settimeout(3)
+        with pytest.raises(ConnectionRefusedError):
+            s.connect((dst.ipv4, port))
+        s.close()
+    sent = rec.wait_for(lambda i: i.tcp.kind == pb.EVENT_KIND_RESET_SENT, 5)
+    received = rec.wait_for(lambda i: i.tcp.kind == pb.EVENT_KIND_RESET_RECEIVED, 5)
+    rec.stop()
+    return sent, received
+
+
+def test_resets_sent_and_received(lab, agents):
+    trader, gw = lab.state.hosts["trader"], lab.state.hosts["gateway"]
+    sent, received = resets_seen(agents["trader"], trader, gw, 4107)
+    assert sent is not None and sent.tcp.flow.local_addr == trader.ipv4 and sent.tcp.flow.local_port == 4107
+    assert sent.tcp.flow.remote_addr == gw.ipv4
+    assert received is not None and received.tcp.flow.remote_port == 4107
+    assert received.tcp.flow.local_addr == trader.ipv4
