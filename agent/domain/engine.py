@@ -16,7 +16,7 @@ from typing import Protocol
 from agent.domain import clock
 from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from agent.domain.leases import Leases
-from agent.domain.spec import Counters, Fault, FaultKind, FaultSpec, FaultState, Mechanism
+from agent.domain.spec import MECHANISM_KINDS, Counters, Fault, FaultKind, FaultSpec, FaultState, Mechanism
 from agent.domain.validation import Limits, RawSpec, parse_cidr, validate
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,11 @@ class FaultEngine:
     def unavailable(self) -> dict[Mechanism, str]:
         """Mechanisms this host lacks, with the reason."""
         return dict(self._unavailable)
+
+    def why_not(self, kind: FaultKind) -> str:
+        """Why no mechanism here offers `kind`."""
+        reasons = [f"{m.name}: {why}" for m, why in self._unavailable.items() if kind in MECHANISM_KINDS.get(m, ())]
+        return "; ".join(reasons) or "no mechanism of this agent version does it yet"
 
     def offered(self) -> dict[FaultKind, list[Mechanism]]:
         out: dict[FaultKind, list[Mechanism]] = {k: [] for k in FaultKind}

@@ -43,6 +43,15 @@ class Mechanism(Enum):
     NETEM = "netem"
 
 
+# What each mechanism does in this agent version, whether or not this host has it, so a
+# kind nobody offers can say which missing kernel feature is why (or that none would do it).
+MECHANISM_KINDS: dict[Mechanism, tuple[FaultKind, ...]] = {
+    Mechanism.EBPF_TC: (FaultKind.DISCONNECT, FaultKind.LOSS),
+    Mechanism.NETEM: (FaultKind.DISCONNECT, FaultKind.LOSS, FaultKind.DELAY, FaultKind.DUPLICATE,
+                      FaultKind.CORRUPT, FaultKind.REORDER, FaultKind.RATE),
+}
+
+
 class FaultState(Enum):
     ACTIVE = "active"
     HEALED = "healed"

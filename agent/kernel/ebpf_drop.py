@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.domain.errors import KernelError
-from agent.domain.spec import Counters, Direction, FaultKind, FaultSpec, Mechanism
+from agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultKind, FaultSpec, Mechanism
 from agent.kernel.ebpf import Rule, TcDropProgram
 from agent.kernel.tc import FILTER_HANDLE, FILTER_PRIO, TcHooks
 
@@ -45,7 +45,7 @@ class _Clsact:
 
 class EbpfDropper:
     mechanism = Mechanism.EBPF_TC
-    kinds = (FaultKind.DISCONNECT, FaultKind.LOSS)
+    kinds = MECHANISM_KINDS[Mechanism.EBPF_TC]
 
     def __init__(self, program: TcDropProgram, hooks: TcHooks, recorder: Recorder, netns: str) -> None:
         self._prog = program

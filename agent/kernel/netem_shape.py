@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.domain.errors import FailedPrecondition, KernelError
-from agent.domain.spec import Counters, Direction, FaultKind, FaultSpec, Mechanism, Netem
+from agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultSpec, Mechanism, Netem
 from agent.kernel import netem_nla
 from agent.kernel.ebpf import SHAPE_FUNC, Rule, TcDropProgram
 from agent.kernel.ebpf_drop import Recorder
@@ -65,8 +65,7 @@ class _Installed:
 
 class NetemShaper:
     mechanism = Mechanism.NETEM
-    kinds = (FaultKind.DISCONNECT, FaultKind.LOSS, FaultKind.DELAY, FaultKind.DUPLICATE,
-             FaultKind.CORRUPT, FaultKind.REORDER, FaultKind.RATE)
+    kinds = MECHANISM_KINDS[Mechanism.NETEM]
 
     def __init__(self, program: TcDropProgram, hooks: TcHooks, recorder: Recorder, netns: str) -> None:
         self._prog = program

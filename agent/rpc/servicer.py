@@ -95,9 +95,7 @@ class AgentServicer(pb_grpc.AgentServicer):
         offered = self.engine.offered()
         kinds = []
         for kind, mechs in offered.items():
-            reason = "" if mechs else "; ".join(
-                f"{m.name}: {why}" for m, why in self.engine.unavailable().items()
-            )
+            reason = "" if mechs else self.engine.why_not(kind)
             kinds.append(pb.KindSupport(kind=convert.KIND_PB[kind],
                                         mechanisms=[convert.MECHANISM_PB[m] for m in mechs], reason=reason))
         return pb.Capabilities(

@@ -110,6 +110,8 @@ def test_capabilities_report_reasons(client):
     kinds = {k.kind: k for k in caps.kinds}
     assert list(kinds[pb.FAULT_KIND_LOSS].mechanisms) == [pb.MECHANISM_EBPF_TC]
     assert "no netem" in kinds[pb.FAULT_KIND_DELAY].reason
+    # No mechanism of this version does RESET: its reason must not blame netem.
+    assert kinds[pb.FAULT_KIND_RESET].reason == "no mechanism of this agent version does it yet"
     assert list(caps.excluded_ports) == [7070, 22]
 
 
