@@ -66,12 +66,15 @@ class FlowTable:
         self._max = max_flows
         self._records: OrderedDict[object, _Record] = OrderedDict()
         self._live: dict[int, object] = {}  # socket -> key of its record
+        self._by_flow: dict[Flow, object] = {}  # 4-tuple of a live socket -> key of its record
         self._next = 0
         self._lock = threading.Lock()
 
     def record(self, ev: TcpEvent) -> None:
         with self._lock:
-            key = self._live.get(ev.sock) if ev.sock else ("flow", ev.flow)
+            # No socket named (an RTT sample on kernels whose tcp_probe lacks it, a reset for
+            # a packet no socket owns): the live connection on that 4-tuple, if any.
+            key = self._live.get(ev.sock) if ev.sock else self._by_flow.get(ev.flow, ("flow", ev.flow))
             rec = self._records.get(key) if key is not None else None
             if rec is None:
                 key = key if key is not None else self._new_key()
@@ -80,15 +83,21 @@ class FlowTable:
                 if ev.sock:
                     self._live[ev.sock] = key
                 while len(self._records) > self._max:
-                    self._records.popitem(last=False)
+                    old_key, old = self._records.popitem(last=False)
+                    if self._by_flow.get(old.flow) == old_key:
+                        del self._by_flow[old.flow]
             else:
                 self._records.move_to_end(key)
             if ev.flow.local_port:
                 rec.flow = ev.flow
+                if ev.sock:
+                    self._by_flow[ev.flow] = key
             rec.last_seen = ev.at
             self._apply(rec, ev)
             if ev.kind is EventKind.STATE and ev.new_state == CLOSE and ev.sock:
                 self._live.pop(ev.sock, None)  # its memory may hold the next socket
+                if self._by_flow.get(rec.flow) == key:
+                    del self._by_flow[rec.flow]
 
     def _new_key(self) -> int:
         self._next += 1

@@ -320,15 +320,23 @@ TRACEPOINT_PROBE(tcp, tcp_probe)
     // This fires on every segment received: the cheapest test goes first. Each socket,
     // watched or not, is looked at once per interval; on a busy connection most segments
     // end at the first lookup.
-    u64 sock = (u64)args->skaddr;
+#ifdef TCP_PROBE_NO_SKADDR
+    // Before 6.x's skaddr field (Debian's 6.1): the cookie keys the interval; the event
+    // names no socket and the agent joins it to its connection by 4-tuple.
+    u64 key = args->sock_cookie;
+    u64 sock = 0;
+#else
+    u64 key = (u64)args->skaddr;
+    u64 sock = key;
+#endif
     u64 now = bpf_ktime_get_ns();
     int zero = 0;
     u64 *every = rtt_interval.lookup(&zero);
     if (every && *every) {
-        u64 *last = rtt_last.lookup(&sock);
+        u64 *last = rtt_last.lookup(&key);
         if (last && now - *last < *every)
             return 0;
-        rtt_last.update(&sock, &now);
+        rtt_last.update(&key, &now);
     }
     struct flow f = {};
     int fam = sockaddr_to(args->saddr, f.laddr, &f.lport);

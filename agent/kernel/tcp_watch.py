@@ -121,10 +121,10 @@ def decode(e: EventC, offset_ns: int) -> TcpEvent:
     )
 
 
-def _send_reset_uses_sockaddr(tracefs: Path) -> bool:
-    # 6.10 gave tcp_send_reset its own format: sockaddr addresses and a reason.
-    fmt = tracefs / "events/tcp/tcp_send_reset/format"
-    return fmt.exists() and "saddr[28]" in fmt.read_text()
+def _has_field(tracefs: Path, event: str, field: str) -> bool:
+    """Tracepoint formats change between kernels; the probe compiles for the one running."""
+    fmt = tracefs / "events" / event / "format"
+    return fmt.exists() and f" {field};" in fmt.read_text()
 
 
 class TcpWatchProgram:
@@ -132,7 +132,7 @@ class TcpWatchProgram:
 
     slots = MAX_WATCHERS
 
-    def __init__(self, tracefs: Path = TRACEFS) -> None:
+    def __init__(self, tracefs: Path = TRACEFS, ring_buffer: bool = True) -> None:
         try:
             from bcc import BPF
         except ImportError as e:
@@ -144,16 +144,33 @@ class TcpWatchProgram:
         flags = [f"-DMAX_WATCHERS={MAX_WATCHERS}", f"-DMAX_CIDRS={MAX_CIDRS}", f"-DMAX_PORTS={MAX_PORTS}",
                  f"-DRINGBUF_PAGES={RINGBUF_PAGES}"]
         flags += [f"-D{PROBES[k][1]}" for k, ok in present.items() if ok]
-        if _send_reset_uses_sockaddr(tracefs):
-            flags.append("-DSEND_RESET_SOCKADDR")
-        self._bpf, self.transport = self._compile(flags)
+        if _has_field(tracefs, "tcp/tcp_send_reset", "saddr[28]"):
+            flags.append("-DSEND_RESET_SOCKADDR")  # 6.10+: sockaddrs and a reason
+        if not _has_field(tracefs, "tcp/tcp_probe", "skaddr"):
+            flags.append("-DTCP_PROBE_NO_SKADDR")
         self.status: dict[EventKind, ProbeStatus] = {}
-        self._fns: dict[EventKind, str] = {}
+        try:
+            self._bpf, self.transport = self._compile(flags, ring_buffer)
+        except FailedPrecondition:
+            # One probe that does not compile must not cost the others: find it, leave it out.
+            for kind, ok in present.items():
+                if ok and not self._compiles([f for f in flags if not f.startswith("-DWANT_")] + [
+                        f"-D{PROBES[kind][1]}"], ring_buffer):
+                    present[kind] = False
+                    self.status[kind] = ProbeStatus(kind, PROBES[kind][0], False,
+                                                    "did not compile against this kernel's tracepoint format "
+                                                    "(the clang error is in the agent's log)")
+            flags = [f for f in flags if not f.startswith("-DWANT_") or
+                     any(f == f"-D{PROBES[k][1]}" for k, ok in present.items() if ok)]
+            self._bpf, self.transport = self._compile(flags, ring_buffer)
+        self._fns: dict[EventKind, bytes] = {}
         for kind, (tp, _) in PROBES.items():
+            if kind in self.status:
+                continue
             if not present[kind]:
                 self.status[kind] = ProbeStatus(kind, tp, False, f"tracepoint {tp} absent in this kernel")
                 continue
-            fn = "tracepoint__" + tp.replace(":", "__")
+            fn = ("tracepoint__" + tp.replace(":", "__")).encode()  # bcc wants bytes
             try:
                 self._bpf.load_func(fn, BPF.TRACEPOINT)  # verified here, not at first watch
             except Exception as e:
@@ -164,25 +181,34 @@ class TcpWatchProgram:
         for tp in list(self._bpf.tracepoint_fds):
             self._bpf.detach_tracepoint(tp)  # bcc attached them on load: nobody watches yet
         self._attached: set[EventKind] = set()
-        if ct.sizeof(self._bpf["watchers"].Leaf) != ct.sizeof(WatcherC):
-            raise FailedPrecondition(f"struct watcher is {ct.sizeof(self._bpf['watchers'].Leaf)} bytes in C, "
+        self._watchers = self._bpf[b"watchers"]
+        if ct.sizeof(self._watchers.Leaf) != ct.sizeof(WatcherC):
+            raise FailedPrecondition(f"struct watcher is {ct.sizeof(self._watchers.Leaf)} bytes in C, "
                                      f"{ct.sizeof(WatcherC)} in Python")
-        self._watchers = self._bpf["watchers"]
-        self._active = self._bpf["active"]
+        self._active = self._bpf[b"active"]
         self._mask = 0
-        self._local = self._bpf["local_addrs"]
-        self._stats = self._bpf["stats"]
+        self._local = self._bpf[b"local_addrs"]
+        self._stats = self._bpf[b"stats"]
         self._deliver: Callable[[int, TcpEvent], None] = lambda _m, _e: None
         self._offset_ns = 0
         self._open_buffer()
 
-    def _compile(self, flags: list[str]) -> tuple[object, str]:
+    def _compiles(self, flags: list[str], ring_buffer: bool) -> bool:
+        try:
+            bpf, _ = self._compile(flags, ring_buffer)
+        except FailedPrecondition:
+            return False
+        bpf.cleanup()  # type: ignore[attr-defined]
+        return True
+
+    def _compile(self, flags: list[str], ring_buffer: bool) -> tuple[object, str]:
         BPF = self._BPF
         errors = []
         # Ring buffer (5.8+): one buffer shared by all CPUs, in order; perf buffer otherwise.
-        for extra, transport in ((["-DUSE_RINGBUF"], "ring buffer"), ([], "perf buffer")):
+        choices = [(["-DUSE_RINGBUF"], "ring buffer")] if ring_buffer else []
+        for extra, transport in (*choices, ([], "perf buffer")):
             try:
-                return BPF(src_file=str(SOURCE), cflags=flags + extra), transport
+                return BPF(src_file=str(SOURCE).encode(), cflags=flags + extra), transport
             except Exception as e:
                 errors.append(f"{transport}: {e}")
         raise FailedPrecondition("tcp_watch.c did not compile: " + "; ".join(errors))
@@ -194,7 +220,7 @@ class TcpWatchProgram:
             self._deliver(e.watchers, decode(e, self._offset_ns))
             return 0
 
-        events = self._bpf["events"]
+        events = self._bpf[b"events"]
         if self.transport == "ring buffer":
             events.open_ring_buffer(on_event)
         else:
@@ -219,10 +245,10 @@ class TcpWatchProgram:
         """Attach exactly the probes of `kinds` (those that verified)."""
         want = set(kinds) & set(self._fns)
         for kind in sorted(self._attached - want, key=lambda k: k.value):
-            self._bpf.detach_tracepoint(PROBES[kind][0])
+            self._bpf.detach_tracepoint(PROBES[kind][0].encode())
             self._attached.discard(kind)
         for kind in sorted(want - self._attached, key=lambda k: k.value):
-            self._bpf.attach_tracepoint(tp=PROBES[kind][0], fn_name=self._fns[kind])
+            self._bpf.attach_tracepoint(tp=PROBES[kind][0].encode(), fn_name=self._fns[kind])
             self._attached.add(kind)
 
     def attached(self) -> frozenset[EventKind]:
@@ -238,7 +264,7 @@ class TcpWatchProgram:
         self._active[ct.c_int(0)] = ct.c_uint32(self._mask)
 
     def set_rtt_interval(self, ns: int) -> None:
-        self._bpf["rtt_interval"][ct.c_int(0)] = ct.c_uint64(ns)
+        self._bpf[b"rtt_interval"][ct.c_int(0)] = ct.c_uint64(ns)
 
     def set_local_addrs(self, addrs: Iterable[IPv4Address | IPv6Address]) -> None:
         want = {bytes(addr_key(a)): addr_key(a) for a in addrs}

@@ -134,10 +134,11 @@ def test_flow_table_keys_by_socket_until_close():
         t.record(ev(EventKind.RTT, sock=9, srtt_us=us))
     t.record(ev(sock=9, new=7))
     t.record(ev(sock=9, new=2))  # same socket memory, a new connection
+    t.record(ev(EventKind.RTT, sock=0, srtt_us=900))  # no socket named: joins the live 4-tuple
     first, second = t.summary(watch_filter([], [], [], 100))
     assert first.flow == FLOW and [n for _, _, n in first.transitions] == [2, 1, 7]
     assert (first.rtt_samples, first.rtt_p50_us, first.rtt_p99_us) == (4, 200, 400)
-    assert [n for _, _, n in second.transitions] == [2]
+    assert [n for _, _, n in second.transitions] == [2] and second.rtt_samples == 1
 
 
 def test_percentile_nearest_rank():
