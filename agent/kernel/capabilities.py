@@ -146,7 +146,7 @@ def kfree_skb_feature() -> Feature:
     why = compiles(KFREE_SKB_PROBE)
     if why is None:
         return Feature(name, True, "compiles and loads (not used by faultline)")
-    return Feature(name, False, f"present, but its struct does not compile with these headers: {why}")
+    return Feature(name, False, f"present, but bcc cannot build its struct here: {why}")
 
 
 def observation_features(status: dict[str, tuple[bool, str]] | None, why_none: str) -> list[Feature]:

@@ -275,24 +275,35 @@ def test_capabilities_say_which_probes_work(agents):
                "tcp:tcp_receive_reset", "tcp:tcp_probe"):
         assert caps[f"tracepoint:{tp}"].available, caps[f"tracepoint:{tp}"].reason
     kfree = caps["tracepoint:skb:kfree_skb"]
-    assert kfree.available or "does not compile" in kfree.reason or "absent" in kfree.reason
+    # Measured here (and in the VM with matching headers): bcc cannot build its struct.
+    assert kfree.available or "skb_drop_reason" in kfree.reason or "absent" in kfree.reason, kfree.reason
     assert caps["kprobes"].reason
-    if "not this kernel's own" in caps["kernel_headers"].reason:
-        # Measured here: 6.1 headers, 6.18 kernel. The probe must say why, not just "absent".
-        assert not kfree.available and "skb_drop_reason" in kfree.reason
 
 
 def resets_seen(c: AgentClient, here, there, port: int) -> tuple[pb.WatchEvent | None, pb.WatchEvent | None]:
-    """A SYN from `there` to a closed port `here` (here sends a RST), and one from `here` to a
-    closed port `there` (here receives one): the two reset events here's agent reports."""
+    """The reset events here's agent reports when (sent) `there` writes to a connection
+    `here` has closed, so here's orphaned socket answers with a RST, and (received) `here`
+    connects to a closed port of `there`. Socket-owned resets: before 6.10 tcp_send_reset
+    does not fire for a RST that no socket sends."""
     rec = WatchRecorder(c.watch(watch_filter(kinds=["reset-sent", "reset-received"], ports=[port])))
-    for src, dst in ((there, here), (here, there)):
-        s = socket_in(src.netns)
-        s.settimeout(3)
-        with pytest.raises(ConnectionRefusedError):
-            s.connect((dst.ipv4, port))
-        s.close()
+    srv = socket_in(here.netns)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((here.ipv4, port))
+    srv.listen(1)
+    cli = socket_in(there.netns)
+    cli.connect((here.ipv4, port))
+    conn, _ = srv.accept()
+    srv.close()
+    conn.close()  # here: FIN_WAIT; data arriving now is answered with a RST
+    time.sleep(0.2)
+    cli.send(b"late")
     sent = rec.wait_for(lambda i: i.tcp.kind == pb.EVENT_KIND_RESET_SENT, 5)
+    cli.close()
+    s = socket_in(here.netns)
+    s.settimeout(3)
+    with pytest.raises(ConnectionRefusedError):
+        s.connect((there.ipv4, port))
+    s.close()
     received = rec.wait_for(lambda i: i.tcp.kind == pb.EVENT_KIND_RESET_RECEIVED, 5)
     rec.stop()
     return sent, received

@@ -1,5 +1,5 @@
-"""Observation on Debian's 6.1 kernel with its own headers: every probe verifies, skb:kfree_skb
-compiles there, and the older tcp_send_reset format (no sockaddrs) is decoded right."""
+"""Observation on Debian's 6.1 kernel with its own headers: every probe verifies, and the
+older tracepoint formats (tcp_send_reset without sockaddrs, tcp_probe without skaddr) work."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ def test_every_probe_verifies_with_matching_headers(trader):
     for tp in ("sock:inet_sock_set_state", "tcp:tcp_retransmit_skb", "tcp:tcp_send_reset",
                "tcp:tcp_receive_reset", "tcp:tcp_probe"):
         assert caps[f"tracepoint:{tp}"].available, caps[f"tracepoint:{tp}"].reason
-    assert caps["tracepoint:skb:kfree_skb"].available, caps["tracepoint:skb:kfree_skb"].reason
+    # Even with the kernel's own headers bcc cannot build kfree_skb's struct (its enum is
+    # not in what bcc includes): Capabilities must say so rather than "absent".
+    kfree = caps["tracepoint:skb:kfree_skb"]
+    assert kfree.available or "skb_drop_reason" in kfree.reason, kfree.reason
     assert caps["kprobes"].available
 
 
