@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only these interfaces may be faulted (repeatable; default: any but lo)")
     s.add_argument("--insecure", action="store_true",
                    help="serve plaintext gRPC; required, since this version has no TLS yet")
+    s.add_argument("--clock-skew-ms", type=float, default=0.0, metavar="MS",
+                   help="lab only (needs --netns): report realtime MS off, to test the controller's clock "
+                        "correction")
     s.add_argument("-v", "--verbose", action="store_true")
     c = sub.add_parser("cleanup", help="undo what a previous run left in the kernel, then exit")
     c.add_argument("--state-dir", type=Path, default=Path("/var/lib/faultline"))
@@ -73,6 +76,14 @@ def serve(args: argparse.Namespace) -> int:
         log.error("this version has no TLS: pass --insecure to serve plaintext gRPC, knowing that anyone "
                   "who reaches %s can fault this host", args.listen)
         return 2
+    if args.clock_skew_ms:
+        if not args.netns:
+            log.error("--clock-skew-ms is for lab agents (with --netns) only")
+            return 2
+        from agent.domain import clock
+
+        clock.set_skew(round(args.clock_skew_ms * 1e6))
+        log.warning("LAB: this agent reports realtime %+.3f ms off the host's clock", args.clock_skew_ms)
     if not 0.1 <= args.max_lease <= 86_400:
         log.error("--max-lease must be 0.1 to 86400 seconds")
         return 2

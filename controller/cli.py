@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("caps", help="what the agent's kernel can do, and why not otherwise")
     _agent_opts(p)
-    p = sub.add_parser("health", help="is the agent serving; its clocks")
+    p = sub.add_parser("health", help="is the agent serving; its clock's offset from this host (NTP-style)")
     _agent_opts(p)
 
     p = sub.add_parser("inject", help="apply a fault", epilog=EPILOG,
@@ -265,9 +265,12 @@ def _run_agent_command(args: argparse.Namespace) -> int:
         if args.command == "caps":
             out(c.capabilities(), fmt.capabilities)
         elif args.command == "health":
+            from controller.clocksync import sync
+
             h = c.health()
+            offset = sync(c)
             out(h, lambda h: f"{h.status}: agent {h.agent_version}, {h.active_faults} active fault(s), "
-                             f"netns {h.netns or '-'}, clock {fmt.when(h.now)}")
+                             f"netns {h.netns or '-'}, clock {fmt.when(h.now)}, offset from this host {offset}")
         elif args.command == "inject":
             a = vars(args)
             spec = fault_spec(

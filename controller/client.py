@@ -260,6 +260,9 @@ class AgentClient:
     def health(self, timeout_s: float | None = None) -> pb.HealthResponse:
         return self._call("Health", pb.HealthRequest(), timeout_s)  # type: ignore[return-value]
 
+    def sync_clock(self, t1_realtime_ns: int) -> pb.SyncClockResponse:
+        return self._call("SyncClock", pb.SyncClockRequest(t1_realtime_ns=t1_realtime_ns))  # type: ignore[return-value]
+
     def watch(self, filt: pb.WatchFilter | None = None, ready_timeout_s: float | None = None) -> Watch:
         """Open a watch stream; returns once the agent's probes are attached. No deadline on
         the stream itself: it lasts until cancelled."""

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,6 +63,7 @@ class LabHost:
     log: str
     pid: int = 0
     with_agent: bool = True
+    clock_skew_ms: float = 0.0  # lab-only agent option: its realtime reported this far off
 
 
 @dataclass
@@ -100,7 +101,8 @@ class Lab:
         tmp.replace(self.record)
 
     # -- up --------------------------------------------------------------
-    def up(self, names: Sequence[str], timeout_s: float | None = None, agents: Sequence[str] | None = None) -> LabState:
+    def up(self, names: Sequence[str], timeout_s: float | None = None, agents: Sequence[str] | None = None,
+           clock_skew_ms: Mapping[str, float] | None = None) -> LabState:
         """Make the hosts; start an agent on each (or only on `agents`: each compiles its BPF programs)."""
         for n in names:
             if not NAME_RE.match(n):
@@ -121,6 +123,7 @@ class Lab:
                     interface=HOST_IFNAME, ipv4=str(net4[i]), ipv6=str(net6[i]),
                     agent=f"{net4[i]}:{AGENT_PORT}", state_dir=str(run / "state"), log=str(run / "agent.log"),
                     with_agent=agents is None or name in agents,
+                    clock_skew_ms=(clock_skew_ms or {}).get(name, 0.0),
                 )
                 state.hosts[name] = host
                 self._save(state)  # recorded before it is made
@@ -178,7 +181,8 @@ class Lab:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "agent.cli", "serve", "--netns", host.netns,
                  "--listen", f"0.0.0.0:{AGENT_PORT}", "--state-dir", host.state_dir,
-                 "--allow-interface", host.interface, "--insecure"],
+                 "--allow-interface", host.interface, "--insecure",
+                 *(["--clock-skew-ms", str(host.clock_skew_ms)] if host.clock_skew_ms else [])],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         host.pid = proc.pid

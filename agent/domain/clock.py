@@ -15,10 +15,20 @@ class Stamp:
         return Stamp(self.realtime_ns + ns, self.monotonic_ns + ns)
 
 
+# Lab only (`faultline-agent serve --clock-skew-ms`): realtime reported this far off, so
+# tests can prove the controller's clock correction. 0 everywhere else.
+_skew_ns = 0
+
+
+def set_skew(ns: int) -> None:
+    global _skew_ns
+    _skew_ns = ns
+
+
 def now() -> Stamp:
     # Read monotonic between two realtime reads would be more precise; one read each is
     # within a microsecond here and keeps the pair simple.
-    return Stamp(time.clock_gettime_ns(time.CLOCK_REALTIME), time.clock_gettime_ns(time.CLOCK_MONOTONIC))
+    return Stamp(time.clock_gettime_ns(time.CLOCK_REALTIME) + _skew_ns, time.clock_gettime_ns(time.CLOCK_MONOTONIC))
 
 
 def monotonic_ns() -> int:
@@ -46,4 +56,4 @@ def measure_offset(samples: int = 16) -> Offset:
         r2 = time.clock_gettime_ns(time.CLOCK_REALTIME)
         if r2 - r1 < best[1]:
             best = ((r1 + r2) // 2 - m, r2 - r1)
-    return Offset(best[0], (best[1] + 1) // 2)
+    return Offset(best[0] + _skew_ns, (best[1] + 1) // 2)

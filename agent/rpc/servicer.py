@@ -171,3 +171,9 @@ class AgentServicer(pb_grpc.AgentServicer):
         matched, lost = self.hub.totals()
         return pb.SummarizeFlowsResponse(flows=[convert.flow_summary(s) for s in flows],
                                          watchers=self.hub.watching(), events_matched=matched, events_lost=lost)
+
+    @translated
+    def SyncClock(self, request: pb.SyncClockRequest, context: grpc.ServicerContext) -> pb.SyncClockResponse:
+        received = clock.now()
+        return pb.SyncClockResponse(t1_realtime_ns=request.t1_realtime_ns, received=convert.stamp(received),
+                                    sent=convert.stamp(clock.now()))

@@ -161,3 +161,15 @@ def test_summarize_reports_per_flow_counts(client, probe):
     assert r.watchers == 1 and r.events_matched == 3
     assert client.summarize(watch_filter(ports=[9])).flows == []
     rec.stop()
+
+
+def test_clock_offset_found_within_its_bound(client, monkeypatch):
+    from agent.domain import clock
+    from controller.clocksync import sync
+
+    real = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real().plus(2_000_000_000))  # the agent's clock 2 s ahead
+    c = sync(client, samples=8)
+    assert abs(c.offset_ns - 2_000_000_000) <= c.uncertainty_ns + 1_000
+    assert 0 < c.uncertainty_ns < 50_000_000 and c.samples == 8
+    assert abs(c.to_controller(real().realtime_ns + 2_000_000_000) - real().realtime_ns) < 50_000_000

@@ -576,3 +576,19 @@ class SummarizeFlowsResponse(_message.Message):
     events_matched: int
     events_lost: int
     def __init__(self, flows: _Optional[_Iterable[_Union[FlowSummary, _Mapping]]] = ..., watchers: _Optional[int] = ..., events_matched: _Optional[int] = ..., events_lost: _Optional[int] = ...) -> None: ...
+
+class SyncClockRequest(_message.Message):
+    __slots__ = ("t1_realtime_ns",)
+    T1_REALTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    t1_realtime_ns: int
+    def __init__(self, t1_realtime_ns: _Optional[int] = ...) -> None: ...
+
+class SyncClockResponse(_message.Message):
+    __slots__ = ("t1_realtime_ns", "received", "sent")
+    T1_REALTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    SENT_FIELD_NUMBER: _ClassVar[int]
+    t1_realtime_ns: int
+    received: Timestamp
+    sent: Timestamp
+    def __init__(self, t1_realtime_ns: _Optional[int] = ..., received: _Optional[_Union[Timestamp, _Mapping]] = ..., sent: _Optional[_Union[Timestamp, _Mapping]] = ...) -> None: ...

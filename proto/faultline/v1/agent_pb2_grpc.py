@@ -79,6 +79,11 @@ class AgentStub(object):
                 request_serializer=faultline_dot_v1_dot_agent__pb2.SummarizeFlowsRequest.SerializeToString,
                 response_deserializer=faultline_dot_v1_dot_agent__pb2.SummarizeFlowsResponse.FromString,
                 _registered_method=True)
+        self.SyncClock = channel.unary_unary(
+                '/faultline.v1.Agent/SyncClock',
+                request_serializer=faultline_dot_v1_dot_agent__pb2.SyncClockRequest.SerializeToString,
+                response_deserializer=faultline_dot_v1_dot_agent__pb2.SyncClockResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer(object):
@@ -144,6 +149,13 @@ class AgentServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SyncClock(self, request, context):
+        """NTP-style exchange: the controller keeps, per agent, the offset of the lowest-RTT sample.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +203,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.SummarizeFlows,
                     request_deserializer=faultline_dot_v1_dot_agent__pb2.SummarizeFlowsRequest.FromString,
                     response_serializer=faultline_dot_v1_dot_agent__pb2.SummarizeFlowsResponse.SerializeToString,
+            ),
+            'SyncClock': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncClock,
+                    request_deserializer=faultline_dot_v1_dot_agent__pb2.SyncClockRequest.FromString,
+                    response_serializer=faultline_dot_v1_dot_agent__pb2.SyncClockResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -436,6 +453,33 @@ class Agent(object):
             '/faultline.v1.Agent/SummarizeFlows',
             faultline_dot_v1_dot_agent__pb2.SummarizeFlowsRequest.SerializeToString,
             faultline_dot_v1_dot_agent__pb2.SummarizeFlowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncClock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/faultline.v1.Agent/SyncClock',
+            faultline_dot_v1_dot_agent__pb2.SyncClockRequest.SerializeToString,
+            faultline_dot_v1_dot_agent__pb2.SyncClockResponse.FromString,
             options,
             channel_credentials,
             insecure,

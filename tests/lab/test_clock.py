@@ -1,0 +1,65 @@
+"""Clock correction (issue 6's foundation): an agent whose realtime is 2 s off is found 2 s
+off, within the bound the exchange gives, and its stamps land in order on the controller's clock."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.client import AgentClient, WatchRecorder, fault_spec, watch_filter
+from controller.clocksync import sync
+from controller.lab import Lab, LabConfig
+from tests.netns import socket_in, why_no_lab
+
+CLOCK_LAB = LabConfig(prefix="flc", subnet4="10.74.0.0/24", subnet6="fd74::/64", run_dir=Path("/run/faultline-clock"))
+SKEW_MS = 2000.0
+
+
+@pytest.fixture(scope="module")
+def clab():
+    why = why_no_lab()
+    if why:
+        pytest.skip(why)
+    lab = Lab(CLOCK_LAB)
+    lab.down()
+    lab.state = lab.up(["skewed", "plain"], clock_skew_ms={"skewed": SKEW_MS})
+    yield lab
+    lab.down()
+
+
+def test_offsets_found_within_their_bound(clab):
+    with AgentClient(clab.state.hosts["skewed"].agent) as s, AgentClient(clab.state.hosts["plain"].agent) as p:
+        skewed, plain = sync(s), sync(p)
+    assert abs(skewed.offset_ns - SKEW_MS * 1e6) <= skewed.uncertainty_ns + 1_000_000, skewed
+    assert abs(plain.offset_ns) <= plain.uncertainty_ns + 1_000_000, plain  # same kernel clock
+    assert skewed.uncertainty_ns < 5_000_000
+
+
+def test_corrected_stamps_order_with_the_controllers(clab):
+    h, peer = clab.state.hosts["skewed"], clab.state.hosts["plain"]
+    with AgentClient(h.agent) as c:
+        off = sync(c)
+        rec = WatchRecorder(c.watch(watch_filter(kinds=["state"], ports=[4110])))
+        before = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        srv = socket_in(peer.netns)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((peer.ipv4, 4110))
+        srv.listen(1)
+        cli = socket_in(h.netns)
+        cli.connect((peer.ipv4, 4110))
+        r = c.apply(fault_spec("disconnect", h.interface, peers=[peer.ipv4 + "/32"], lease_s=1))
+        after = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        up = rec.wait_for(lambda i: i.tcp.new_state == 1, 5)
+        rec.stop()
+        c.heal(r.fault_id)
+        cli.close()
+        srv.close()
+    bound = off.uncertainty_ns + 1_000_000
+    # Raw, the agent's stamps are 2 s in the future; corrected, they fall inside [before, after].
+    assert r.applied_at.realtime_ns > after + 1_000_000_000
+    assert before - bound <= off.to_controller(r.applied_at.realtime_ns) <= after + bound
+    assert up is not None and before - bound <= off.to_controller(up.at.realtime_ns) <= after + bound
+    assert off.to_controller(up.at.realtime_ns) <= off.to_controller(r.applied_at.realtime_ns) + bound
