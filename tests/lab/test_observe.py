@@ -281,10 +281,10 @@ def test_capabilities_say_which_probes_work(agents):
 
 
 def resets_seen(c: AgentClient, here, there, port: int) -> tuple[pb.WatchEvent | None, pb.WatchEvent | None]:
-    """The reset events here's agent reports when (sent) `there` writes to a connection
-    `here` has closed, so here's orphaned socket answers with a RST, and (received) `here`
-    connects to a closed port of `there`. Socket-owned resets: before 6.10 tcp_send_reset
-    does not fire for a RST that no socket sends."""
+    """The reset events here's agent reports when (sent) here closes a connection with data
+    it never read, so its kernel aborts it with a RST, and (received) here connects to a
+    closed port of `there`. Before 6.10 tcp_send_reset fires only for resets a full socket
+    sends (an abort like this one), not for a RST to a packet no socket owns."""
     rec = WatchRecorder(c.watch(watch_filter(kinds=["reset-sent", "reset-received"], ports=[port])))
     srv = socket_in(here.netns)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -294,9 +294,9 @@ def resets_seen(c: AgentClient, here, there, port: int) -> tuple[pb.WatchEvent |
     cli.connect((here.ipv4, port))
     conn, _ = srv.accept()
     srv.close()
-    conn.close()  # here: FIN_WAIT; data arriving now is answered with a RST
+    cli.sendall(b"never read")
     time.sleep(0.2)
-    cli.send(b"late")
+    conn.close()  # unread data: the kernel sends a RST, not a FIN
     sent = rec.wait_for(lambda i: i.tcp.kind == pb.EVENT_KIND_RESET_SENT, 5)
     cli.close()
     s = socket_in(here.netns)
