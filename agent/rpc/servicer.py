@@ -44,18 +44,23 @@ WATCH_WAKE_S = 0.2
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _abort(method: str, e: Exception, context: grpc.ServicerContext) -> None:
+    """Called from an except block: the status for e, logged (with its traceback if a bug)."""
+    if isinstance(e, FaultlineError):
+        code = STATUS.get(type(e), grpc.StatusCode.INTERNAL)
+        log.info("%s refused: %s: %s", method, code.name, e)
+        context.abort(code, str(e))
+    log.exception("%s failed", method)
+    context.abort(grpc.StatusCode.INTERNAL, f"agent bug: {type(e).__name__}: {e}")
+
+
 def translated(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(self: AgentServicer, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return fn(self, request, context)
-        except FaultlineError as e:
-            code = STATUS.get(type(e), grpc.StatusCode.INTERNAL)
-            log.info("%s refused: %s: %s", fn.__name__, code.name, e)
-            context.abort(code, str(e))
         except Exception as e:
-            log.exception("%s failed", fn.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"agent bug: {type(e).__name__}: {e}")
+            _abort(fn.__name__, e, context)
 
     return wrapper  # type: ignore[return-value]
 
@@ -66,13 +71,8 @@ def translated_stream(fn: F) -> F:
     def wrapper(self: AgentServicer, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             yield from fn(self, request, context)
-        except FaultlineError as e:
-            code = STATUS.get(type(e), grpc.StatusCode.INTERNAL)
-            log.info("%s refused: %s: %s", fn.__name__, code.name, e)
-            context.abort(code, str(e))
         except Exception as e:
-            log.exception("%s failed", fn.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"agent bug: {type(e).__name__}: {e}")
+            _abort(fn.__name__, e, context)
 
     return wrapper  # type: ignore[return-value]
 
