@@ -41,6 +41,15 @@ def socket_in(ns: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STR
     return out[0]
 
 
+def listener(ns: str, addr: str, port: int) -> socket.socket:
+    """A TCP socket listening on addr:port inside namespace `ns` (address reusable at once)."""
+    s = socket_in(ns, socket.AF_INET6 if ":" in addr else socket.AF_INET)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(1)
+    return s
+
+
 def tc_state(ns: str, dev: str) -> dict[str, object]:
     """Qdiscs and filters of `dev` in `ns`, as the tc tool reports them (independent of the agent)."""
 

@@ -3,7 +3,6 @@ off, within the bound the exchange gives, and its stamps land in order on the co
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from controller.client import AgentClient, WatchRecorder, fault_spec, watch_filter
 from controller.clocksync import sync
 from controller.lab import Lab, LabConfig
-from tests.netns import socket_in, why_no_lab
+from tests.netns import listener, socket_in, why_no_lab
 
 CLOCK_LAB = LabConfig(prefix="flc", subnet4="10.74.0.0/24", subnet6="fd74::/64", run_dir=Path("/run/faultline-clock"))
 SKEW_MS = 2000.0
@@ -44,10 +43,7 @@ def test_corrected_stamps_order_with_the_controllers(clab):
         off = sync(c)
         rec = WatchRecorder(c.watch(watch_filter(kinds=["state"], ports=[4110])))
         before = time.clock_gettime_ns(time.CLOCK_REALTIME)
-        srv = socket_in(peer.netns)
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((peer.ipv4, 4110))
-        srv.listen(1)
+        srv = listener(peer.netns, peer.ipv4, 4110)
         cli = socket_in(h.netns)
         cli.connect((peer.ipv4, 4110))
         r = c.apply(fault_spec("disconnect", h.interface, peers=[peer.ipv4 + "/32"], lease_s=1))

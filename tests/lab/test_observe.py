@@ -17,7 +17,7 @@ from faultline.v1 import agent_pb2 as pb
 
 from controller.client import AgentClient, WatchRecorder, fault_spec, watch_filter
 from controller.workload import BACKOFF_S, STALL_S
-from tests.netns import in_ns, socket_in
+from tests.netns import in_ns, listener, socket_in
 
 
 @contextmanager
@@ -134,10 +134,7 @@ def test_loss_retransmits_during_not_after(lab, agents):
     port = 4103
     trader, gw = lab.state.hosts["trader"], lab.state.hosts["gateway"]
     c = agents["trader"]
-    sink = socket_in(gw.netns)
-    sink.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sink.bind((gw.ipv4, port))
-    sink.listen(1)
+    sink = listener(gw.netns, gw.ipv4, port)
     rec = WatchRecorder(c.watch(watch_filter(ports=[port], kinds=["retransmit"])))
     bulk = _bulk(trader.netns, gw.ipv4, port, 7.0, sink)
     time.sleep(1.0)
@@ -228,10 +225,7 @@ def test_cancel_keeps_agent_serving_and_last_watcher_detaches(lab, agents):
     a.stop()
     assert c.health().status == "SERVING"
     gw = lab.state.hosts["gateway"]
-    srv = socket_in(gw.netns)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((gw.ipv4, 4105))
-    srv.listen(1)
+    srv = listener(gw.netns, gw.ipv4, 4105)
     cli = socket_in(trader.netns)
     cli.connect((gw.ipv4, 4105))
     assert b.wait_for(lambda i: i.tcp.new_state == pb.TCP_STATE_ESTABLISHED, 5), "b stopped receiving"
@@ -250,10 +244,7 @@ def test_each_agent_reports_only_its_own_hosts_connections(lab, agents):
     gw, broker = lab.state.hosts["gateway"], lab.state.hosts["broker"]
     recs = {n: WatchRecorder(agents[n].watch(watch_filter(kinds=["state"], ports=[port])))
             for n in ("trader", "gateway", "broker")}
-    srv = socket_in(broker.netns)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((broker.ipv4, port))
-    srv.listen(1)
+    srv = listener(broker.netns, broker.ipv4, port)
     cli = socket_in(gw.netns)
     cli.connect((broker.ipv4, port))
     conn, _ = srv.accept()
@@ -286,10 +277,7 @@ def resets_seen(c: AgentClient, here, there, port: int) -> tuple[pb.WatchEvent |
     closed port of `there`. Before 6.10 tcp_send_reset fires only for resets a full socket
     sends (an abort like this one), not for a RST to a packet no socket owns."""
     rec = WatchRecorder(c.watch(watch_filter(kinds=["reset-sent", "reset-received"], ports=[port])))
-    srv = socket_in(here.netns)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((here.ipv4, port))
-    srv.listen(1)
+    srv = listener(here.netns, here.ipv4, port)
     cli = socket_in(there.netns)
     cli.connect((here.ipv4, port))
     conn, _ = srv.accept()
