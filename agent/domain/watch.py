@@ -129,8 +129,15 @@ class WatchHub:
             self._counters_seen.clear()  # the new watcher gets every fault's counters once
             w = Watcher(slot, f)
             self._watchers[slot] = w
-            probe.set_watcher(slot, f)
-            self._configure()
+            try:
+                probe.set_watcher(slot, f)
+                self._configure()
+            except Exception:
+                # The kernel refused (a map write, an attach): leave it as the others had it.
+                del self._watchers[slot]
+                probe.clear_watcher(slot)
+                self._configure()
+                raise
             w.notices.append(Watching(clock.now(), probe.transport,
                                       tuple(k.name for k in sorted(probe.attached(), key=lambda k: k.value)),
                                       self._addrs, self._offset.uncertainty_ns))

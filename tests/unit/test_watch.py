@@ -151,3 +151,18 @@ def test_offset_brackets_the_monotonic_read():
     s = o.stamp(time.clock_gettime_ns(time.CLOCK_MONOTONIC))
     assert abs(s.realtime_ns - time.clock_gettime_ns(time.CLOCK_REALTIME)) < 50_000_000
     assert 0 <= o.uncertainty_ns < 10_000_000 and isinstance(s, Stamp)
+
+
+def test_a_failed_attach_leaves_no_watcher_behind(hub, monkeypatch):
+    a = hub.open(watch_filter([EventKind.STATE], [], [], 100))
+
+    def refuse(kinds):
+        if EventKind.RTT in set(kinds):
+            raise OSError("attach refused")
+        hub.probe._attached = frozenset(kinds)
+
+    monkeypatch.setattr(hub.probe, "attach", refuse)
+    with pytest.raises(OSError):
+        hub.open(watch_filter([EventKind.RTT], [], [], 100))
+    assert hub.watching() == 1 and set(hub.probe.filters) == {a.slot}
+    assert hub.probe.attached() == {EventKind.STATE}
