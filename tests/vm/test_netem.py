@@ -17,6 +17,10 @@ from tests.netns import tc_state, udp_delivered
 from tests.stats import binomial_interval
 from tests.vm.conftest import median, ping_ms
 
+# Several binomial checks run in every CI run: at 99 % one failed by chance (4074 delivered,
+# interval ending at 4072); at 99.9 % a correct netem fails one run in ~500.
+LEVEL = 0.999
+
 
 def _ip(vlab, name: str) -> str:
     return vlab.state.hosts[name].ipv4
@@ -67,11 +71,11 @@ def test_netem_loss_is_binomial_and_counted(vlab, trader, accuracy):
     assert r.mechanism == 2
     seen = udp_delivered(h["trader"].netns, h["gateway"].netns, h["gateway"].ipv4, port, n)
     [f] = [f for f in trader.list() if f.fault_id == r.fault_id]
-    lo, hi = binomial_interval(n, 0.8)
+    lo, hi = binomial_interval(n, 0.8, LEVEL)
     accuracy.append({"fault": "loss 20 % (netem)", "requested_percent": 20,
                      "measured_percent": round(100 * (n - len(seen)) / n, 2), "packets": n,
-                     "interval_99_delivered": [lo, hi]})
-    assert lo <= len(seen) <= hi, f"delivered {len(seen)} of {n}, 99% interval [{lo}, {hi}]"
+                     "interval_99_9_delivered": [lo, hi]})
+    assert lo <= len(seen) <= hi, f"delivered {len(seen)} of {n}, 99.9% interval [{lo}, {hi}]"
     assert f.counters.matched == n
     assert f.counters.dropped == n - len(seen)
 
@@ -112,13 +116,13 @@ def test_three_faults_at_once_then_the_tree_as_before(vlab, trader, accuracy):
     third_replies = ping_ms(vlab, "trader", third, 10, 0.05)
     for f in (delay, loss, cut):
         trader.heal(f.fault_id)
-    lo, hi = binomial_interval(2000, 0.7)
+    lo, hi = binomial_interval(2000, 0.7, LEVEL)
     accuracy.append({"fault": "combined: delay 100 ms / loss 30 % / disconnect",
                      "delay_rise_ms": round(gw_ms - base_gw, 2),
                      "loss_percent": round(100 * (2000 - len(seen)) / 2000, 2),
                      "disconnect_replies": len(third_replies)})
     assert abs(gw_ms - base_gw - 100) <= 5
-    assert lo <= len(seen) <= hi, f"broker got {len(seen)} of 2000, 99% interval [{lo}, {hi}]"
+    assert lo <= len(seen) <= hi, f"broker got {len(seen)} of 2000, 99.9% interval [{lo}, {hi}]"
     assert third_replies == []
     assert _tree(vlab) == before
     assert ping_ms(vlab, "trader", third, 3, 0.05), "third unreachable after heal"
