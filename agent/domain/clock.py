@@ -31,6 +31,14 @@ def now() -> Stamp:
     return Stamp(time.clock_gettime_ns(time.CLOCK_REALTIME) + _skew_ns, time.clock_gettime_ns(time.CLOCK_MONOTONIC))
 
 
+def wait_until(realtime_ns: int) -> None:
+    """Sleep until this host's (reported) realtime reaches realtime_ns; the last millisecond is
+    spun, since a sleep can overshoot by more than the skew a coordinated start allows."""
+    while (left := realtime_ns - now().realtime_ns) > 0:
+        if left > 2_000_000:
+            time.sleep((left - 1_000_000) / 1e9)
+
+
 def monotonic_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 

@@ -22,6 +22,10 @@ from agent.domain.validation import Limits, RawSpec, parse_cidr, validate
 log = logging.getLogger(__name__)
 
 
+# A coordinated start further off than this is a clock mix-up, not a plan.
+MAX_START_AHEAD_NS = 60 * 10**9
+
+
 class FaultMechanism(Protocol):
     mechanism: Mechanism
     kinds: tuple[FaultKind, ...]
@@ -88,11 +92,19 @@ class FaultEngine:
             return len(self._active)
 
     # -- changes ---------------------------------------------------------
-    def apply(self, raw: RawSpec) -> Fault:
+    def apply(self, raw: RawSpec, start_at_realtime_ns: int = 0) -> Fault:
+        """Validate, then (for a coordinated start) wait until start_at on this host's clock, then apply."""
         if not raw.interface and raw.peer_cidrs:
             raw.interface = self._interface_for(raw.peer_cidrs)
         spec = validate(raw, self.limits, self.interface_allowed)
         mech = self._choose(spec)
+        if start_at_realtime_ns:
+            ahead_ns = start_at_realtime_ns - clock.now().realtime_ns
+            if abs(ahead_ns) > MAX_START_AHEAD_NS:
+                raise InvalidArgument("start_at_realtime_ns",
+                                      f"within {MAX_START_AHEAD_NS // 10**9} s of the agent's clock "
+                                      f"(it is {ahead_ns / 1e9:+.3f} s from it)", start_at_realtime_ns)
+            clock.wait_until(start_at_realtime_ns)
         with self._lock:
             ifindex = self._link_index(spec.selector.interface)
             if ifindex is None:  # vanished between validation and now

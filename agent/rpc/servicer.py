@@ -112,7 +112,12 @@ class AgentServicer(pb_grpc.AgentServicer):
     def ApplyFault(self, request: pb.ApplyFaultRequest, context: grpc.ServicerContext) -> pb.ApplyFaultResponse:
         raw = convert.raw_spec(request.spec)
         _require_time(context)
-        f = self.engine.apply(raw)
+        start_at = request.start_at_realtime_ns
+        remaining = context.time_remaining()
+        if start_at and remaining is not None and \
+                (start_at - clock.now().realtime_ns) / 1e9 > remaining - MIN_TIME_FOR_CHANGE_S:
+            raise InvalidArgument("start_at_realtime_ns", "an instant before the call's deadline", start_at)
+        f = self.engine.apply(raw, start_at)
         return pb.ApplyFaultResponse(
             fault_id=f.fault_id,
             mechanism=convert.MECHANISM_PB[f.mechanism],

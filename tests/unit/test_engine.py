@@ -90,3 +90,17 @@ def test_close_heals_everything_as_shutdown(engine):
     healed = engine.close()
     assert {f.state for f in healed} == {FaultState.SHUTDOWN}
     assert engine.mech.installed == {}
+
+
+def test_coordinated_start_applies_at_the_instant_on_the_agents_clock(engine):
+    start = time.clock_gettime_ns(time.CLOCK_REALTIME) + 80_000_000
+    f = engine.apply(raw(peer_cidrs=["10.0.0.2/32"]), start_at_realtime_ns=start)
+    late_ns = f.applied_at.realtime_ns - start
+    assert 0 <= late_ns < 5_000_000, late_ns
+
+
+def test_coordinated_start_too_far_off_is_refused_before_any_change(engine):
+    far = time.clock_gettime_ns(time.CLOCK_REALTIME) + 120 * 10**9
+    with pytest.raises(InvalidArgument, match=r"start_at_realtime_ns: within 60 s of the agent's clock"):
+        engine.apply(raw(peer_cidrs=["10.0.0.2/32"]), start_at_realtime_ns=far)
+    assert engine.mech.log == []

@@ -330,10 +330,12 @@ class Capabilities(_message.Message):
     def __init__(self, agent_version: _Optional[str] = ..., kernel_release: _Optional[str] = ..., features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., kinds: _Optional[_Iterable[_Union[KindSupport, _Mapping]]] = ..., excluded_ports: _Optional[_Iterable[int]] = ..., max_lease_ms: _Optional[int] = ..., min_lease_ms: _Optional[int] = ...) -> None: ...
 
 class ApplyFaultRequest(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "start_at_realtime_ns")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    START_AT_REALTIME_NS_FIELD_NUMBER: _ClassVar[int]
     spec: FaultSpec
-    def __init__(self, spec: _Optional[_Union[FaultSpec, _Mapping]] = ...) -> None: ...
+    start_at_realtime_ns: int
+    def __init__(self, spec: _Optional[_Union[FaultSpec, _Mapping]] = ..., start_at_realtime_ns: _Optional[int] = ...) -> None: ...
 
 class ApplyFaultResponse(_message.Message):
     __slots__ = ("fault_id", "mechanism", "applied_at", "lease_expires_at")
