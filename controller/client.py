@@ -240,10 +240,9 @@ class AgentClient:
     def capabilities(self) -> pb.Capabilities:
         return self._call("GetCapabilities", pb.GetCapabilitiesRequest())  # type: ignore[return-value]
 
-    def apply(self, spec: pb.FaultSpec, start_at_realtime_ns: int = 0) -> pb.ApplyFaultResponse:
-        """Apply now, or at start_at on the agent's own clock (coordinated start); the deadline
-        covers the wait."""
-        wait_s = max(0.0, (start_at_realtime_ns - time.clock_gettime_ns(time.CLOCK_REALTIME)) / 1e9)
+    def apply(self, spec: pb.FaultSpec, start_at_realtime_ns: int = 0, wait_s: float = 0.0) -> pb.ApplyFaultResponse:
+        """Apply now, or at start_at on the agent's own clock (coordinated start: the caller
+        corrects for the agent's offset, and says how long the wait is so the deadline covers it)."""
         req = pb.ApplyFaultRequest(spec=spec, start_at_realtime_ns=start_at_realtime_ns)
         return self._call("ApplyFault", req, self.timeout_s + wait_s)  # type: ignore[return-value]
 
