@@ -7,6 +7,7 @@ field and what is allowed, and a whole file is checked before anything uses it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,44 @@ class Map(Spec):
         return out
 
 
+@dataclass(frozen=True)
+class Variant(Spec):
+    """A mapping with exactly one of several keys (a step is `fault:`, `partition:` or `wait:`),
+    plus fields common to all of them."""
+
+    variants: Mapping[str, Spec]
+    common: Mapping[str, Spec] = field(default_factory=dict)
+
+    def check(self, node: Node, path: str, file: str) -> Any:
+        keys = [_scalar(k) for k, _ in node.value] if isinstance(node, MappingNode) else []
+        chosen = [k for k in keys if k in self.variants]
+        if len(chosen) != 1:
+            raise self.fail(node, path, file, f"a mapping with exactly one of {', '.join(self.variants)}")
+        return Map({chosen[0]: self.variants[chosen[0]], **self.common}).check(node, path, file)
+
+
+@dataclass(frozen=True)
+class Template(Spec):
+    """A string whose {placeholders} must be among `names` (host names, python, run_dir...)."""
+
+    names: frozenset[str]
+
+    def check(self, node: Node, path: str, file: str) -> Any:
+        v = _scalar(node)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            v = str(v)  # a bare port or number in a command line
+        if not isinstance(v, str) or not v:
+            raise self.fail(node, path, file, "a non-empty string")
+        for name in PLACEHOLDER.findall(v):
+            if name not in self.names:
+                known = ", ".join("{" + n + "}" for n in sorted(self.names))
+                raise self.fail(node, path, file, f"placeholders among {known}")
+        return v
+
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
+
+
 def check_text(text: str, spec: Spec, file: str) -> Any:
     try:
         node = yaml.compose(text)
@@ -121,10 +160,18 @@ def check_text(text: str, spec: Spec, file: str) -> Any:
 
 
 def line_of(path: Path, dotted: str) -> int:
-    """The line of a key (a.b.c) in a mapping file that has already passed its check; 0 if absent."""
+    """The line of a key (a.b[2].c) in a file that has already passed its check; where the
+    path stops existing, the line of the last part found (0 if none)."""
     node: Node | None = yaml.compose(path.read_text())
     line = 0
-    for part in dotted.split("."):
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", dotted):
+        if part.startswith("["):
+            i = int(part[1:-1])
+            if not isinstance(node, SequenceNode) or i >= len(node.value):
+                return line
+            node = node.value[i]
+            line = _line(node)
+            continue
         if not isinstance(node, MappingNode):
             return line
         match = next(((k, v) for k, v in node.value if _scalar(k) == part), None)
