@@ -241,6 +241,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="lab up, stream TCP, 3 s disconnect, measure reconnection, lab down")
 
+    p = sub.add_parser(
+        "run", help="run scenario files: faults on several hosts, recovery measured against the RTO",
+        description="Check every FILE in full (an error names file, line and field; nothing runs until all are "
+                    "valid), then run them one after the other: processes, steady state, the method (faults and "
+                    "partitions applied at one instant on every host, on the controller's corrected clock), "
+                    "recovery from kernel events and probes, steady state again; rollbacks always run, also on "
+                    "failure or Ctrl-C. Prints each scenario's Recovery Metrics and, for several, the RECOVERY "
+                    "SCORECARD. Writes journal.json, junit.xml and timeline.html per scenario under --out.",
+        epilog="examples:\n  faultline run contracts/scenarios/partition_trader_gateway.yaml\n"
+               "  faultline run contracts/scenarios/*.yaml --out build/runs/nightly --keep-lab\n\n"
+               "exit status: 0 every assertion held; 1 one failed (RTO VIOLATION, data loss, steady state, "
+               "rollbacks); 2 a file is malformed (nothing was run); 130 interrupted (rollbacks ran).\n"
+               "The scenario format is in README.md (Scenario files).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="results dir (default build/runs/<time>); one subdir per scenario, junit.xml of all")
+    p.add_argument("--config", type=Path, default=None, metavar="PATH",
+                   help="resilience config for targets a scenario does not set "
+                        "(default contracts/resilience_config.yaml)")
+    p.add_argument("--keep-lab", action="store_true", help="leave a lab the run brought up running afterwards")
+    p.add_argument("--quiet", action="store_true", help="no progress lines, only the results")
+
     vm = sub.add_parser(
         "vm", help="run a command inside a VM with Debian's kernel (netem, kprobes), e.g. the netem tests",
         description="Boot /boot/vmlinuz-*-amd64 with virtme-ng (this filesystem as the VM's root), run COMMAND "
@@ -379,6 +402,48 @@ def _run_vm(args: argparse.Namespace) -> int:
     return rc
 
 
+def _run_scenarios(args: argparse.Namespace) -> int:
+    from controller import report, runner, scenario
+    from controller.schema import SchemaError
+
+    try:
+        scenarios = [scenario.load(f, args.config) for f in args.files]
+    except SchemaError as e:
+        print(f"faultline run: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"faultline run: error: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    out = args.out or Path("build/runs") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    live = sys.stderr.isatty() and not args.quiet
+
+    def event(msg: str) -> None:
+        if not args.quiet:
+            print(("\r\033[K" if live else "") + msg, file=sys.stderr, flush=True)
+
+    def status(msg: str) -> None:
+        if live:
+            print("\r\033[K" + msg[:150], end="", file=sys.stderr, flush=True)
+
+    outcomes = []
+    for i, scn in enumerate(scenarios):
+        sub = out / f"{i + 1:02d}-{Path(scn.path).stem}"
+        event(f"== {scn.title} ({scn.path}) -> {sub}")
+        o = runner.run(scn, runner.RunOptions(out_dir=sub, keep_lab=args.keep_lab, event=event, status=status))
+        paths = report.write(o, sub)
+        print(report.human(o), flush=True)
+        print(f"journal {paths['journal']}  junit {paths['junit']}  timeline {paths['timeline']}\n", flush=True)
+        outcomes.append(o)
+        if o.interrupted:
+            break
+    if len(scenarios) > 1:
+        print(report.scorecard(outcomes))
+    (out / "junit.xml").write_text(report.junit(outcomes))
+    if any(o.interrupted for o in outcomes):
+        return 130
+    return 0 if all(o.passed for o in outcomes) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -386,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_lab(args)
         if args.command == "vm":
             return _run_vm(args)
+        if args.command == "run":
+            return _run_scenarios(args)
         if args.command == "demo":
             from controller.demo import run_demo
 

@@ -169,8 +169,9 @@ class WatchRecorder:
     """Reads a Watch on a thread of its own, keeping every item, so a test or a scenario can
     go on and look at what arrived (wait_for)."""
 
-    def __init__(self, watch: Watch) -> None:
+    def __init__(self, watch: Watch, on_item: Callable[[pb.WatchEvent], None] = lambda _: None) -> None:
         self.watch = watch
+        self.on_item = on_item
         self.items: list[pb.WatchEvent] = []
         self.error: AgentError | None = None
         self._cond = threading.Condition()
@@ -181,6 +182,7 @@ class WatchRecorder:
     def _read(self) -> None:
         try:
             for item in self.watch:
+                self.on_item(item)
                 with self._cond:
                     self.items.append(item)
                     self._cond.notify_all()

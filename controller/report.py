@@ -1,0 +1,164 @@
+"""What a run tells people and tools: the chaos suite's human format (scenario block,
+Recovery Metrics, RECOVERY SCORECARD), JUnit XML, and a self-contained HTML timeline."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from controller.runner import Outcome
+
+RULE = "=" * 60
+OK, NO = "✓", "✗"
+
+
+def _s(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}s"
+
+
+def human(o: Outcome) -> str:
+    m, s, j = o.metrics, o.scenario, o.journal
+    lines = [RULE, f"CHAOS SCENARIO: {s.title}", f"Fault Type: {s.fault_type}", RULE]
+    for name, clk in j["clocks"].items():
+        lines.append(f"Host {name}: agent {j['hosts'][name]['agent']}, clock offset "
+                     f"{clk['offset_ns'] / 1e6:+.3f} ms ± {clk['uncertainty_ns'] / 1e6:.3f} ms")
+    for st in j["steps"]:
+        per_host = ", ".join(f"{a['host']} {(a['applied_ns'] - st['planned_ns']) / 1e6:+.3f} ms"
+                             for a in st["applied"])
+        lines.append(f"Step {st['step'] + 1}: {st['what']} at +{(st['planned_ns'] - j['t0_ns']) / 1e9:.3f}s "
+                     f"(applied {per_host}; skew {st['skew_ns'] / 1e6:.3f} ms)")
+    lines.append("")
+    lines.append("Recovery Metrics:")
+    detect = f" ({m.t_detect.source})" if m.t_detect else ""
+    lines.append(f"  Detection Time: {_s(m.detection_s)}{detect}")
+    lines.append(f"  Outage: {_s(m.outage_s)}")
+    after = f" ({_s(m.after_heal_s)} after heal)" if m.after_heal_s is not None else ""
+    lines.append(f"  Recovery Time: {_s(m.recovery_s)}{after}")
+    lines.append(f"  Meets RTO (≤{s.targets.rto_s:g}s): {f'{OK} YES' if m.meets_rto else f'{NO} NO'}")
+    loss = m.data_loss_ratio
+    if loss is None:
+        lines.append("  Data Loss: not measured")
+    else:
+        c = m.counters
+        lines.append(f"  Data Loss: {loss:.2%} ({c.get('sent', 0) - c.get('received', 0)} of {c.get('sent', 0)} "
+                     f"messages; {c.get('duplicates', 0)} duplicate(s) discarded by the receiver)")
+    if m.t_inject is not None and not m.meets_rto:
+        got = "never, within the wait" if m.recovery_s is None else f"{m.recovery_s:.3f}s"
+        lines.append(f"  RTO VIOLATION: recovery took {got}, target {s.targets.rto_s:g}s")
+    lines.append("")
+    for v in o.verdicts:
+        lines.append(f"  {OK if v.ok else NO} {v.name}: {v.detail}")
+    failed = [v.name for v in o.verdicts if not v.ok]
+    lines.append("")
+    if o.interrupted:
+        lines.append("SCENARIO INTERRUPTED (rollbacks ran)")
+    elif failed:
+        lines.append(f"SCENARIO FAILED: {', '.join(failed)}")
+    else:
+        lines.append("SCENARIO COMPLETED")
+    return "\n".join(lines)
+
+
+def scorecard(outcomes: Sequence[Outcome]) -> str:
+    lines = [RULE, "RECOVERY SCORECARD", RULE]
+    for o in outcomes:
+        m = o.metrics
+        loss = "n/a" if m.data_loss_ratio is None else f"{m.data_loss_ratio:.2%}"
+        lines.append(f"  {OK + ' PASS' if o.passed else NO + ' FAIL'}  {o.scenario.title:40.40} "
+                     f"recovery {_s(m.recovery_s):>8} / RTO {o.scenario.targets.rto_s:g}s  loss {loss}")
+    passed = sum(o.passed for o in outcomes)
+    lines += ["-" * 60, f"OVERALL: {passed} passed, {len(outcomes) - passed} failed",
+              f"Success Rate: {passed / len(outcomes):.1%}" if outcomes else "Success Rate: n/a"]
+    return "\n".join(lines)
+
+
+def junit(outcomes: Sequence[Outcome]) -> str:
+    """One testsuite per scenario, one testcase per assertion."""
+    root = ET.Element("testsuites", name="faultline")
+    for o in outcomes:
+        j = o.journal
+        suite = ET.SubElement(root, "testsuite", name=o.scenario.title, tests=str(len(o.verdicts)),
+                              failures=str(sum(not v.ok for v in o.verdicts)),
+                              time=f"{(j['ended_ns'] - j['started_ns']) / 1e9:.3f}")
+        props = ET.SubElement(suite, "properties")
+        for k, v in o.metrics.as_dict().items():
+            if not isinstance(v, dict):
+                ET.SubElement(props, "property", name=k, value="" if v is None else str(v))
+        for v in o.verdicts:
+            case = ET.SubElement(suite, "testcase", classname=Path(o.scenario.path).stem, name=v.name)
+            if not v.ok:
+                ET.SubElement(case, "failure", message=v.detail).text = v.detail
+            ET.SubElement(case, "system-out").text = v.detail
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+def timeline_html(o: Outcome) -> str:
+    """Faults as bands per host, probe samples and kernel events as marks, the RTO line."""
+    j, m = o.journal, o.metrics
+    t0 = j["t0_ns"] or j["started_ns"]
+    rto_end = (m.t_inject or t0) + int(o.scenario.targets.rto_s * 1e9)
+    last = max([j["ended_ns"]] if not m.t_inject else [m.t_recovered.t_ns if m.t_recovered else 0,
+                                                       m.t_heal or 0, min(rto_end, j["ended_ns"])])
+    first = min([t0] + [s["started_ns"] for s in j["probe_samples"][:1]])
+    span = max(last - first, 1)
+    hosts = list(j["hosts"])
+    left, width, row = 130, 900, 34
+    height = row * (len(hosts) + 2) + 60
+
+    def x(t: int) -> float:
+        return left + width * (t - first) / span
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" height="{height}" '
+           'font-family="sans-serif" font-size="12">']
+    for i, h in enumerate([*hosts, "probe", "kernel"]):
+        y = 20 + i * row
+        out.append(f'<text x="4" y="{y + 20}">{html.escape(h)}</text>')
+        out.append(f'<line x1="{left}" x2="{left + width}" y1="{y + row}" y2="{y + row}" stroke="#ddd"/>')
+    healed = {a["fault_id"]: a.get("healed_ns") for a in j["activities"]
+              if a["kind"] in ("heal", "rollback") and "fault_id" in a}
+    for st in j["steps"]:
+        for a in st["applied"]:
+            y = 24 + hosts.index(a["host"]) * row
+            end = healed.get(a["fault_id"]) or last
+            out.append(f'<rect x="{x(a["applied_ns"]):.1f}" y="{y}" width="{max(x(end) - x(a["applied_ns"]), 1):.1f}" '
+                       f'height="{row - 8}" fill="#f4a3a3"><title>{html.escape(st["what"])} {a["fault_id"]}'
+                       '</title></rect>')
+    y = 20 + len(hosts) * row
+    for s in j["probe_samples"]:
+        color = "#2a2" if s["ok"] else "#d22"
+        out.append(f'<rect x="{x(s["started_ns"]):.1f}" y="{y + 8}" width="2" height="{row - 14}" fill="{color}">'
+                   f'<title>{html.escape(s["probe"] + ": " + s["detail"])}</title></rect>')
+    y += row
+    for e in j["kernel_events"]:
+        color = "#06c" if e["new_state"] == "ESTABLISHED" else "#c60"
+        out.append(f'<circle cx="{x(e["t_ns"]):.1f}" cy="{y + row / 2}" r="4" fill="{color}">'
+                   f'<title>{html.escape(e["host"] + " " + e["kind"] + " " + e["old_state"] + "->" + e["new_state"])}'
+                   '</title></circle>')
+    marks = [("inject", m.t_inject), ("detect", m.t_detect.t_ns if m.t_detect else None), ("heal", m.t_heal),
+             ("recovered", m.t_recovered.t_ns if m.t_recovered else None), (f"RTO {o.scenario.targets.rto_s:g}s",
+                                                                            rto_end if rto_end <= last else None)]
+    for i, (name, t) in enumerate(marks):
+        if t is None:
+            continue
+        color = "#000" if not name.startswith("RTO") else "#a0a"
+        out.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="14" y2="{height - 30}" stroke="{color}" '
+                   'stroke-dasharray="4 3"/>')
+        out.append(f'<text x="{x(t) + 3:.1f}" y="{height - 16 + (i % 2) * 12}">{html.escape(name)}</text>')
+    out.append("</svg>")
+    summary = html.escape(human(o))
+    return ("<!doctype html><meta charset='utf-8'><title>faultline: " + html.escape(o.scenario.title) +
+            "</title><body style='font-family:sans-serif'><h2>" + html.escape(o.scenario.title) + "</h2>" +
+            "".join(out) + f"<pre>{summary}</pre></body>")
+
+
+def write(o: Outcome, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"journal": out_dir / "journal.json", "junit": out_dir / "junit.xml", "timeline": out_dir / "timeline.html"}
+    paths["journal"].write_text(json.dumps(o.journal, indent=1, default=str))
+    paths["junit"].write_text(junit([o]))
+    paths["timeline"].write_text(timeline_html(o))
+    return paths

@@ -1,0 +1,283 @@
+"""Scenario files (contracts/scenarios/*.yaml): what to break, where, when, and what must hold.
+
+In the spirit of Chaos Toolkit: a steady state checked before and after, a method (faults,
+partitions, waits at offsets from the start), rollbacks that always run, and targets. The
+whole file is checked before anything runs; an error names file, line, field and what is
+allowed. Strings may hold placeholders resolved at run time: {HOST} (its IPv4 address),
+{HOST.ipv6}, {python} (this interpreter), {run_dir} (where the run writes its files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controller import config as resilience
+from controller.client import DIRECTIONS, KINDS, MECHANISMS, PROTOCOLS
+from controller.schema import (
+    Bool,
+    List,
+    Map,
+    Num,
+    SchemaError,
+    Spec,
+    Str,
+    Template,
+    Variant,
+    check_text,
+    line_of,
+)
+
+DAY_S = 86_400.0
+SECONDS = Num(0.001, DAY_S)
+# The fault type the report names, from the method's fault kinds.
+FAULT_TYPES = {
+    "partition": "NETWORK_PARTITION", "disconnect": "NETWORK_DISCONNECT", "loss": "PACKET_LOSS",
+    "delay": "NETWORK_LATENCY", "duplicate": "PACKET_DUPLICATION", "corrupt": "PACKET_CORRUPTION",
+    "reorder": "PACKET_REORDERING", "rate": "BANDWIDTH_LIMIT",
+}
+PROBE_KINDS = ("tcp", "command", "http", "established")
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """A real host's agent; lab hosts get theirs when the lab is up."""
+
+    name: str
+    agent: str
+    ipv4: str
+    ipv6: str = ""
+    interface: str = ""
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    kind: str                  # one of PROBE_KINDS
+    params: dict[str, Any]     # tcp: host, port; command: argv, host; http: url; established: host, port
+    timeout_s: float = 2.0
+    counters: bool = False     # command: stdout is JSON with sent / received for data-loss accounting
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int
+    kind: str                  # "fault", "partition" or "wait"
+    at_s: float | None         # from the method's start; None: when the previous step ends
+    duration_s: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hosts(self) -> list[str]:
+        if self.kind == "partition":
+            return [*self.params["a"], *self.params["b"]]
+        return list(self.params.get("hosts", []))
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    argv: list[str]
+    host: str = ""             # lab host whose namespace it runs in; "" on the controller
+    ready: str = ""            # probe that must pass before the run goes on
+
+
+@dataclass(frozen=True)
+class Targets:
+    rto_s: float
+    max_data_loss_ratio: float
+    max_detection_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Recovery:
+    watch_host: str = ""       # kernel events of this host's connections on watch_port
+    watch_port: int = 0
+    probe: str = ""            # polled every poll_s
+    poll_s: float = 0.1
+    timeout_s: float = 0.0     # after the last heal; 0: twice the RTO target
+
+
+@dataclass(frozen=True)
+class Rollback:
+    kind: str                  # "heal_all" or "command"
+    hosts: list[str] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: str
+    title: str
+    description: str
+    fault_type: str
+    lab: list[str]             # lab host names, or [] when `hosts` names real agents
+    hosts: dict[str, HostSpec]
+    targets: Targets
+    processes: list[Process]
+    probes: dict[str, Probe]
+    steady_state: list[str]
+    method: list[Step]
+    recovery: Recovery
+    data_loss: str
+    rollbacks: list[Rollback]
+    settle_s: float
+
+    @property
+    def host_names(self) -> list[str]:
+        return self.lab or list(self.hosts)
+
+    def schedule(self) -> list[tuple[float, float, Step]]:
+        """(start, end, step) in seconds from the method's start: a step without at_s starts
+        when the one before it ends."""
+        out, prev_end = [], 0.0
+        for step in self.method:
+            start = step.at_s if step.at_s is not None else prev_end
+            out.append((start, start + step.duration_s, step))
+            prev_end = start + step.duration_s
+        return out
+
+
+def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
+    names = hosts | {f"{h}.ipv6" for h in hosts} | {"python", "run_dir"}
+    tpl = Template(names)
+    host = Str(tuple(sorted(hosts)) or ("(declare hosts first)",))
+    probe = Str(tuple(sorted(probes)) or ("(declare probes first)",))
+    port = Num(1, 65535, integer=True)
+    argv = List(tpl, min_len=1)
+    fault = Map({
+        "hosts": List(host, 1), "kind": Str(tuple(KINDS)), "duration_s": SECONDS,
+        "peers": List(tpl), "peer_hosts": List(host), "ports": List(port),
+        "direction": Str(tuple(d for d in DIRECTIONS if d)), "protocol": Str(tuple(PROTOCOLS)),
+        "mechanism": Str(tuple(MECHANISMS)), "loss_percent": Num(0.0001, 100), "percent": Num(0.0001, 100),
+        "delay_ms": Num(0, 60_000), "jitter_ms": Num(0, 60_000), "rate_bps": Num(8, 10**12, integer=True),
+    }, required=frozenset({"hosts", "kind", "duration_s"}))
+    partition = Map({"a": List(host, 1), "b": List(host, 1), "duration_s": SECONDS},
+                    required=frozenset({"a", "b", "duration_s"}))
+    return Map({
+        "title": Str(), "description": Str(), "fault_type": Str(tuple(sorted({*FAULT_TYPES.values(), "COMBINED"}))),
+        "lab": List(Str(), 1),
+        "hosts": _HostsSpec(),
+        "targets": Map({"rto_s": Num(0.1, DAY_S), "max_data_loss_ratio": Num(0, 1), "max_detection_s": SECONDS}),
+        "processes": List(Map({"name": Str(), "command": argv, "host": host, "ready": probe},
+                              required=frozenset({"name", "command"}))),
+        "probes": List(Variant(
+            {"tcp": Map({"host": tpl, "port": port}, required=frozenset({"host", "port"})),
+             "command": argv,
+             "http": Map({"url": tpl}, required=frozenset({"url"})),
+             "established": Map({"host": host, "port": port}, required=frozenset({"host", "port"}))},
+            {"name": Str(), "timeout_s": Num(0.01, 600), "counters": Bool(), "host": host})),
+        "steady_state": List(probe),
+        "method": List(Variant(
+            {"fault": fault, "partition": partition, "wait": SECONDS}, {"at_s": Num(0, DAY_S)}), min_len=1),
+        "recovery": Map({"watch": Map({"host": host, "port": port}, required=frozenset({"host", "port"})),
+                         "probe": probe, "poll_s": Num(0.01, 60), "timeout_s": SECONDS}),
+        "data_loss": probe,
+        "rollbacks": List(Variant({"heal_all": List(host, 1), "command": argv}, {"host": host})),
+        "settle_s": Num(0, 600),
+    }, required=frozenset({"title", "method"}))
+
+
+class _HostsSpec(Spec):
+    """hosts: NAME: {agent: HOST:PORT, ipv4: ADDRESS, ipv6: ADDRESS, interface: IFNAME}."""
+
+    def check(self, node: Any, path: str, file: str) -> Any:
+        entry = Map({"agent": Str(), "ipv4": Str(), "ipv6": Str(), "interface": Str()},
+                    required=frozenset({"agent", "ipv4"}))
+        if not isinstance(node, yaml.MappingNode) or not node.value:
+            raise self.fail(node, path, file, "a mapping of host name to {agent, ipv4, ipv6, interface}")
+        return {k.value: entry.check(v, f"{path}.{k.value}", file) for k, v in node.value}
+
+
+def _names(text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """Host and probe names, read loosely first so the full check can validate references to them."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return frozenset(), frozenset()  # the full check reports the syntax error
+    if not isinstance(raw, dict):
+        return frozenset(), frozenset()
+    hosts = raw.get("lab") if isinstance(raw.get("lab"), list) else list(raw.get("hosts") or {})
+    probes = [p.get("name") for p in raw.get("probes") or [] if isinstance(p, dict)]
+    return (frozenset(h for h in hosts if isinstance(h, str)),
+            frozenset(p for p in probes if isinstance(p, str)))
+
+
+def load(path: Path, config_path: Path | None = None) -> Scenario:
+    """The scenario, checked in full. Targets default to the resilience config's."""
+    text = path.read_text()
+    file = str(path)
+    raw = check_text(text, _schema(*_names(text)), file)
+    cfg = resilience.load(config_path) if config_path else resilience.load()
+
+    def fail(where: str, allowed: str, got: object) -> SchemaError:
+        return SchemaError(file, line_of(path, where) or 1, where, allowed, got)
+
+    if ("lab" in raw) == ("hosts" in raw):
+        raise fail("lab", "exactly one of lab (lab host names) or hosts (real agents)", sorted(raw))
+    for i, name in enumerate(raw.get("lab", [])):
+        if not name.isalnum() or not name[0].isalpha() or name != name.lower() or len(name) > 10:
+            raise fail(f"lab[{i}]", "1-10 lowercase letters/digits, starting with a letter", name)
+    if len(set(raw.get("lab", []))) != len(raw.get("lab", [])):
+        raise fail("lab", "distinct host names", raw["lab"])
+    probes: dict[str, Probe] = {}
+    for i, p in enumerate(raw.get("probes", [])):
+        kind = next(k for k in PROBE_KINDS if k in p)
+        if p["name"] in probes:
+            raise fail(f"probes[{i}].name", "a name no other probe has", p["name"])
+        if p.get("counters") and kind != "command":
+            raise fail(f"probes[{i}].counters", "only on a command probe (its stdout is the JSON)", True)
+        if "host" in p and kind != "command":
+            raise fail(f"probes[{i}].host", "only on a command probe (the host it runs on)", p["host"])
+        params = {"argv": p[kind]} if kind == "command" else dict(p[kind])
+        if kind == "command" and "host" in p:
+            params["host"] = p["host"]
+        probes[p["name"]] = Probe(p["name"], kind, params, p.get("timeout_s", 2.0), p.get("counters", False))
+    steps = []
+    for i, s in enumerate(raw["method"]):
+        kind = next(k for k in ("fault", "partition", "wait") if k in s)
+        body = s[kind]
+        if kind == "wait":
+            steps.append(Step(i, kind, s.get("at_s"), body))
+            continue
+        if kind == "partition" and set(body["a"]) & set(body["b"]):
+            raise fail(f"method[{i}].partition.b", "hosts not also in a", sorted(set(body["a"]) & set(body["b"])))
+        if kind == "fault" and not (body.get("peers") or body.get("peer_hosts")) and body["kind"] != "rate":
+            raise fail(f"method[{i}].fault", "peers or peer_hosts: whom the fault cuts the hosts from "
+                                             "(a fault on all traffic could cut off the agent itself)", None)
+        if kind == "fault" and body["kind"] == "loss" and "loss_percent" not in body:
+            raise fail(f"method[{i}].fault.loss_percent", "required for a loss fault", None)
+        steps.append(Step(i, kind, s.get("at_s"), body["duration_s"],
+                          {k: v for k, v in body.items() if k != "duration_s"}))
+    if not any(s.kind != "wait" for s in steps):
+        raise fail("method", "at least one fault or partition step", "waits only")
+    processes = []
+    for i, p in enumerate(raw.get("processes", [])):
+        if "host" in p and "lab" not in raw:
+            raise fail(f"processes[{i}].host", "only in a lab scenario (real hosts run their own processes)",
+                       p["host"])
+        processes.append(Process(p["name"], p["command"], p.get("host", ""), p.get("ready", "")))
+    rec = raw.get("recovery", {})
+    if not rec.get("watch") and not rec.get("probe"):
+        raise fail("recovery", "watch (host, port) and/or probe: how recovery is seen", rec or None)
+    recovery = Recovery(rec.get("watch", {}).get("host", ""), rec.get("watch", {}).get("port", 0),
+                        rec.get("probe", ""), rec.get("poll_s", 0.1), rec.get("timeout_s", 0.0))
+    data_loss = raw.get("data_loss", "")
+    if data_loss and not probes[data_loss].counters:
+        raise fail("data_loss", "a probe with counters: true", data_loss)
+    rollbacks = [Rollback("heal_all", hosts=r["heal_all"]) if "heal_all" in r
+                 else Rollback("command", argv=r["command"], host=r.get("host", "")) for r in raw.get("rollbacks", [])]
+    t = raw.get("targets", {})
+    targets = Targets(t.get("rto_s", cfg.rto_target_s), t.get("max_data_loss_ratio", cfg.max_data_loss_ratio),
+                      t.get("max_detection_s"))
+    kinds = {"partition" if s.kind == "partition" else s.params["kind"] for s in steps if s.kind != "wait"}
+    fault_type = raw.get("fault_type") or (FAULT_TYPES[kinds.pop()] if len(kinds) == 1 else "COMBINED")
+    hosts = {n: HostSpec(n, h["agent"], h["ipv4"], h.get("ipv6", ""), h.get("interface", ""))
+             for n, h in raw.get("hosts", {}).items()}
+    return Scenario(file, raw["title"], raw.get("description", ""), fault_type, raw.get("lab", []), hosts, targets,
+                    processes, probes, raw.get("steady_state", []), steps, recovery, data_loss, rollbacks,
+                    raw.get("settle_s", 1.0))
