@@ -9,7 +9,7 @@ agents' clocks and are put on the controller's.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -52,9 +52,11 @@ def skew_ns(applied: Sequence[Applied]) -> int:
     return max(times) - min(times) if times else 0
 
 
-def apply_at(targets: Sequence[Target], start_ns: int | None = None,
-             lead_s: float = DEFAULT_LEAD_S) -> tuple[list[Applied], list[Refused]]:
-    """Apply every target's spec at start_ns (controller clock; default now + lead_s)."""
+def apply_at(targets: Sequence[Target], start_ns: int | None = None, lead_s: float = DEFAULT_LEAD_S,
+             on_applied: Callable[[Applied], None] = lambda _: None) -> tuple[list[Applied], list[Refused]]:
+    """Apply every target's spec at start_ns (controller clock; default now + lead_s).
+    on_applied is called as each fault lands, so a caller interrupted meanwhile still knows
+    what to roll back."""
     if start_ns is None:
         start_ns = time.clock_gettime_ns(time.CLOCK_REALTIME) + int(lead_s * 1e9)
 
@@ -65,7 +67,9 @@ def apply_at(targets: Sequence[Target], start_ns: int | None = None,
         except AgentError as e:
             return Refused(t.host, e)
         agent_ns = r.applied_at.realtime_ns
-        return Applied(t.host, r.fault_id, start_ns, agent_ns, t.clock.to_controller(agent_ns), t.clock.uncertainty_ns)
+        a = Applied(t.host, r.fault_id, start_ns, agent_ns, t.clock.to_controller(agent_ns), t.clock.uncertainty_ns)
+        on_applied(a)
+        return a
 
     with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
         results = list(pool.map(one, targets))

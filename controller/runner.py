@@ -290,8 +290,8 @@ class Run:
         targets = [coordinate.Target(h, self.clients[h], self.clocks[h], spec) for h, spec in self.specs(step)]
         if now_ns() > planned_ns:
             planned_ns = now_ns() + int(coordinate.DEFAULT_LEAD_S * 1e9)  # an earlier step overran: start late
-        applied, refused = coordinate.apply_at(targets, planned_ns)
-        self.applied[str(step.index)] = applied
+        landed = self.applied.setdefault(str(step.index), [])
+        applied, refused = coordinate.apply_at(targets, planned_ns, on_applied=landed.append)
         skew = coordinate.skew_ns(applied)
         entry = {"step": step.index, "what": self.describe(step), "planned_ns": planned_ns, "skew_ns": skew,
                  "applied": [asdict(a) for a in applied],
