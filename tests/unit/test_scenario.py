@@ -1,0 +1,90 @@
+"""Scenario files: the shipped ones load; a malformed one gives one error naming file, line, field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller import cli, scenario
+from controller.schema import SchemaError
+
+SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "contracts" / "scenarios").glob("*.yaml"))
+
+GOOD = """\
+title: t
+lab: [trader, gateway]
+probes:
+  - name: up
+    tcp: {host: "{gateway}", port: 4002}
+  - name: counts
+    command: [cat, "{run_dir}/c.json"]
+    counters: true
+steady_state: [up]
+method:
+  - partition: {a: [trader], b: [gateway], duration_s: 3}
+    at_s: 1
+  - fault: {hosts: [trader], kind: loss, loss_percent: 20, peer_hosts: [gateway], duration_s: 2}
+  - wait: 2
+recovery:
+  probe: up
+data_loss: counts
+"""
+
+
+def load(tmp_path: Path, text: str) -> scenario.Scenario:
+    f = tmp_path / "s.yaml"
+    f.write_text(text)
+    return scenario.load(f)
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
+def test_shipped_scenarios_load(path):
+    s = scenario.load(path)
+    assert s.method and s.title
+
+
+def test_schedule_and_defaults(tmp_path):
+    s = load(tmp_path, GOOD)
+    assert [(a, b, st.kind) for a, b, st in s.schedule()] == [(1, 4, "partition"), (4, 6, "fault"), (6, 8, "wait")]
+    assert s.targets.rto_s == 30 and s.targets.max_data_loss_ratio == 0.05  # from resilience_config.yaml
+    assert s.fault_type == "COMBINED"
+    assert s.method[0].hosts == ["trader", "gateway"]
+
+
+@pytest.mark.parametrize("old,new,line,field,allowed", [
+    ("duration_s: 3}", "duration_s: fast}", 11, "method[0].partition.duration_s", "a number from 0.001"),
+    ("duration_s: 3}", "duration_s: 3, durashun_s: 1}", 11, "method[0].partition.durashun_s", "not a known key"),
+    ("a: [trader]", "a: [tradr]", 11, "method[0].partition.a[0]", "one of gateway, trader"),
+    ('"{gateway}"', '"{gatway}"', 5, "probes[0].tcp.host", "placeholders among"),
+    ("steady_state: [up]", "steady_state: [down]", 9, "steady_state[0]", "one of counts, up"),
+    ("    at_s: 1", "    at_s: -1", 12, "method[0].at_s", "a number from 0"),
+    ("loss_percent: 20", "loss_percent: 120", 13, "method[1].fault.loss_percent", "from 0.0001 to 100"),
+    ("  - wait: 2\n", "  - wait: 2\n    fault: {}\n", 14, "method[2]", "exactly one of fault, partition, wait"),
+    ("    counters: true\n", "", 16, "data_loss", "a probe with counters: true"),
+    ("recovery:\n  probe: up\n", "", 1, "recovery", "watch (host, port) and/or probe"),
+    ("title: t\n", "", 1, "title", "required"),
+    ("lab: [trader, gateway]\n", "lab: [trader, gateway]\nhosts: {x: {agent: 'a:1', ipv4: 1.2.3.4}}\n", 2,
+     "lab", "exactly one of lab"),
+    ("  - wait: 2\n", "  - wait: [2\n", 15, "", "valid YAML"),
+])
+def test_malformed_file_names_line_field_and_allowed(tmp_path, old, new, line, field, allowed):
+    assert old in GOOD
+    with pytest.raises(SchemaError) as e:
+        load(tmp_path, GOOD.replace(old, new, 1))
+    assert (e.value.line, e.value.path) == (line, field), str(e.value)
+    assert allowed in e.value.allowed, str(e.value)
+    assert str(e.value).startswith(f"{tmp_path / 's.yaml'}:{line}: ")
+
+
+def test_cli_refuses_a_malformed_file_with_one_line_before_running_anything(tmp_path, capsys):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(GOOD)
+    bad.write_text(GOOD.replace("duration_s: 3}", "duration_s: fast}"))
+    out = tmp_path / "out"
+    rc = cli.main(["run", str(good), str(bad), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err == [f"faultline run: error: {bad}:11: method[0].partition.duration_s: a number from 0.001 to "
+                   "86400; got 'fast'"]
+    assert not out.exists()  # the good file before it did not run either
