@@ -1,0 +1,108 @@
+"""Recovery marks and verdicts from observed events; the report formats built on them."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree as ET
+
+from controller import recovery, report
+from controller.probes import ProbeResult
+from controller.recovery import KernelEvent
+from controller.runner import Outcome
+from controller.scenario import Targets
+from tests.unit.test_scenario import GOOD, load
+
+S = 1_000_000_000
+TARGETS = Targets(rto_s=5.0, max_data_loss_ratio=0.0, max_detection_s=1.0)
+
+
+def state(t, old, new, sock=7):
+    return KernelEvent(t, "trader", "STATE", sock, old, new, "10.0.0.1:40000 -> 10.0.0.2:4002")
+
+
+def retrans(t, sock=7):
+    return KernelEvent(t, "trader", "RETRANSMIT", sock, "", "ESTABLISHED")
+
+
+def sample(t, ok):
+    return ProbeResult("flow", ok, t, t + 1000, "ok" if ok else "down")
+
+
+def test_detection_is_the_first_symptom_after_inject():
+    events = [retrans(9 * S), state(10 * S + 5, "SYN_SENT", "ESTABLISHED", 8),
+              retrans(10 * S + 300_000_000), state(10 * S + 500_000_000, "ESTABLISHED", "FIN_WAIT1")]
+    m = recovery.detection(10 * S, events, [sample(10 * S + 200_000_000, True), sample(10 * S + 400_000_000, False)])
+    assert m is not None and m.t_ns == 10 * S + 300_000_000 and "RETRANSMIT" in m.source
+
+
+def test_a_broken_flow_recovers_when_a_connection_is_established_after_the_heal():
+    events = [state(1 * S, "SYN_SENT", "ESTABLISHED"), state(3 * S, "ESTABLISHED", "FIN_WAIT1"),
+              state(4 * S, "SYN_SENT", "CLOSE", 9), state(6 * S, "SYN_SENT", "ESTABLISHED", 10)]
+    m = recovery.flow_recovery(5 * S, events)
+    assert m is not None and m.t_ns == 6 * S
+
+
+def test_a_flow_that_never_broke_recovers_at_the_heal():
+    events = [state(1 * S, "SYN_SENT", "ESTABLISHED"), retrans(3 * S)]
+    assert recovery.flow_recovery(5 * S, events).t_ns == 5 * S
+
+
+def test_recovered_only_when_every_signal_is_back():
+    events = [state(1 * S, "SYN_SENT", "ESTABLISHED"), state(2 * S, "ESTABLISHED", "CLOSE"),
+              state(6 * S, "SYN_SENT", "ESTABLISHED", 9)]
+    samples = [sample(1 * S, True), sample(3 * S, False), sample(5 * S + 1, False), sample(7 * S, True)]
+    m = recovery.compute(TARGETS, 1 * S + 500_000_000, 5 * S, events, samples, {"sent": 100, "received": 100})
+    assert m.t_recovered.t_ns == 7 * S + 1000  # the probe came back after the flow
+    assert m.detection_s == 0.5 and round(m.recovery_s, 6) == 5.500001 and m.meets_rto is False
+    m = recovery.compute(TARGETS, 1 * S, 5 * S, events, [sample(3 * S, False)], {})
+    assert m.t_recovered is None and not m.meets_rto
+
+
+def test_verdicts_name_each_target():
+    m = recovery.compute(TARGETS, 1 * S, 3 * S, None, [sample(S + S // 2, False), sample(4 * S, True)],
+                         {"sent": 200, "received": 190})
+    v = {x.name: x for x in recovery.verdicts(m, TARGETS)}
+    assert v["RTO"].ok and "recovered in 3.000 s, target 5 s" in v["RTO"].detail
+    assert v["detection"].ok
+    assert not v["data loss"].ok and v["data loss"].detail.startswith("5.00% (10 of 200)")
+
+
+def outcome(tmp_path, recovered_at, rto=2.0):
+    scn = load(tmp_path, GOOD.replace("title: t", f"title: partition {recovered_at}").replace(
+        "recovery:", f"targets: {{rto_s: {rto}}}\nrecovery:"))
+    m = recovery.compute(scn.targets, 1 * S, 4 * S, None, [sample(2 * S, False), sample(recovered_at, True)],
+                         {"sent": 10, "received": 10, "duplicates": 2})
+    journal = {"clocks": {"trader": {"offset_ns": 2_000_000_000, "uncertainty_ns": 50_000}},
+               "hosts": {"trader": {"agent": "10.0.0.1:7070"}}, "t0_ns": 0, "started_ns": 0, "ended_ns": 9 * S,
+               "steps": [{"step": 0, "what": "partition trader | gateway", "planned_ns": 1 * S, "skew_ns": 400_000,
+                          "applied": [{"host": "trader", "fault_id": "f-1", "applied_ns": 1 * S + 300_000}]}],
+               "probe_samples": [], "kernel_events": [], "activities": []}
+    return Outcome(scn, m, recovery.verdicts(m, scn.targets), journal)
+
+
+def test_human_report_and_scorecard(tmp_path):
+    bad, good = outcome(tmp_path, 6 * S), outcome(tmp_path, 4 * S + S // 2, rto=30)
+    text = report.human(bad)
+    for line in ("CHAOS SCENARIO: partition 6000000000", "Fault Type: COMBINED", "Recovery Metrics:",
+                 "  Detection Time: 1.000s (probe flow failed: down)", "  Recovery Time: 5.000s (2.000s after heal)",
+                 "  Meets RTO (≤2s): ✗ NO", "  RTO VIOLATION: recovery took 5.000s, target 2s",
+                 "  Data Loss: 0.00% (0 of 10 messages; 2 duplicate(s) discarded by the receiver)",
+                 "SCENARIO FAILED: RTO"):
+        assert line in text.splitlines(), (line, text)
+    assert "  Meets RTO (≤30s): ✓ YES" in report.human(good) and "SCENARIO COMPLETED" in report.human(good)
+    card = report.scorecard([bad, good]).splitlines()
+    assert "RECOVERY SCORECARD" in card and "OVERALL: 1 passed, 1 failed" in card and "Success Rate: 50.0%" in card
+
+
+def test_junit_has_a_case_per_assertion_and_the_failures(tmp_path):
+    text = report.junit([outcome(tmp_path, 6 * S), outcome(tmp_path, 4 * S + S // 2, rto=30)])
+    xml = ET.fromstring(text.split("?>", 1)[1])
+    suites = xml.findall("testsuite")
+    assert [s.get("failures") for s in suites] == ["1", "0"]
+    failure = suites[0].find("testcase[@name='RTO']/failure")
+    assert failure is not None and "target 2 s" in failure.get("message")
+
+
+def test_timeline_is_one_self_contained_page(tmp_path):
+    page = report.timeline_html(outcome(tmp_path, 6 * S))
+    assert page.startswith("<!doctype html>") and "<svg" in page and "RTO 2s" in page
+    assert "src=" not in page and "href=" not in page  # nothing fetched from elsewhere
