@@ -59,3 +59,27 @@ def test_corrected_stamps_order_with_the_controllers(clab):
     assert before - bound <= off.to_controller(r.applied_at.realtime_ns) <= after + bound
     assert up is not None and before - bound <= off.to_controller(up.at.realtime_ns) <= after + bound
     assert off.to_controller(up.at.realtime_ns) <= off.to_controller(r.applied_at.realtime_ns) + bound
+
+
+def test_coordinated_start_with_an_agent_2s_off(clab, tmp_path):
+    """Issue 6 must-show 2: a partition across a 2 s-off agent and a true one starts at one
+    instant (skew < 10 ms on the controller's clock) and its marks order correctly."""
+    from controller import runner, scenario
+    from tests.scenarios import partition
+
+    f = tmp_path / "s.yaml"
+    f.write_text(partition("skewed", "plain", 2.0))
+    o = runner.run(scenario.load(f), runner.RunOptions(out_dir=tmp_path / "run", lab_config=CLOCK_LAB))
+    assert o.passed, [v for v in o.verdicts if not v.ok]
+    (step,) = o.journal["steps"]
+    raw = {a["host"]: a["applied_agent_ns"] - a["applied_ns"] for a in step["applied"]}
+    assert abs(raw["skewed"] - SKEW_MS * 1e6) < 5_000_000 and abs(raw["plain"]) < 5_000_000, raw
+    assert step["skew_ns"] < 10_000_000, step
+    m = o.metrics
+    assert m.t_inject < m.t_detect.t_ns < m.t_heal <= m.t_recovered.t_ns, m.as_dict()
+    # The skewed agent's kernel events, corrected, fall inside the run and in order.
+    events = [e for e in o.journal["kernel_events"] if e["host"] == "skewed"]
+    assert events and all(o.journal["started_ns"] <= e["t_ns"] <= o.journal["ended_ns"] for e in events)
+    for h in clab.state.hosts.values():
+        with AgentClient(h.agent) as c:
+            assert c.list() == []
