@@ -103,7 +103,7 @@ def timeline_html(o: Outcome) -> str:
     rto_end = (m.t_inject or t0) + int(o.scenario.targets.rto_s * 1e9)
     last = max([j["ended_ns"]] if not m.t_inject else [m.t_recovered.t_ns if m.t_recovered else 0,
                                                        m.t_heal or 0, min(rto_end, j["ended_ns"])])
-    first = min([t0] + [s["started_ns"] for s in j["probe_samples"][:1]])
+    first = min([t0] + [s["started_ns"] for s in j["probe_samples"][:1]] + [e["t_ns"] for e in j["kernel_events"][:1]])
     span = max(last - first, 1)
     hosts = list(j["hosts"])
     left, width, row = 130, 900, 34
@@ -138,6 +138,14 @@ def timeline_html(o: Outcome) -> str:
         out.append(f'<circle cx="{x(e["t_ns"]):.1f}" cy="{y + row / 2}" r="4" fill="{color}">'
                    f'<title>{html.escape(e["host"] + " " + e["kind"] + " " + e["old_state"] + "->" + e["new_state"])}'
                    '</title></circle>')
+    step_s = 1 if span <= 30e9 else 10 if span <= 300e9 else 60
+    k = -int((t0 - first) // (step_s * 1e9))
+    while (t := t0 + int(k * step_s * 1e9)) <= last:
+        out.append(f'<text x="{x(t):.1f}" y="12" fill="#888" font-size="10">{k * step_s:+d}s</text>')
+        k += 1
+    if rto_end > last:
+        out.append(f'<text x="{left + width - 260}" y="{height - 4}" fill="#a0a">RTO line at '
+                   f'+{o.scenario.targets.rto_s:g}s: off the right edge</text>')
     marks = [("inject", m.t_inject), ("detect", m.t_detect.t_ns if m.t_detect else None), ("heal", m.t_heal),
              ("recovered", m.t_recovered.t_ns if m.t_recovered else None), (f"RTO {o.scenario.targets.rto_s:g}s",
                                                                             rto_end if rto_end <= last else None)]
