@@ -27,7 +27,8 @@ from faultline.v1 import agent_pb2 as pb
 import agent
 from controller import coordinate, recovery
 from controller.client import AgentClient, AgentError, WatchRecorder, fault_spec, watch_filter
-from controller.clocksync import AgentClock, sync
+from controller.clocksync import AgentClock
+from controller.hosts import Endpoint, connect, lab_endpoints
 from controller.lab import Lab, LabConfig
 from controller.probes import FlowStates, Prober, ProbeResult, now_ns
 from controller.scenario import Probe, Scenario, Step
@@ -37,16 +38,6 @@ from controller.scenario import Probe, Scenario, Step
 LEASE_SLACK_S = 5.0
 READY_TIMEOUT_S = 15.0
 WATCH_KINDS = ("state", "retransmit", "reset-sent", "reset-received")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    name: str
-    agent: str
-    ipv4: str
-    ipv6: str
-    interface: str
-    netns: str = ""   # lab hosts
 
 
 @dataclass
@@ -129,17 +120,13 @@ class Run:
             before = self.lab.load()
             self.lab_made = before is None
             self.opt.event(f"lab up: {', '.join(self.scn.lab)}" + ("" if self.lab_made else " (reusing the lab)"))
-            state = self.lab.up(self.scn.lab)
-            for name in self.scn.lab:
-                h = state.hosts[name]
-                self.endpoints[name] = Endpoint(name, h.agent, h.ipv4, h.ipv6, h.interface, h.netns)
+            self.endpoints = lab_endpoints(self.lab.up(self.scn.lab), self.scn.lab)
         else:
-            for name, h in self.scn.hosts.items():
-                self.endpoints[name] = Endpoint(name, h.agent, h.ipv4, h.ipv6, h.interface)
+            self.endpoints = {n: Endpoint(n, h.agent, h.ipv4, h.ipv6, h.interface) for n, h in self.scn.hosts.items()}
         for name, ep in self.endpoints.items():
-            self.clients[name] = AgentClient(ep.agent)
-            clk = sync(self.clients[name])
-            self.clocks[name] = clk
+            host = connect(ep)
+            self.clients[name], self.clocks[name] = host.client, host.clock
+            clk = host.clock
             self.journal.record("clock", name, agent=ep.agent, offset_ns=clk.offset_ns,
                                 uncertainty_ns=clk.uncertainty_ns, samples=clk.samples)
             self.opt.event(f"{name}: agent {ep.agent}, clock offset {clk}")
@@ -235,11 +222,7 @@ class Run:
         label = f"{Path(self.scn.path).stem} step {step.index}"
 
         def addrs(hosts: Sequence[str]) -> list[str]:
-            out = []
-            for h in hosts:
-                ep = self.endpoints[h]
-                out += [f"{ep.ipv4}/32"] + ([f"{ep.ipv6}/128"] if ep.ipv6 else [])
-            return out
+            return [c for h in hosts for c in self.endpoints[h].cidrs()]
 
         if step.kind == "partition":
             a, b = step.params["a"], step.params["b"]
