@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -19,9 +20,40 @@ def _s(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}s"
 
 
+@dataclass(frozen=True)
+class Row:
+    """One scenario in the RECOVERY SCORECARD."""
+
+    passed: bool
+    title: str
+    recovery_s: float | None
+    rto_s: float
+    data_loss: float | None
+
+
+def header(title: str, fault_type: str) -> list[str]:
+    return [RULE, f"CHAOS SCENARIO: {title}", f"Fault Type: {fault_type}", RULE]
+
+
+def metrics_lines(detection_s: float | None, detected_by: str, outage_s: float | None, recovery_s: float | None,
+                  after_heal_s: float | None, rto_s: float, meets_rto: bool, data_loss: str,
+                  injected: bool = True) -> list[str]:
+    lines = ["Recovery Metrics:", f"  Detection Time: {_s(detection_s)}{f' ({detected_by})' if detected_by else ''}"]
+    if outage_s is not None:
+        lines.append(f"  Outage: {_s(outage_s)}")
+    after = f" ({_s(after_heal_s)} after heal)" if after_heal_s is not None else ""
+    lines += [f"  Recovery Time: {_s(recovery_s)}{after}",
+              f"  Meets RTO (≤{rto_s:g}s): {f'{OK} YES' if meets_rto else f'{NO} NO'}",
+              f"  Data Loss: {data_loss}"]
+    if injected and not meets_rto:
+        got = "never, within the wait" if recovery_s is None else f"{recovery_s:.3f}s"
+        lines.append(f"  RTO VIOLATION: recovery took {got}, target {rto_s:g}s")
+    return lines
+
+
 def human(o: Outcome) -> str:
     m, s, j = o.metrics, o.scenario, o.journal
-    lines = [RULE, f"CHAOS SCENARIO: {s.title}", f"Fault Type: {s.fault_type}", RULE]
+    lines = header(s.title, s.fault_type)
     for name, clk in j["clocks"].items():
         lines.append(f"Host {name}: agent {j['hosts'][name]['agent']}, clock offset "
                      f"{clk['offset_ns'] / 1e6:+.3f} ms ± {clk['uncertainty_ns'] / 1e6:.3f} ms")
@@ -31,23 +63,12 @@ def human(o: Outcome) -> str:
         lines.append(f"Step {st['step'] + 1}: {st['what']} at +{(st['planned_ns'] - j['t0_ns']) / 1e9:.3f}s "
                      f"(applied {per_host}; skew {st['skew_ns'] / 1e6:.3f} ms)")
     lines.append("")
-    lines.append("Recovery Metrics:")
-    detect = f" ({m.t_detect.source})" if m.t_detect else ""
-    lines.append(f"  Detection Time: {_s(m.detection_s)}{detect}")
-    lines.append(f"  Outage: {_s(m.outage_s)}")
-    after = f" ({_s(m.after_heal_s)} after heal)" if m.after_heal_s is not None else ""
-    lines.append(f"  Recovery Time: {_s(m.recovery_s)}{after}")
-    lines.append(f"  Meets RTO (≤{s.targets.rto_s:g}s): {f'{OK} YES' if m.meets_rto else f'{NO} NO'}")
-    loss = m.data_loss_ratio
-    if loss is None:
-        lines.append("  Data Loss: not measured")
-    else:
-        c = m.counters
-        lines.append(f"  Data Loss: {loss:.2%} ({c.get('sent', 0) - c.get('received', 0)} of {c.get('sent', 0)} "
-                     f"messages; {c.get('duplicates', 0)} duplicate(s) discarded by the receiver)")
-    if m.t_inject is not None and not m.meets_rto:
-        got = "never, within the wait" if m.recovery_s is None else f"{m.recovery_s:.3f}s"
-        lines.append(f"  RTO VIOLATION: recovery took {got}, target {s.targets.rto_s:g}s")
+    c, loss = m.counters, m.data_loss_ratio
+    loss_text = "not measured" if loss is None else (
+        f"{loss:.2%} ({c.get('sent', 0) - c.get('received', 0)} of {c.get('sent', 0)} "
+        f"messages; {c.get('duplicates', 0)} duplicate(s) discarded by the receiver)")
+    lines += metrics_lines(m.detection_s, m.t_detect.source if m.t_detect else "", m.outage_s, m.recovery_s,
+                           m.after_heal_s, s.targets.rto_s, m.meets_rto, loss_text, m.t_inject is not None)
     lines.append("")
     for v in o.verdicts:
         lines.append(f"  {OK if v.ok else NO} {v.name}: {v.detail}")
@@ -62,17 +83,21 @@ def human(o: Outcome) -> str:
     return "\n".join(lines)
 
 
-def scorecard(outcomes: Sequence[Outcome]) -> str:
+def scorecard_rows(rows: Sequence[Row]) -> str:
     lines = [RULE, "RECOVERY SCORECARD", RULE]
-    for o in outcomes:
-        m = o.metrics
-        loss = "n/a" if m.data_loss_ratio is None else f"{m.data_loss_ratio:.2%}"
-        lines.append(f"  {OK + ' PASS' if o.passed else NO + ' FAIL'}  {o.scenario.title:40.40} "
-                     f"recovery {_s(m.recovery_s):>8} / RTO {o.scenario.targets.rto_s:g}s  loss {loss}")
-    passed = sum(o.passed for o in outcomes)
-    lines += ["-" * 60, f"OVERALL: {passed} passed, {len(outcomes) - passed} failed",
-              f"Success Rate: {passed / len(outcomes):.1%}" if outcomes else "Success Rate: n/a"]
+    for r in rows:
+        loss = "n/a" if r.data_loss is None else f"{r.data_loss:.2%}"
+        lines.append(f"  {OK + ' PASS' if r.passed else NO + ' FAIL'}  {r.title:40.40} "
+                     f"recovery {_s(r.recovery_s):>8} / RTO {r.rto_s:g}s  loss {loss}")
+    passed = sum(r.passed for r in rows)
+    lines += ["-" * 60, f"OVERALL: {passed} passed, {len(rows) - passed} failed",
+              f"Success Rate: {passed / len(rows):.1%}" if rows else "Success Rate: n/a"]
     return "\n".join(lines)
+
+
+def scorecard(outcomes: Sequence[Outcome]) -> str:
+    return scorecard_rows([Row(o.passed, o.scenario.title, o.metrics.recovery_s, o.scenario.targets.rto_s,
+                               o.metrics.data_loss_ratio) for o in outcomes])
 
 
 def junit(outcomes: Sequence[Outcome]) -> str:

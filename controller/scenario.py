@@ -10,6 +10,7 @@ allowed. Strings may hold placeholders resolved at run time: {HOST} (its IPv4 ad
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,30 @@ from controller.schema import (
 
 DAY_S = 86_400.0
 SECONDS = Num(0.001, DAY_S)
+
+
+class FaultType(StrEnum):
+    """What a report calls the fault (the chaos suite's names)."""
+
+    NETWORK_DISCONNECT = "NETWORK_DISCONNECT"
+    NETWORK_PARTITION = "NETWORK_PARTITION"
+    NETWORK_LATENCY = "NETWORK_LATENCY"
+    PACKET_LOSS = "PACKET_LOSS"
+    PACKET_DUPLICATION = "PACKET_DUPLICATION"
+    PACKET_CORRUPTION = "PACKET_CORRUPTION"
+    PACKET_REORDERING = "PACKET_REORDERING"
+    BANDWIDTH_LIMIT = "BANDWIDTH_LIMIT"
+    CONNECTION_RESET = "CONNECTION_RESET"
+    PROCESS_KILL = "PROCESS_KILL"
+    PROCESS_PAUSE = "PROCESS_PAUSE"
+    COMBINED = "COMBINED"
+
+
 # The fault type the report names, from the method's fault kinds.
 FAULT_TYPES = {
-    "partition": "NETWORK_PARTITION", "disconnect": "NETWORK_DISCONNECT", "loss": "PACKET_LOSS",
-    "delay": "NETWORK_LATENCY", "duplicate": "PACKET_DUPLICATION", "corrupt": "PACKET_CORRUPTION",
-    "reorder": "PACKET_REORDERING", "rate": "BANDWIDTH_LIMIT",
+    "partition": FaultType.NETWORK_PARTITION, "disconnect": FaultType.NETWORK_DISCONNECT,
+    "loss": FaultType.PACKET_LOSS, "delay": FaultType.NETWORK_LATENCY, "duplicate": FaultType.PACKET_DUPLICATION,
+    "corrupt": FaultType.PACKET_CORRUPTION, "reorder": FaultType.PACKET_REORDERING, "rate": FaultType.BANDWIDTH_LIMIT,
 }
 PROBE_KINDS = ("tcp", "command", "http", "established")
 
@@ -159,7 +179,7 @@ def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
     partition = Map({"a": List(host, 1), "b": List(host, 1), "duration_s": SECONDS},
                     required=frozenset({"a", "b", "duration_s"}))
     return Map({
-        "title": Str(), "description": Str(), "fault_type": Str(tuple(sorted({*FAULT_TYPES.values(), "COMBINED"}))),
+        "title": Str(), "description": Str(), "fault_type": Str(tuple(t.value for t in FaultType)),
         "lab": List(Str(), 1),
         "hosts": _HostsSpec(),
         "targets": Map({"rto_s": Num(0.1, DAY_S), "max_data_loss_ratio": Num(0, 1), "max_detection_s": SECONDS}),
@@ -275,7 +295,7 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
     targets = Targets(t.get("rto_s", cfg.rto_target_s), t.get("max_data_loss_ratio", cfg.max_data_loss_ratio),
                       t.get("max_detection_s"))
     kinds = {"partition" if s.kind == "partition" else s.params["kind"] for s in steps if s.kind != "wait"}
-    fault_type = raw.get("fault_type") or (FAULT_TYPES[kinds.pop()] if len(kinds) == 1 else "COMBINED")
+    fault_type = raw.get("fault_type") or (FAULT_TYPES[kinds.pop()] if len(kinds) == 1 else FaultType.COMBINED).value
     hosts = {n: HostSpec(n, h["agent"], h["ipv4"], h.get("ipv6", ""), h.get("interface", ""))
              for n, h in raw.get("hosts", {}).items()}
     return Scenario(file, raw["title"], raw.get("description", ""), fault_type, raw.get("lab", []), hosts, targets,
