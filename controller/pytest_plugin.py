@@ -1,0 +1,222 @@
+"""faultline's pytest plugin (entry point `pytest11`): the chaos suite's fixtures, with real
+kernel faults underneath.
+
+Fixtures: network_fault_injector, recovery_timer, state_validator, chaos_config,
+chaos_scenario, faultline_hosts. Markers: chaos, slow. Where the agents are: --faultline-lab
+(a lab for the session; root) or --faultline-agents NAME=HOST:PORT,... (env FAULTLINE_AGENTS,
+ini faultline_agents). A test that needs agents when none are configured skips, saying how
+to give them; a fault the kernel cannot do (netem missing) skips with the agent's reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from controller import config as resilience
+from controller import report
+from controller.hosts import Endpoint, Host, connect, lab_endpoints, parse_agents
+from controller.injector import FaultInjector
+from controller.recovery_timer import RecoveryMetrics, RecoveryTimer
+from controller.scenario import FaultType
+from controller.state import StateValidator
+
+__all__ = ["FaultType", "RecoveryMetrics", "RecoveryTimer", "StateValidator"]
+
+DEFAULT_LAB_HOSTS = "trader,gateway,broker"
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    fault_type: str
+    nodeid: str
+    passed: bool
+    metrics: RecoveryMetrics
+    violations: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def _setting(config: pytest.Config, option: str, env: str, ini: str) -> str:
+    """CLI, then environment, then ini."""
+    return config.getoption(option) or os.environ.get(env, "") or config.getini(ini) or ""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("faultline", "faultline: real kernel faults through faultline agents")
+    g.addoption("--faultline-lab", action="store_true",
+                help="bring up a lab (network namespaces, one agent each) for the session and take it down after; "
+                     "needs root")
+    g.addoption("--faultline-lab-hosts", default=None, metavar="NAMES",
+                help=f"the lab's hosts (default {DEFAULT_LAB_HOSTS})")
+    g.addoption("--faultline-agents", default=None, metavar="NAME=HOST:PORT,...",
+                help="real agents (env FAULTLINE_AGENTS, ini faultline_agents)")
+    g.addoption("--faultline-target", default=None, metavar="HOST[:PORT]",
+                help="what faults cut the other hosts from, unless a test says target=... "
+                     "(env FAULTLINE_TARGET, ini faultline_target)")
+    g.addoption("--faultline-on", default=None, metavar="NAMES",
+                help="the agents that apply faults (default: all but the target's)")
+    g.addoption("--faultline-config", default=None, metavar="PATH",
+                help="resilience config for chaos_config and the RTO (default contracts/resilience_config.yaml)")
+    g.addoption("--faultline-json", default=None, metavar="PATH", help="write the chaos scenarios' results here")
+    parser.addini("faultline_agents", "real agents: NAME=HOST:PORT,...")
+    parser.addini("faultline_target", "default fault target: HOST[:PORT]")
+    parser.addini("faultline_config", "resilience config path")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "chaos: a chaos test (faults injected through faultline agents)")
+    config.addinivalue_line("markers", "slow: a long chaos case (e.g. a 30 s partition)")
+    config.stash[RESULTS] = []
+
+
+RESULTS = pytest.StashKey[list[ScenarioResult]]()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.getoption("faultline_lab"):
+        where = f"lab ({config.getoption('faultline_lab_hosts') or DEFAULT_LAB_HOSTS})"
+    else:
+        where = _setting(config, "faultline_agents", "FAULTLINE_AGENTS", "faultline_agents") or "no agents"
+    target = _setting(config, "faultline_target", "FAULTLINE_TARGET", "faultline_target") or "-"
+    return f"faultline: {where}; target {target}"
+
+
+# -- fixtures -----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def chaos_config(pytestconfig: pytest.Config) -> dict[str, float | int]:
+    """rto_target_s, max_data_loss_ratio, max_retry_attempts, base/max_retry_delay_s,
+    connection/request_timeout_s, rate_limit_per_minute from the resilience config."""
+    path = _setting(pytestconfig, "faultline_config", "FAULTLINE_CONFIG", "faultline_config")
+    return resilience.load(Path(path)).chaos_config() if path else resilience.load().chaos_config()
+
+
+@pytest.fixture(scope="session")
+def faultline_hosts(pytestconfig: pytest.Config) -> Iterator[dict[str, Host]]:
+    """The agents, connected, with their clocks' offsets: the lab's or the given ones."""
+    lab = None
+    made = False
+    if pytestconfig.getoption("faultline_lab"):
+        from controller.lab import Lab
+
+        names = [n.strip() for n in (pytestconfig.getoption("faultline_lab_hosts") or DEFAULT_LAB_HOSTS).split(",")]
+        lab = Lab()
+        made = lab.load() is None
+        endpoints: dict[str, Endpoint] = lab_endpoints(lab.up(names), names)
+    else:
+        text = _setting(pytestconfig, "faultline_agents", "FAULTLINE_AGENTS", "faultline_agents")
+        if not text:
+            pytest.skip("no faultline agents: pass --faultline-lab (root) or --faultline-agents NAME=HOST:PORT,...")
+        endpoints = parse_agents(text)
+    hosts = {n: connect(ep) for n, ep in endpoints.items()}
+    yield hosts
+    for h in hosts.values():
+        h.client.close()
+    if lab is not None and made:
+        lab.down()
+
+
+@pytest.fixture
+def _faultline_listeners() -> list[object]:
+    return []
+
+
+def _skip(reason: str) -> NoReturn:
+    pytest.skip(f"the kernel cannot do this fault: {reason}")
+
+
+@pytest.fixture
+def network_fault_injector(faultline_hosts: dict[str, Host], pytestconfig: pytest.Config,
+                           _faultline_listeners: list[object]) -> FaultInjector:
+    """inject_disconnect / inject_latency / inject_packet_loss context managers on the agents."""
+    target = _setting(pytestconfig, "faultline_target", "FAULTLINE_TARGET", "faultline_target")
+    on = [n.strip() for n in (pytestconfig.getoption("faultline_on") or "").split(",") if n.strip()]
+    return FaultInjector(faultline_hosts, target, on, _faultline_listeners, unavailable=_skip)
+
+
+@pytest.fixture
+def recovery_timer(request: pytest.FixtureRequest, chaos_config: dict[str, float | int],
+                   _faultline_listeners: list[object]) -> Iterator[RecoveryTimer]:
+    """A RecoveryTimer with the config's RTO; the injector tells it when faults go in and out.
+    timer.follow(HOST, PORT) takes its marks from that agent's kernel events."""
+    timer = _PluginTimer(float(chaos_config["rto_target_s"]), request)
+    _faultline_listeners.append(timer)
+    yield timer
+    timer.close()
+
+
+class _PluginTimer(RecoveryTimer):
+    def __init__(self, rto_target_s: float, request: pytest.FixtureRequest) -> None:
+        super().__init__(rto_target_s)
+        self._request = request
+
+    def follow(self, host: Host | str, port: int) -> None:  # type: ignore[override]
+        if isinstance(host, str):
+            host = self._request.getfixturevalue("faultline_hosts")[host]
+        super().follow(host, port)
+
+
+@pytest.fixture
+def state_validator() -> StateValidator:
+    return StateValidator()
+
+
+@pytest.fixture
+def chaos_scenario(request: pytest.FixtureRequest, recovery_timer: RecoveryTimer,
+                   state_validator: StateValidator) -> Callable[[str, FaultType | str], Any]:
+    """with chaos_scenario("Gateway disconnect", FaultType.NETWORK_DISCONNECT): ...
+    prints the scenario block at the end and adds the test to the RECOVERY SCORECARD."""
+
+    @contextmanager
+    def scenario(name: str, fault_type: FaultType | str) -> Iterator[RecoveryTimer]:
+        kind = fault_type.value if isinstance(fault_type, FaultType) else str(fault_type)
+        error = ""
+        try:
+            yield recovery_timer
+        except BaseException as e:
+            error = f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            m = recovery_timer.metrics
+            violations = state_validator.get_violations()
+            passed = not error and m.meets_rto and not violations
+            result = ScenarioResult(name, kind, request.node.nodeid, passed, m, violations, error)
+            request.config.stash[RESULTS].append(result)
+            print("\n" + scenario_text(result))
+
+    return scenario
+
+
+def scenario_text(r: ScenarioResult) -> str:
+    m = r.metrics
+    loss = "not measured" if m.data_loss is None else f"{m.data_loss:.2%}"
+    lines = report.header(r.name, r.fault_type) + report.metrics_lines(
+        m.detection_time, m.detected_by, None, m.recovery_time, m.time_after_heal, m.rto_target, m.meets_rto, loss)
+    lines += [f"  VIOLATION: {v}" for v in r.violations]
+    if r.error:
+        lines.append(f"  ERROR: {r.error}")
+    lines.append("SCENARIO COMPLETED" if r.passed else "SCENARIO FAILED")
+    return "\n".join(lines)
+
+
+# -- the end of the session -------------------------------------------------------
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    results = config.stash.get(RESULTS, [])
+    if not results:
+        return
+    rows = [report.Row(r.passed, r.name, r.metrics.recovery_time, r.metrics.rto_target, r.metrics.data_loss)
+            for r in results]
+    terminalreporter.write_line("")
+    for line in report.scorecard_rows(rows).splitlines():
+        terminalreporter.write_line(line)
+    path = config.getoption("faultline_json")
+    if path:
+        Path(path).write_text(json.dumps([{**asdict(r), "metrics": asdict(r.metrics)} for r in results], indent=1))
+        terminalreporter.write_line(f"faultline: chaos results in {path}")

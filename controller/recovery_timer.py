@@ -1,0 +1,153 @@
+"""RecoveryTimer: the chaos suite's timer, with marks set by the test or by the kernel.
+
+    with RecoveryTimer(rto_target_s=30) as timer:      # start
+        ...                                             # the fault
+        timer.mark_detected()
+        timer.mark_recovery_started()                   # the fault is gone
+        timer.mark_recovery_completed()
+    assert timer.metrics.meets_rto, timer.metrics
+
+Fed by an agent (`follow(host, port)`) and a fault injector (which tells it when the fault
+went in and out), the marks come from the kernel: detected at the first retransmit, reset or
+connection leaving ESTABLISHED on that port; recovery started at the heal; completed when a
+connection is ESTABLISHED again (or at the heal if it never broke). A mark the test sets
+itself wins over the kernel's. All times are on the controller's clock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+from faultline.v1 import agent_pb2 as pb
+
+from controller import recovery
+from controller.client import WatchRecorder, watch_filter
+from controller.hosts import Host
+from controller.recovery import KernelEvent, Mark
+
+WATCH_KINDS = ("state", "retransmit", "reset-sent", "reset-received")
+
+
+def now_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_REALTIME)
+
+
+@dataclass(frozen=True)
+class RecoveryMetrics:
+    detection_time: float | None   # s, start -> detected
+    recovery_time: float | None    # s, start -> recovery completed: what the RTO bounds
+    time_after_heal: float | None  # s, recovery started -> completed
+    rto_target: float
+    meets_rto: bool
+    data_loss: float | None        # ratio lost / sent, when recorded
+    detected_by: str = ""
+    recovered_by: str = ""
+
+    def __str__(self) -> str:
+        def s(x: float | None) -> str:
+            return "n/a" if x is None else f"{x:.3f}s"
+        loss = "not measured" if self.data_loss is None else f"{self.data_loss:.2%}"
+        return (f"detection {s(self.detection_time)}, recovery {s(self.recovery_time)} "
+                f"({s(self.time_after_heal)} after heal), RTO {self.rto_target:g}s "
+                f"{'met' if self.meets_rto else 'MISSED'}, data loss {loss}")
+
+
+class RecoveryTimer:
+    def __init__(self, rto_target_s: float = 30.0) -> None:
+        self.rto_target_s = rto_target_s
+        self.started: int | None = None
+        self.detected: int | None = None
+        self.recovery_started: int | None = None
+        self.completed: int | None = None
+        self.sent: int | None = None
+        self.received: int | None = None
+        self._follow: tuple[Host, int, WatchRecorder] | None = None
+
+    # -- the suite's interface ------------------------------------------------
+    def start(self) -> None:
+        self.started = now_ns()
+
+    def mark_detected(self) -> None:
+        self.detected = now_ns()
+
+    def mark_recovery_started(self) -> None:
+        self.recovery_started = now_ns()
+
+    def mark_recovery_completed(self) -> None:
+        self.completed = now_ns()
+
+    def record_data(self, sent: int, received: int) -> None:
+        self.sent, self.received = sent, received
+
+    def __enter__(self) -> RecoveryTimer:
+        self.start()
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- fed by the kernel ----------------------------------------------------
+    def follow(self, host: Host, port: int) -> None:
+        """Take the marks from this host's kernel events on this port."""
+        w = host.client.watch(watch_filter(WATCH_KINDS, [port], fault_counters=False), ready_timeout_s=30)
+        self._follow = (host, port, WatchRecorder(w))
+
+    def fault_applied(self, t_ns: int) -> None:
+        """The injector: the fault is in (the start, unless the test started earlier)."""
+        if self.started is None or self._follow is not None:
+            self.started = t_ns
+
+    def fault_healed(self, t_ns: int) -> None:
+        if self.recovery_started is None:
+            self.recovery_started = t_ns
+
+    def kernel_events(self) -> list[KernelEvent]:
+        if self._follow is None:
+            return []
+        host, _, rec = self._follow
+        return [KernelEvent(host.clock.to_controller(i.at.realtime_ns), host.name,
+                            pb.EventKind.Name(i.tcp.kind)[11:], i.tcp.socket, pb.TcpState.Name(i.tcp.old_state)[10:],
+                            pb.TcpState.Name(i.tcp.new_state)[10:]) for i in rec.tcp()]
+
+    def _kernel_marks(self) -> tuple[Mark | None, Mark | None]:
+        if self._follow is None or self.started is None:
+            return None, None
+        events = self.kernel_events()
+        detected = recovery.detection(self.started, events, [])
+        done = recovery.flow_recovery(self.recovery_started, events) if self.recovery_started else None
+        return detected, done
+
+    def wait_recovered(self, timeout_s: float) -> bool:
+        """With follow(): wait until the kernel shows recovery after the heal."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._kernel_marks()[1] is not None:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        if self._follow is not None:
+            self._follow[2].stop()
+
+    # -- results --------------------------------------------------------------
+    @property
+    def metrics(self) -> RecoveryMetrics:
+        k_detect, k_done = self._kernel_marks()
+        detected = self.detected if self.detected is not None else (k_detect.t_ns if k_detect else None)
+        completed = self.completed if self.completed is not None else (k_done.t_ns if k_done else None)
+
+        def span(a: int | None, b: int | None) -> float | None:
+            return (b - a) / 1e9 if a is not None and b is not None else None
+
+        rec = span(self.started, completed)
+        loss = None
+        if self.sent is not None and self.received is not None:
+            loss = max(0, self.sent - self.received) / self.sent if self.sent else 0.0
+        return RecoveryMetrics(
+            span(self.started, detected), rec, span(self.recovery_started, completed), self.rto_target_s,
+            rec is not None and rec <= self.rto_target_s, loss,
+            "test" if self.detected is not None else (k_detect.source if k_detect else ""),
+            "test" if self.completed is not None else (k_done.source if k_done else ""))
