@@ -66,11 +66,13 @@ class AgentRuntime:
         self.config = config
         self.kernel_release = platform.release()
         self.journal = Journal(config.state_dir)
+        self.hooks_journal = Journal(config.state_dir, Journal.HOOKS)
         self.tc = TcHooks()
-        for line in recover(self.journal, self.tc):
+        for line in recover(self.journal, self.tc) + recover(self.hooks_journal, self.tc):
             log.warning("recovered from an earlier run: %s", line)
         unavailable: dict[Mechanism, str] = {}
         mechanisms = []
+        self.dropper: EbpfDropper | None = None
         self.program: TcDropProgram | None = None
         program_error = None
         try:
@@ -86,7 +88,12 @@ class AgentRuntime:
                 why = have["clsact"].reason if not have["clsact"].available else have["cls_bpf"].reason
                 unavailable[Mechanism.EBPF_TC] = f"clsact/cls_bpf missing: {why}"
             else:
-                mechanisms.append(EbpfDropper(self.program, self.tc, self.journal, config.netns))
+                self.dropper = EbpfDropper(self.program, self.tc, self.journal, config.netns, self.hooks_journal)
+                for name in sorted(config.allowed_interfaces or ()):
+                    index = self.tc.link_index(name)
+                    if index is not None:
+                        self.dropper.prepare(index, name)
+                mechanisms.append(self.dropper)
         if not have["netem"].available:
             unavailable[Mechanism.NETEM] = f"kernel: {have['netem'].reason}"
         elif not have["htb"].available:
@@ -123,6 +130,8 @@ class AgentRuntime:
         if self.observer is not None:
             self.observer.close()
         healed = self.engine.close()
+        if self.dropper is not None:
+            self.dropper.close()
         if self.program is not None:
             self.program.close()
         self.tc.close()
@@ -144,8 +153,8 @@ def local_addresses(in_lab_namespace: bool) -> list[IPv4Address | IPv6Address]:
 
 def cleanup(state_dir: Path) -> tuple[list[str], bool]:
     """Revert what a previous run left, without serving. Returns (report, journal empty)."""
-    journal = Journal(state_dir)
-    pending = journal.pending()
+    journal, hooks = Journal(state_dir), Journal(state_dir, Journal.HOOKS)
+    pending = journal.pending() + hooks.pending()
     if not pending:
         return ["journal empty: nothing to undo"], True
     netns = {e.change.get("netns", "") for e in pending} - {""}
@@ -156,5 +165,5 @@ def cleanup(state_dir: Path) -> tuple[list[str], bool]:
 
         pnetns.setns(netns.pop(), flags=0)
     with TcHooks() as tc:
-        report = recover(journal, tc)
-    return report, journal.is_empty()
+        report = recover(journal, tc) + recover(hooks, tc)
+    return report, journal.is_empty() and hooks.is_empty()

@@ -65,6 +65,12 @@ def tc_state(ns: str, dev: str) -> dict[str, object]:
     }
 
 
+def without_agent(state: dict[str, object]) -> dict[str, object]:
+    """What tc_state is with no agent running: the agent keeps an (empty) clsact on its allowed
+    interfaces while it runs, and removes it when it stops."""
+    return {**state, "qdisc": [q for q in state["qdisc"] if q.get("kind") != "clsact"]}  # type: ignore[union-attr]
+
+
 def in_ns(ns: str, *argv: str) -> list[str]:
     return [sys.executable, "-m", "controller.nsexec", ns, "--", *argv]
 

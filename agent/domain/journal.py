@@ -31,10 +31,11 @@ class Entry:
 
 
 class Journal:
-    FILE = "journal.jsonl"
+    FILE = "journal.jsonl"    # the faults' changes: empty whenever no fault is active
+    HOOKS = "hooks.jsonl"     # the agent's standing hooks (clsact): empty whenever it is not running
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / self.FILE
+    def __init__(self, state_dir: Path, name: str = FILE) -> None:
+        self.path = Path(state_dir) / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._pending: dict[int, Entry] = {e.seq: e for e in self._read()}

@@ -39,18 +39,23 @@ class _Hook:
 
 @dataclass
 class _Clsact:
-    seq: int | None  # None: it was there before faultline; never delete it
-    hooks: int = 0
+    seq: int | None  # in the hooks journal; None: it was there before faultline, never delete it
 
 
 class EbpfDropper:
     mechanism = Mechanism.EBPF_TC
     kinds = MECHANISM_KINDS[Mechanism.EBPF_TC]
 
-    def __init__(self, program: TcDropProgram, hooks: TcHooks, recorder: Recorder, netns: str) -> None:
+    def __init__(self, program: TcDropProgram, hooks: TcHooks, recorder: Recorder, netns: str,
+                 hook_recorder: Recorder) -> None:
         self._prog = program
         self._tc = hooks
         self._rec = recorder
+        # Adding or removing a clsact qdisc makes the kernel deactivate the device for an RCU
+        # grace period (qdisc_graft -> dev_deactivate): every flow on it can lose a packet. So
+        # a clsact faultline makes stays until the agent stops (prepare() makes it at start on
+        # the allowed interfaces); faults only add and remove filters, which do not.
+        self._hook_rec = hook_recorder
         self._netns = netns
         self._faults: dict[str, _Installed] = {}
         self._hooks: dict[tuple[int, Direction], _Hook] = {}
@@ -105,23 +110,7 @@ class EbpfDropper:
         if hook is not None:
             hook.users.add(fault_id)
             return
-        cls = self._clsact.get(ifindex)
-        if cls is None:
-            if self._tc.has_clsact(ifindex):
-                cls = _Clsact(seq=None)
-            else:
-                seq = self._rec.record(
-                    fault_id,
-                    {"op": "add_clsact", "netns": self._netns, "interface": ifname, "ifindex": ifindex},
-                    {"op": "del_clsact", "netns": self._netns, "interface": ifname, "ifindex": ifindex},
-                )
-                try:
-                    self._tc.add_clsact(ifindex)
-                except KernelError:
-                    self._rec.release(seq)
-                    raise
-                cls = _Clsact(seq=seq)
-            self._clsact[ifindex] = cls
+        self.prepare(ifindex, ifname)
         seq = self._rec.record(
             fault_id,
             {"op": "add_filter", "netns": self._netns, "interface": ifname, "ifindex": ifindex,
@@ -133,10 +122,39 @@ class EbpfDropper:
             self._tc.add_bpf_filter(ifindex, d, self._prog.fd(d), self._prog.name(d))
         except KernelError:
             self._rec.release(seq)
-            self._maybe_drop_clsact(ifindex)
             raise
-        cls.hooks += 1
         self._hooks[(ifindex, d)] = _Hook(seq, {fault_id})
+
+    def prepare(self, ifindex: int, ifname: str) -> None:
+        """Make sure the interface has a clsact, made (and journalled) by us if it had none."""
+        if ifindex in self._clsact:
+            return
+        if self._tc.has_clsact(ifindex):
+            self._clsact[ifindex] = _Clsact(seq=None)
+            return
+        seq = self._hook_rec.record(
+            "agent",
+            {"op": "add_clsact", "netns": self._netns, "interface": ifname, "ifindex": ifindex},
+            {"op": "del_clsact", "netns": self._netns, "interface": ifname, "ifindex": ifindex},
+        )
+        try:
+            self._tc.add_clsact(ifindex)
+        except KernelError:
+            self._hook_rec.release(seq)
+            raise
+        self._clsact[ifindex] = _Clsact(seq=seq)
+
+    def close(self) -> None:
+        """At agent stop, after every fault healed: remove the clsacts we made."""
+        for ifindex, cls in list(self._clsact.items()):
+            del self._clsact[ifindex]
+            if cls.seq is None:
+                continue
+            if _foreign_filters(self._tc, ifindex):
+                log.warning("ifindex %d: leaving clsact in place, filters we did not create are on it", ifindex)
+            else:
+                self._tc.del_clsact(ifindex)
+            self._hook_rec.release(cls.seq)
 
     # -- heal ------------------------------------------------------------
     def counters(self, fault_id: str) -> Counters:
@@ -162,21 +180,6 @@ class EbpfDropper:
         self._tc.del_bpf_filter(ifindex, d)
         self._rec.release(hook.seq)
         del self._hooks[(ifindex, d)]
-        self._clsact[ifindex].hooks -= 1
-        self._maybe_drop_clsact(ifindex)
-
-    def _maybe_drop_clsact(self, ifindex: int) -> None:
-        cls = self._clsact.get(ifindex)
-        if cls is None or cls.hooks:
-            return
-        del self._clsact[ifindex]
-        if cls.seq is None:
-            return
-        if _foreign_filters(self._tc, ifindex):
-            log.warning("ifindex %d: leaving clsact in place, filters we did not create are on it", ifindex)
-        else:
-            self._tc.del_clsact(ifindex)
-        self._rec.release(cls.seq)
 
 
 def _foreign_filters(tc: TcHooks, ifindex: int) -> bool:

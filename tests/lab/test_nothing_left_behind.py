@@ -11,11 +11,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from controller.client import AgentClient, fault_spec
-from tests.netns import in_ns, tc_state
+from tests.netns import in_ns, tc_state, without_agent
 
 
 def journal_size(host) -> int:
     p = Path(host.state_dir) / "journal.jsonl"
+    return p.stat().st_size if p.exists() else 0
+
+
+def hooks_size(host) -> int:
+    p = Path(host.state_dir) / "hooks.jsonl"
     return p.stat().st_size if p.exists() else 0
 
 
@@ -67,7 +72,9 @@ def test_cleanup_command_reverts_without_serving(lab, agents):
         out = subprocess.run([agent_cli, "cleanup", "--state-dir", host.state_dir],
                              capture_output=True, text=True, check=True).stdout
         assert "removed faultline filter" in out and "removed clsact" in out
-        assert tc_state(host.netns, host.interface) == before and journal_size(host) == 0
+        assert tc_state(host.netns, host.interface) == without_agent(before)
+        assert journal_size(host) == 0 and hooks_size(host) == 0
+    assert tc_state(host.netns, host.interface) == before  # the restarted agent has its clsact again
 
 
 def test_sigterm_heals_before_exit(lab, agents):
@@ -75,7 +82,9 @@ def test_sigterm_heals_before_exit(lab, agents):
     before = tc_state(host.netns, host.interface)
     agents["gateway"].apply(fault_spec("disconnect", "lab0", peers=["10.78.0.1/32"], lease_s=300))
     with agent_stopped_by(lab, "gateway", signal.SIGTERM):
-        assert tc_state(host.netns, host.interface) == before and journal_size(host) == 0
+        # Healed, and the agent's own clsact gone with it: the host as it was without faultline.
+        assert tc_state(host.netns, host.interface) == without_agent(before) != before
+        assert journal_size(host) == 0 and hooks_size(host) == 0
 
 
 def test_lease_expiry_with_no_controller(lab, agents):
