@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from ipaddress import ip_address
+from pathlib import Path
+from types import SimpleNamespace
 
+from agent.domain.engine import FaultEngine
 from agent.domain.events import EventKind, TcpEvent, WatchFilter
 from agent.domain.spec import Counters, FaultKind, FaultSpec, Mechanism
+from agent.domain.watch import WatchHub
+from agent.kernel.capabilities import Feature
 
 
 class FakeMechanism:
@@ -34,6 +42,35 @@ class FakeMechanism:
 
 
 LINKS = {"lab0": 2, "eth1": 3, "lo": 1}
+
+
+@contextmanager
+def fake_agent(probe: FakeProbe | None = None, host: str = "127.0.0.1") -> Iterator[tuple[str, FaultEngine]]:
+    """A real gRPC agent server on an ephemeral port, its engine on FakeMechanism (no kernel)."""
+    import grpc
+    from faultline.v1 import agent_pb2_grpc as pb_grpc
+
+    from agent.rpc.servicer import AgentServicer
+    from agent.runtime import AgentConfig
+
+    engine = FaultEngine([FakeMechanism()], {Mechanism.NETEM: "this kernel has no netem"}, LINKS.get,
+                         route_interface=lambda addr: "lab0")
+    hub = WatchHub(probe or FakeProbe(), "", lambda: [ip_address("10.77.0.1")],
+                   lambda: [(f.fault_id, f.counters) for f in engine.list()])
+    runtime = SimpleNamespace(
+        engine=engine, kernel_release="test", config=AgentConfig(listen="127.0.0.1:7070", state_dir=Path("/x")),
+        features=[Feature("netem", False, "this kernel has no netem")], hub=hub,
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime), server)
+    port = server.add_insecure_port(f"{host}:0")
+    server.start()
+    try:
+        yield f"{host}:{port}", engine
+    finally:
+        server.stop(0)
+        hub.close()
+        engine.close()
 
 
 class FakeProbe:

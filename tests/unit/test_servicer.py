@@ -1,24 +1,13 @@
 """A real in-process gRPC server on an ephemeral port, the engine behind it on a fake mechanism."""
 
 import time
-from concurrent import futures
-from ipaddress import ip_address
-from pathlib import Path
-from types import SimpleNamespace
 
 import grpc
 import pytest
 from faultline.v1 import agent_pb2 as pb
-from faultline.v1 import agent_pb2_grpc as pb_grpc
 
 from agent.domain.clock import now
-from agent.domain.engine import FaultEngine
 from agent.domain.events import EventKind, Flow, TcpEvent
-from agent.domain.spec import Mechanism
-from agent.domain.watch import WatchHub
-from agent.kernel.capabilities import Feature
-from agent.rpc.servicer import AgentServicer
-from agent.runtime import AgentConfig
 from controller.client import (
     AgentClient,
     InvalidRequest,
@@ -28,7 +17,7 @@ from controller.client import (
     fault_spec,
     watch_filter,
 )
-from tests.fakes import LINKS, FakeMechanism, FakeProbe
+from tests.fakes import FakeProbe, fake_agent
 
 
 @pytest.fixture
@@ -38,22 +27,8 @@ def probe():
 
 @pytest.fixture
 def client(probe):
-    engine = FaultEngine([FakeMechanism()], {Mechanism.NETEM: "this kernel has no netem"}, LINKS.get)
-    hub = WatchHub(probe, "", lambda: [ip_address("10.77.0.1")],
-                   lambda: [(f.fault_id, f.counters) for f in engine.list()])
-    runtime = SimpleNamespace(
-        engine=engine, kernel_release="test", config=AgentConfig(listen="127.0.0.1:7070", state_dir=Path("/x")),
-        features=[Feature("netem", False, "this kernel has no netem")], hub=hub,
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    with AgentClient(f"127.0.0.1:{port}") as c:
+    with fake_agent(probe) as (address, _), AgentClient(address) as c:
         yield c
-    server.stop(0)
-    hub.close()
-    engine.close()
 
 
 def test_apply_returns_id_mechanism_and_both_clocks(client):
