@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from faultline.v1 import agent_pb2 as pb
+from google.protobuf.json_format import MessageToDict
 
 import agent
 from controller import coordinate, recovery
@@ -277,6 +278,7 @@ class Run:
         applied, refused = coordinate.apply_at(targets, planned_ns, on_applied=landed.append)
         skew = coordinate.skew_ns(applied)
         entry = {"step": step.index, "what": self.describe(step), "planned_ns": planned_ns, "skew_ns": skew,
+                 "specs": {t.host: MessageToDict(t.spec, preserving_proto_field_name=True) for t in targets},
                  "applied": [asdict(a) for a in applied],
                  "refused": [{"host": r.host, "code": r.error.code.name, "message": r.error.message}
                              for r in refused]}
