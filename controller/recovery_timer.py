@@ -64,6 +64,9 @@ class RecoveryTimer:
         self.sent: int | None = None
         self.received: int | None = None
         self._follow: tuple[Host, int, WatchRecorder] | None = None
+        self._injected_ns: int | None = None   # from the injector: the first fault in
+        self._healed_ns: int | None = None     # the last fault out
+        self._faults_active = 0
 
     # -- the suite's interface ------------------------------------------------
     def start(self) -> None:
@@ -95,13 +98,23 @@ class RecoveryTimer:
         self._follow = (host, port, WatchRecorder(w))
 
     def fault_applied(self, t_ns: int) -> None:
-        """The injector: the fault is in (the start, unless the test started earlier)."""
-        if self.started is None or self._follow is not None:
-            self.started = t_ns
+        """The injector: a fault is in. The first one is when the kernel-fed timer starts."""
+        if self._injected_ns is None:
+            self._injected_ns = t_ns
+        self._faults_active += 1
 
     def fault_healed(self, t_ns: int) -> None:
-        if self.recovery_started is None:
-            self.recovery_started = t_ns
+        """The injector: a fault is out; when the last of nested ones is, recovery starts."""
+        self._faults_active -= 1
+        if self._faults_active == 0:
+            self._healed_ns = t_ns
+
+    def _start(self) -> int | None:
+        first, second = (self._injected_ns, self.started) if self._follow else (self.started, self._injected_ns)
+        return first if first is not None else second
+
+    def _recovery_started(self) -> int | None:
+        return self.recovery_started if self.recovery_started is not None else self._healed_ns
 
     def kernel_events(self) -> list[KernelEvent]:
         if self._follow is None:
@@ -112,12 +125,11 @@ class RecoveryTimer:
                             pb.TcpState.Name(i.tcp.new_state)[10:]) for i in rec.tcp()]
 
     def _kernel_marks(self) -> tuple[Mark | None, Mark | None]:
-        if self._follow is None or self.started is None:
+        start, heal = self._start(), self._recovery_started()
+        if self._follow is None or start is None:
             return None, None
         events = self.kernel_events()
-        detected = recovery.detection(self.started, events, [])
-        done = recovery.flow_recovery(self.recovery_started, events) if self.recovery_started else None
-        return detected, done
+        return recovery.detection(start, events, []), recovery.flow_recovery(heal, events) if heal else None
 
     def wait_recovered(self, timeout_s: float) -> bool:
         """With follow(): wait until the kernel shows recovery after the heal."""
@@ -142,12 +154,13 @@ class RecoveryTimer:
         def span(a: int | None, b: int | None) -> float | None:
             return (b - a) / 1e9 if a is not None and b is not None else None
 
-        rec = span(self.started, completed)
+        start, heal = self._start(), self._recovery_started()
+        rec = span(start, completed)
         loss = None
         if self.sent is not None and self.received is not None:
             loss = max(0, self.sent - self.received) / self.sent if self.sent else 0.0
         return RecoveryMetrics(
-            span(self.started, detected), rec, span(self.recovery_started, completed), self.rto_target_s,
+            span(start, detected), rec, span(heal, completed), self.rto_target_s,
             rec is not None and rec <= self.rto_target_s, loss,
             "test" if self.detected is not None else (k_detect.source if k_detect else ""),
             "test" if self.completed is not None else (k_done.source if k_done else ""))
