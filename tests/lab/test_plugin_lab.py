@@ -23,7 +23,8 @@ def test_loss_shows_in_the_agents_counters_and_as_retransmits(order_flow, networ
                                                    on="trader") as fault:
         pass
     matched, dropped = fault.final["trader"]
-    assert matched > 100 and 0.1 < dropped / matched < 0.3, (matched, dropped)
+    # Some dropped, not all (its accuracy is tests/lab/test_loss.py's job).
+    assert matched > 30 and 0 < dropped < matched, (matched, dropped)
     during = [e for e in recovery_timer.kernel_events()
               if e.kind == "RETRANSMIT" and fault.applied_ns <= e.t_ns <= fault.healed_ns + 1_000_000_000]
     assert during, recovery_timer.kernel_events()
