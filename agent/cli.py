@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 EPILOG = """\
 examples:
+  faultline-agent serve --tls-dir /etc/faultline/tls --policy /etc/faultline/agent.yaml
   faultline-agent serve --insecure --listen 0.0.0.0:7070 --state-dir /var/lib/faultline
   faultline-agent serve --insecure --netns fl-trader --listen 10.77.0.1:7070 --state-dir /run/fl/trader
   faultline-agent cleanup --state-dir /var/lib/faultline
@@ -48,8 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest lease a fault may ask for (default %(default)s)")
     s.add_argument("--allow-interface", action="append", metavar="IFNAME",
                    help="only these interfaces may be faulted (repeatable; default: any but lo)")
+    s.add_argument("--tls-dir", type=Path, metavar="DIR",
+                   help="mTLS: DIR/agent.pem, agent-key.pem and ca.pem (the CA clients' certificates must chain "
+                        "to); see `faultline certs init`")
+    s.add_argument("--allow-client", action="append", default=[], metavar="SUBJECT",
+                   help="a client certificate subject allowed to call, e.g. CN=faultline-controller (repeatable; "
+                        "added to the policy's allowed_clients)")
+    s.add_argument("--policy", type=Path, default=None, metavar="PATH",
+                   help="what may be faulted here (default /etc/faultline/agent.yaml if it exists, else built-in "
+                        "defaults: any interface but lo, any peer)")
+    s.add_argument("--audit-log", type=Path, default=None, metavar="PATH",
+                   help="one JSON line per request (default STATE_DIR/audit.jsonl)")
     s.add_argument("--insecure", action="store_true",
-                   help="serve plaintext gRPC; required, since this version has no TLS yet")
+                   help="serve plaintext gRPC without client authentication (labs only; logged loudly)")
     s.add_argument("--clock-skew-ms", type=float, default=0.0, metavar="MS",
                    help="lab only (needs --netns): report realtime MS off, to test the controller's clock "
                         "correction")
@@ -67,15 +80,32 @@ def serve(args: argparse.Namespace) -> int:
     import grpc
     from faultline.v1 import agent_pb2_grpc as pb_grpc
 
+    from agent.domain import policy as policies
+    from agent.domain.audit import AuditLog
     from agent.kernel.tcp_watch import MAX_WATCHERS
+    from agent.rpc.gate import Gate
     from agent.rpc.servicer import AgentServicer
     from agent.runtime import AgentConfig, AgentRuntime
 
     log = logging.getLogger("faultline-agent")
-    if not args.insecure:
-        log.error("this version has no TLS: pass --insecure to serve plaintext gRPC, knowing that anyone "
-                  "who reaches %s can fault this host", args.listen)
+    if bool(args.tls_dir) == bool(args.insecure):
+        log.error("give --tls-dir DIR (mTLS) or, for a lab, --insecure (plaintext: anyone who reaches %s can "
+                  "fault this host); exactly one of them", args.listen)
         return 2
+    policy_path = args.policy or (policies.DEFAULT_PATH if policies.DEFAULT_PATH.exists() else None)
+    try:
+        policy = policies.load(policy_path) if policy_path else policies.Policy()
+    except policies.PolicyError as e:
+        log.error("policy: %s", e)
+        return 2
+    if args.allow_client:
+        policy = dataclasses.replace(policy, allowed_clients=policy.allowed_clients | set(args.allow_client))
+    if args.tls_dir and not policy.allowed_clients:
+        log.error("mTLS with no allowed client: list subjects in the policy's allowed_clients or --allow-client")
+        return 2
+    if policy_path is None:
+        log.warning("no policy file: any interface but lo and any peer may be faulted (limits: lease %g s)",
+                    policy.max_lease_s)
     if args.clock_skew_ms:
         if not args.netns:
             log.error("--clock-skew-ms is for lab agents (with --netns) only")
@@ -92,15 +122,26 @@ def serve(args: argparse.Namespace) -> int:
         excluded_ports=args.exclude_ports, max_lease_ms=int(args.max_lease * 1000),
         allowed_interfaces=frozenset(args.allow_interface) if args.allow_interface else None,
     )
-    log.warning("plaintext gRPC on %s: anyone who reaches this port can fault this host", args.listen)
-    runtime = AgentRuntime(config)
+    if args.insecure:
+        log.warning("INSECURE: plaintext gRPC on %s, no client authentication: anyone who reaches this port can "
+                    "fault this host", args.listen)
+    runtime = AgentRuntime(config, policy)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     # Each watch stream holds a worker for its life: room for every watch slot and 8 calls besides.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8 + MAX_WATCHERS))
+    audit = AuditLog(args.audit_log or args.state_dir / "audit.jsonl")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8 + MAX_WATCHERS),
+                         interceptors=[Gate(policy, audit, tls=bool(args.tls_dir))])
     pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime), server)
-    if server.add_insecure_port(args.listen) == 0:
+    if args.tls_dir:
+        d = args.tls_dir
+        creds = grpc.ssl_server_credentials([((d / "agent-key.pem").read_bytes(), (d / "agent.pem").read_bytes())],
+                                            root_certificates=(d / "ca.pem").read_bytes(), require_client_auth=True)
+        port = server.add_secure_port(args.listen, creds)
+    else:
+        port = server.add_insecure_port(args.listen)
+    if port == 0:
         log.error("cannot listen on %s", args.listen)
         runtime.close()
         return 1

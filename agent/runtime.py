@@ -11,6 +11,7 @@ from pathlib import Path
 from agent.domain.engine import FaultEngine
 from agent.domain.errors import FailedPrecondition, KernelError
 from agent.domain.journal import Journal
+from agent.domain.policy import Policy
 from agent.domain.spec import Counters, Direction, Fault, Mechanism
 from agent.domain.validation import Limits
 from agent.domain.watch import WatchHub
@@ -62,8 +63,9 @@ def recover(journal: Journal, tc: TcHooks) -> list[str]:
 
 
 class AgentRuntime:
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, policy: Policy | None = None) -> None:
         self.config = config
+        self.policy = policy or Policy()
         self.kernel_release = platform.release()
         self.journal = Journal(config.state_dir)
         self.hooks_journal = Journal(config.state_dir, Journal.HOOKS)
@@ -89,7 +91,7 @@ class AgentRuntime:
                 unavailable[Mechanism.EBPF_TC] = f"clsact/cls_bpf missing: {why}"
             else:
                 self.dropper = EbpfDropper(self.program, self.tc, self.journal, config.netns, self.hooks_journal)
-                for name in sorted(config.allowed_interfaces or ()):
+                for name in sorted((config.allowed_interfaces or set()) | (self.policy.interfaces or set())):
                     index = self.tc.link_index(name)
                     if index is not None:
                         self.dropper.prepare(index, name)
@@ -106,7 +108,7 @@ class AgentRuntime:
             "netem_ingress", False, "not offered: netem faults shape egress only (no IFB redirect yet)"))
         self.engine = FaultEngine(
             mechanisms, unavailable, self.tc.link_index, self.tc.route_interface,
-            Limits(max_lease_ms=config.max_lease_ms), config.allowed_interfaces,
+            Limits(max_lease_ms=config.max_lease_ms), config.allowed_interfaces, policy=self.policy,
         )
         self.observer: TcpWatchProgram | None = None
         observer_error = ""

@@ -241,6 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="lab up, stream TCP, 3 s disconnect, measure reconnection, lab down")
 
+    certs = sub.add_parser(
+        "certs", help="mTLS material: a small CA, an agent and a controller certificate",
+        description="Make DIR/ca.pem, ca-key.pem, agent.pem, agent-key.pem, controller.pem, controller-key.pem "
+                    "(ECDSA P-256; keys 0600). Agents serve with --tls-dir holding agent*.pem and ca.pem and allow "
+                    "the controller's subject (--allow-client CN=...); the controller uses FAULTLINE_TLS_DIR=DIR.",
+        epilog="example:\n  faultline certs init /etc/faultline/tls --agent-host 10.1.0.5 --agent-host trader1\n"
+               "  FAULTLINE_TLS_DIR=/etc/faultline/tls faultline health --agent 10.1.0.5:7070",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    csub = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
+    ci = csub.add_parser("init", help="make a CA and both certificates in DIR (refuses to replace a CA)")
+    ci.add_argument("dir", type=Path, metavar="DIR")
+    ci.add_argument("--agent-host", action="append", default=[], metavar="NAME_OR_IP",
+                    help="an address the agents are reached by (repeatable; the certificate names each)")
+    ci.add_argument("--controller-name", default="faultline-controller",
+                    help="the controller certificate's CN (default %(default)s)")
+
     p = sub.add_parser(
         "run", help="run scenario files: faults on several hosts, recovery measured against the RTO",
         description="Check every FILE in full (an error names file, line and field; nothing runs until all are "
@@ -453,6 +469,15 @@ def main(argv: list[str] | None = None) -> int:
             return _run_vm(args)
         if args.command == "run":
             return _run_scenarios(args)
+        if args.command == "certs":
+            from controller import certs
+
+            files = certs.init(args.dir, args.agent_host, args.controller_name)
+            for name, path in files.items():
+                print(f"{path}{'  (secret: keep it on this host)' if name == 'ca-key.pem' else ''}")
+            print(f"agents: --tls-dir with agent.pem, agent-key.pem, ca.pem and --allow-client "
+                  f"CN={args.controller_name}; controller: FAULTLINE_TLS_DIR={args.dir}")
+            return 0
         if args.command == "demo":
             from controller.demo import run_demo
 
@@ -461,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     except AgentError as e:
         print(f"faultline: error: {e}", file=sys.stderr)
         return 1
-    except (ValueError, TimeoutError, RuntimeError, PermissionError) as e:
+    except (ValueError, TimeoutError, RuntimeError, PermissionError, FileExistsError, FileNotFoundError) as e:
         print(f"faultline: error: {e}", file=sys.stderr)
         return 1
 

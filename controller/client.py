@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from types import TracebackType
 
 import grpc
@@ -12,6 +14,23 @@ from faultline.v1 import agent_pb2 as pb
 from faultline.v1 import agent_pb2_grpc as pb_grpc
 
 DEFAULT_TIMEOUT_S = 10.0
+# A directory with ca.pem, controller.pem and controller-key.pem (`faultline certs init`): mTLS.
+TLS_ENV = "FAULTLINE_TLS_DIR"
+
+
+def open_channel(address: str, tls_dir: Path | str | None = None) -> grpc.Channel:
+    """mTLS when a TLS dir is given (or in $FAULTLINE_TLS_DIR), else plaintext."""
+    tls = Path(tls_dir) if tls_dir else (Path(os.environ[TLS_ENV]) if os.environ.get(TLS_ENV) else None)
+    if tls is None:
+        return grpc.insecure_channel(address)
+
+    def read(name: str) -> bytes | None:
+        return (tls / name).read_bytes() if (tls / name).exists() else None
+
+    if read("ca.pem") is None:
+        raise FileNotFoundError(f"{tls / 'ca.pem'}: the CA that signed the agents' certificates is missing")
+    creds = grpc.ssl_channel_credentials(read("ca.pem"), read("controller-key.pem"), read("controller.pem"))
+    return grpc.secure_channel(address, creds)
 
 
 class AgentError(Exception):
@@ -26,6 +45,7 @@ class InvalidRequest(AgentError): ...
 class Unsupported(AgentError): ...
 class UnknownFault(AgentError): ...
 class AgentUnreachable(AgentError): ...
+class Forbidden(AgentError): ...  # the agent's policy or client allowlist says no
 
 
 # The one table on this side: status -> exception type.
@@ -34,6 +54,7 @@ ERRORS: dict[grpc.StatusCode, type[AgentError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: Unsupported,
     grpc.StatusCode.NOT_FOUND: UnknownFault,
     grpc.StatusCode.UNAVAILABLE: AgentUnreachable,
+    grpc.StatusCode.PERMISSION_DENIED: Forbidden,
     grpc.StatusCode.DEADLINE_EXCEEDED: AgentUnreachable,
 }
 
@@ -218,10 +239,10 @@ class WatchRecorder:
 
 
 class AgentClient:
-    def __init__(self, address: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, address: str, timeout_s: float = DEFAULT_TIMEOUT_S, tls_dir: Path | str | None = None) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address)
+        self._channel = open_channel(address, tls_dir)
         self._stub = pb_grpc.AgentStub(self._channel)
 
     def close(self) -> None:

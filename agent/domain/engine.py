@@ -16,6 +16,7 @@ from typing import Protocol
 from agent.domain import clock
 from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from agent.domain.leases import Leases
+from agent.domain.policy import Policy
 from agent.domain.spec import MECHANISM_KINDS, Counters, Fault, FaultKind, FaultSpec, FaultState, Mechanism
 from agent.domain.validation import Limits, RawSpec, parse_cidr, validate
 
@@ -46,6 +47,7 @@ class FaultEngine:
         limits: Limits | None = None,
         allowed_interfaces: frozenset[str] | None = None,
         history: int = 100,
+        policy: Policy | None = None,
     ) -> None:
         self._mechs = {m.mechanism: m for m in mechanisms}
         self._unavailable = dict(unavailable)
@@ -53,6 +55,7 @@ class FaultEngine:
         self._route_interface = route_interface
         self.limits = limits or Limits()
         self._allowed = allowed_interfaces
+        self.policy = policy or Policy()
         self._lock = threading.RLock()
         self._active: dict[str, Fault] = {}
         self._healed: deque[Fault] = deque(maxlen=history)
@@ -97,6 +100,7 @@ class FaultEngine:
         if not raw.interface and raw.peer_cidrs:
             raw.interface = self._interface_for(raw.peer_cidrs)
         spec = validate(raw, self.limits, self.interface_allowed)
+        self.policy.check(spec)  # well formed, but may this host be faulted like that?
         mech = self._choose(spec)
         if start_at_realtime_ns:
             ahead_ns = start_at_realtime_ns - clock.now().realtime_ns

@@ -33,3 +33,11 @@ class KernelError(FaultlineError):
     def __init__(self, message: str, errno: int | None = None) -> None:
         self.errno = errno
         super().__init__(message if errno is None else f"{message} (errno {errno})")
+
+
+class PermissionDenied(FaultlineError):
+    """The request is well formed but this agent's policy (or its client allowlist) forbids it."""
+
+    def __init__(self, rule: str, why: str) -> None:
+        self.rule = rule
+        super().__init__(f"policy rule {rule}: {why}")

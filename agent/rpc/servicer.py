@@ -21,6 +21,7 @@ from agent.domain.errors import (
     InvalidArgument,
     KernelError,
     NotFound,
+    PermissionDenied,
 )
 from agent.domain.spec import FaultState
 from agent.rpc import convert
@@ -33,6 +34,7 @@ STATUS = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     NotFound: grpc.StatusCode.NOT_FOUND,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Exhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     KernelError: grpc.StatusCode.INTERNAL,
 }
