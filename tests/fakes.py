@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 from agent.domain.engine import FaultEngine
 from agent.domain.events import EventKind, TcpEvent, WatchFilter
+from agent.domain.policy import Policy
 from agent.domain.spec import Counters, FaultKind, FaultSpec, Mechanism
 from agent.domain.watch import WatchHub
 from agent.kernel.capabilities import Feature
@@ -45,25 +46,37 @@ LINKS = {"lab0": 2, "eth1": 3, "lo": 1}
 
 
 @contextmanager
-def fake_agent(probe: FakeProbe | None = None, host: str = "127.0.0.1") -> Iterator[tuple[str, FaultEngine]]:
-    """A real gRPC agent server on an ephemeral port, its engine on FakeMechanism (no kernel)."""
+def fake_agent(probe: FakeProbe | None = None, host: str = "127.0.0.1", tls_dir: Path | None = None,
+               policy: Policy | None = None, audit: Path | None = None) -> Iterator[tuple[str, FaultEngine]]:
+    """A real gRPC agent server on an ephemeral port, its engine on FakeMechanism (no kernel);
+    with tls_dir, mTLS and the Gate (allowlist from the policy, audit to `audit`) as `serve` has them."""
     import grpc
     from faultline.v1 import agent_pb2_grpc as pb_grpc
 
+    from agent.domain.audit import AuditLog
+    from agent.rpc.gate import Gate
     from agent.rpc.servicer import AgentServicer
     from agent.runtime import AgentConfig
 
+    policy = policy or Policy()
     engine = FaultEngine([FakeMechanism()], {Mechanism.NETEM: "this kernel has no netem"}, LINKS.get,
-                         route_interface=lambda addr: "lab0")
+                         route_interface=lambda addr: "lab0", policy=policy)
     hub = WatchHub(probe or FakeProbe(), "", lambda: [ip_address("10.77.0.1")],
                    lambda: [(f.fault_id, f.counters) for f in engine.list()])
     runtime = SimpleNamespace(
         engine=engine, kernel_release="test", config=AgentConfig(listen="127.0.0.1:7070", state_dir=Path("/x")),
         features=[Feature("netem", False, "this kernel has no netem")], hub=hub,
     )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    gate = [Gate(policy, AuditLog(audit), tls=tls_dir is not None)] if audit else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=gate)
     pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime), server)
-    port = server.add_insecure_port(f"{host}:0")
+    if tls_dir is not None:
+        creds = grpc.ssl_server_credentials(
+            [((tls_dir / "agent-key.pem").read_bytes(), (tls_dir / "agent.pem").read_bytes())],
+            root_certificates=(tls_dir / "ca.pem").read_bytes(), require_client_auth=True)
+        port = server.add_secure_port(f"{host}:0", creds)
+    else:
+        port = server.add_insecure_port(f"{host}:0")
     server.start()
     try:
         yield f"{host}:{port}", engine

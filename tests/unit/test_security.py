@@ -1,0 +1,123 @@
+"""mTLS, the client allowlist, the audit log and the policy (issue 8 must-shows 1 and 2),
+against a real gRPC server with TLS in front of an engine on a fake mechanism."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import stat
+
+import pytest
+
+from agent.domain import policy as policies
+from controller import certs
+from controller.client import AgentClient, AgentUnreachable, Forbidden, fault_spec
+from tests.fakes import fake_agent
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """Our CA with an allowed and an unknown controller, and a stranger's CA."""
+    root = tmp_path_factory.mktemp("pki")
+    ours = root / "ours"
+    certs.init(ours, ["127.0.0.1"], controller_name="qa-controller")
+    stranger = root / "stranger"
+    certs.init(stranger, ["127.0.0.1"], controller_name="qa-controller")
+    dirs = {"allowed": ours}
+    for name, ca_dir, cn in (("unknown", ours, "intruder"), ("foreign", stranger, "qa-controller")):
+        d = root / name
+        d.mkdir()
+        shutil.copy(ours / "ca.pem", d / "ca.pem")  # every client trusts our agents' CA
+        ca_key = certs.serialization.load_pem_private_key((ca_dir / "ca-key.pem").read_bytes(), None)
+        ca = certs.x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
+        key, cert = certs.issue(ca_key, ca, cn, server=False)
+        (d / "controller.pem").write_bytes(cert.public_bytes(certs.serialization.Encoding.PEM))
+        (d / "controller-key.pem").write_bytes(certs._key_pem(key))
+        dirs[name] = d
+    nocert = root / "nocert"
+    nocert.mkdir()
+    shutil.copy(ours / "ca.pem", nocert / "ca.pem")
+    dirs["nocert"] = nocert
+    return ours, dirs
+
+
+def audit_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_certs_init_files_and_modes(pki, tmp_path):
+    ours, _ = pki
+    for name in ("ca-key.pem", "agent-key.pem", "controller-key.pem"):
+        assert stat.S_IMODE((ours / name).stat().st_mode) == 0o600, name
+    agent = certs.x509.load_pem_x509_certificate((ours / "agent.pem").read_bytes())
+    san = agent.extensions.get_extension_for_class(certs.x509.SubjectAlternativeName).value
+    assert ipaddress.ip_address("127.0.0.1") in san.get_values_for_type(certs.x509.IPAddress)
+    with pytest.raises(FileExistsError, match="a CA is already there"):
+        certs.init(ours, [])
+
+
+def test_no_certificate_unknown_and_allowed(pki, tmp_path):
+    ours, dirs = pki
+    audit = tmp_path / "audit.jsonl"
+    policy = policies.Policy(allowed_clients=frozenset({"CN=qa-controller"}))
+    with fake_agent(tls_dir=ours, policy=policy, audit=audit) as (address, engine):
+        # No client certificate, or one from another CA: the TLS handshake fails; no request exists.
+        for who in ("nocert", "foreign"):
+            with AgentClient(address, timeout_s=3, tls_dir=dirs[who]) as c, pytest.raises(AgentUnreachable):
+                c.health()
+        assert audit_lines(audit) == []
+        # Our CA, a subject not allowed: refused, and audited.
+        with AgentClient(address, tls_dir=dirs["unknown"]) as c:
+            with pytest.raises(Forbidden, match="client O=faultline,CN=intruder is not in this agent's allowed"):
+                c.apply(fault_spec("disconnect", "lab0", peers=["10.0.0.2/32"]))
+        assert engine.list() == []
+        [refused] = audit_lines(audit)
+        assert refused["verdict"] == "PERMISSION_DENIED" and refused["who"] == "O=faultline,CN=intruder"
+        assert refused["method"] == "ApplyFault" and refused["request"]["spec"]["selector"]["peer_cidrs"]
+        # Allowed: served, and each request audited with what it changed and how to undo it.
+        with AgentClient(address, tls_dir=dirs["allowed"]) as c:
+            assert c.health().status == "SERVING"
+            r = c.apply(fault_spec("disconnect", "lab0", peers=["10.0.0.2/32"]))
+            c.heal(r.fault_id)
+    lines = audit_lines(audit)
+    assert [(x["method"], x["verdict"]) for x in lines[1:]] == [("Health", "OK"), ("ApplyFault", "OK"),
+                                                              ("HealFault", "OK")]
+    assert lines[2]["change"] == f"fault {r.fault_id} in the kernel" and f"HealFault {r.fault_id}" in lines[2]["undo"]
+    assert all(x["who"] == "O=faultline,CN=qa-controller" for x in lines[1:])
+    assert "PRIVATE KEY" not in audit.read_text()
+
+
+def test_a_fault_outside_policy_is_refused_naming_the_rule(tmp_path):
+    p = tmp_path / "agent.yaml"
+    p.write_text("interfaces: [lab0]\npeer_cidrs: [10.0.0.0/8]\nmax_lease_s: 60\nmax_loss_percent: 50\n")
+    policy = policies.load(p)
+    audit = tmp_path / "audit.jsonl"
+    with fake_agent(policy=policy, audit=audit) as (address, engine), AgentClient(address) as c:
+        for spec, rule in (
+            (fault_spec("disconnect", "eth1", peers=["10.0.0.2/32"]), "interfaces"),
+            (fault_spec("disconnect", "lab0", peers=["192.168.1.2/32"]), "peer_cidrs"),
+            (fault_spec("disconnect", "lab0"), "peer_cidrs"),
+            (fault_spec("disconnect", "lab0", peers=["10.0.0.2/32"], lease_s=120), "max_lease_s"),
+            (fault_spec("loss", "lab0", peers=["10.0.0.2/32"], loss_percent=80), "max_loss_percent"),
+        ):
+            with pytest.raises(Forbidden, match=f"policy rule {rule}: "):
+                c.apply(spec)
+        assert engine.list() == [] and engine._mechs  # nothing reached a mechanism
+        ok = c.apply(fault_spec("loss", "lab0", peers=["10.1.2.3/32"], loss_percent=50, lease_s=60))
+        c.heal(ok.fault_id)
+    verdicts = [x["verdict"] for x in audit_lines(audit)]
+    assert verdicts == ["PERMISSION_DENIED"] * 5 + ["OK", "OK"]
+
+
+@pytest.mark.parametrize("text,error", [
+    ("max_loss_percent: 150\n", "max_loss_percent: 0 to 100; got 150"),
+    ("peer_cidrs: [10.0.0.0/33]\n", "peer_cidrs:"),
+    ("interface: [eth1]\n", "interface: not a known key"),
+    ("allow_process_faults: yes please\n", "allow_process_faults: true or false"),
+])
+def test_a_malformed_policy_names_the_key(tmp_path, text, error):
+    p = tmp_path / "agent.yaml"
+    p.write_text(text)
+    with pytest.raises(policies.PolicyError, match=error):
+        policies.load(p)
