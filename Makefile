@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_SRC := proto/faultline/v1/agent.proto
 
-.PHONY: setup setup-vm demo test test-vm bench lint proto clean-lab
+.PHONY: setup setup-vm demo test test-vm bench lint proto clean-lab install
 
 setup:
 	./scripts/setup.sh
@@ -39,6 +39,10 @@ lint: setup
 # Regenerate the committed stubs; tests/test_proto_stubs.py fails when they are stale.
 proto:
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=proto --grpc_python_out=proto --pyi_out=proto $(PROTO_SRC)
+
+# Install the agent on this host: /opt/faultline, the systemd unit, /etc/faultline (policy, mTLS).
+install:
+	./scripts/install.sh
 
 # Remove whatever a lab run left behind (namespaces, bridge, agents) - only what the lab made.
 clean-lab:
