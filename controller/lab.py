@@ -177,11 +177,15 @@ class Lab:
 
     def _start_agent(self, host: LabHost) -> None:
         Path(host.log).parent.mkdir(parents=True, exist_ok=True)
+        # An explicit policy, so that a host's /etc/faultline/agent.yaml never applies to the lab.
+        policy = Path(host.log).parent / "policy.yaml"
+        if not policy.exists():
+            policy.write_text(f"# lab host {host.name}: its own interface only\ninterfaces: [{host.interface}]\n")
         with open(host.log, "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "agent.cli", "serve", "--netns", host.netns,
                  "--listen", f"0.0.0.0:{AGENT_PORT}", "--state-dir", host.state_dir,
-                 "--allow-interface", host.interface, "--insecure",
+                 "--allow-interface", host.interface, "--insecure", "--policy", str(policy),
                  *(["--clock-skew-ms", str(host.clock_skew_ms)] if host.clock_skew_ms else [])],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
