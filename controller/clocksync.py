@@ -18,6 +18,17 @@ from faultline.v1 import agent_pb2 as pb
 from controller.client import AgentClient
 
 
+def now_ns() -> int:
+    """The controller's clock: CLOCK_REALTIME, ns. Every mark in a journal is on it."""
+    return time.clock_gettime_ns(time.CLOCK_REALTIME)
+
+
+def sleep_until(t_ns: int) -> None:
+    """Sleep until the controller's clock reaches t_ns (in short naps: Ctrl-C stays prompt)."""
+    while (left := t_ns - now_ns()) > 0:
+        time.sleep(min(left / 1e9, 0.1))
+
+
 @dataclass(frozen=True)
 class Exchange:
     t1: int

@@ -8,7 +8,6 @@ agents' clocks and are put on the controller's.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,10 +15,13 @@ from dataclasses import dataclass
 from faultline.v1 import agent_pb2 as pb
 
 from controller.client import AgentClient, AgentError
-from controller.clocksync import AgentClock
+from controller.clocksync import AgentClock, now_ns
 
 # How far ahead T is set: room for the requests to reach every agent before T.
 DEFAULT_LEAD_S = 0.15
+# A fault's lease outlasts its planned end by this much: if the controller dies, the agent
+# heals it by itself shortly after it was meant to end.
+LEASE_SLACK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,10 @@ def apply_at(targets: Sequence[Target], start_ns: int | None = None, lead_s: flo
     on_applied is called as each fault lands, so a caller interrupted meanwhile still knows
     what to roll back."""
     if start_ns is None:
-        start_ns = time.clock_gettime_ns(time.CLOCK_REALTIME) + int(lead_s * 1e9)
+        start_ns = now_ns() + int(lead_s * 1e9)
 
     def one(t: Target) -> Applied | Refused:
-        wait_s = max(0.0, (start_ns - time.clock_gettime_ns(time.CLOCK_REALTIME)) / 1e9)
+        wait_s = max(0.0, (start_ns - now_ns()) / 1e9)
         try:
             r = t.client.apply(t.spec, start_ns + t.clock.offset_ns, wait_s)
         except AgentError as e:

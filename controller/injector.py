@@ -15,7 +15,6 @@ by a few seconds in case this process dies.
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,9 +22,9 @@ from typing import NoReturn
 
 from controller import coordinate
 from controller.client import AgentError, Unsupported, fault_spec
+from controller.clocksync import now_ns, sleep_until
 from controller.hosts import Host
 
-LEASE_SLACK_S = 5.0
 # A fault without duration_s lasts its block; its lease is the dead-man bound meanwhile.
 OPEN_ENDED_LEASE_S = 300.0
 
@@ -142,7 +141,7 @@ class FaultInjector:
             raise InjectionRefused(f"duration_s: more than 0; got {duration_s!r}")
         target = self.target(target_text)
         names = self.on(on, target)
-        lease = (duration_s + LEASE_SLACK_S) if duration_s is not None else OPEN_ENDED_LEASE_S
+        lease = (duration_s + coordinate.LEASE_SLACK_S) if duration_s is not None else OPEN_ENDED_LEASE_S
         specs = [coordinate.Target(n, self.hosts[n].client, self.hosts[n].clock, fault_spec(
             kind, self.hosts[n].endpoint.interface, peers=target.cidrs, ports=target.ports, lease_s=lease,
             label=f"pytest {kind}", **params)) for n in names]
@@ -160,7 +159,7 @@ class FaultInjector:
             self._tell("fault_applied", fault.applied_ns)
             yield fault
             if duration_s is not None:  # the block ended early: the fault still lasts duration_s
-                wait_until(fault.applied_ns + int(duration_s * 1e9))
+                sleep_until(fault.applied_ns + int(duration_s * 1e9))
         finally:
             if landed:  # also when the block raised: heal at once
                 healed_ns, final = self._heal(landed)
@@ -179,7 +178,7 @@ class FaultInjector:
             except AgentError as e:
                 if e.code.name != "NOT_FOUND":  # NOT_FOUND: its lease already healed it
                     raise
-        return last or time.clock_gettime_ns(time.CLOCK_REALTIME), final
+        return last or now_ns(), final
 
     def _tell(self, what: str, t_ns: int) -> None:
         for listener in self.listeners:
@@ -189,8 +188,4 @@ class FaultInjector:
 def _unavailable(reason: str) -> NoReturn:
     raise Unavailable(reason)
 
-
-def wait_until(t_ns: int, now: Callable[[], int] = lambda: time.clock_gettime_ns(time.CLOCK_REALTIME)) -> None:
-    while (left := t_ns - now()) > 0:
-        time.sleep(min(left / 1e9, 0.1))
 

@@ -12,7 +12,6 @@ import json
 import socket
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -20,11 +19,8 @@ from dataclasses import dataclass, field
 
 from faultline.v1 import agent_pb2 as pb
 
+from controller.clocksync import now_ns
 from controller.scenario import Probe
-
-
-def now_ns() -> int:
-    return time.clock_gettime_ns(time.CLOCK_REALTIME)
 
 
 @dataclass(frozen=True)

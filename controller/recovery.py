@@ -12,10 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from faultline.v1 import agent_pb2 as pb
+
+from controller.clocksync import AgentClock
 from controller.probes import ProbeResult
 from controller.scenario import Targets
 
 ESTABLISHED = "ESTABLISHED"
+# What a recovery watch asks the agent for: everything but RTT samples.
+WATCH_KINDS = ("state", "retransmit", "reset-sent", "reset-received")
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,17 @@ class KernelEvent:
     def __str__(self) -> str:
         what = f"{self.old_state} -> {self.new_state}" if self.kind == "STATE" else self.kind
         return f"{self.host}: {what} {self.flow}"
+
+
+def kernel_events(host: str, clock: AgentClock, items: Sequence[pb.WatchEvent]) -> list[KernelEvent]:
+    """A watch stream's TCP events, on the controller's clock."""
+    out = []
+    for item in items:
+        ev, f = item.tcp, item.tcp.flow
+        out.append(KernelEvent(clock.to_controller(item.at.realtime_ns), host, pb.EventKind.Name(ev.kind)[11:],
+                               ev.socket, pb.TcpState.Name(ev.old_state)[10:], pb.TcpState.Name(ev.new_state)[10:],
+                               f"{f.local_addr}:{f.local_port} -> {f.remote_addr}:{f.remote_port}"))
+    return out
 
 
 @dataclass(frozen=True)

@@ -20,18 +20,11 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
-from faultline.v1 import agent_pb2 as pb
-
 from controller import recovery
 from controller.client import WatchRecorder, watch_filter
+from controller.clocksync import now_ns
 from controller.hosts import Host
 from controller.recovery import KernelEvent, Mark
-
-WATCH_KINDS = ("state", "retransmit", "reset-sent", "reset-received")
-
-
-def now_ns() -> int:
-    return time.clock_gettime_ns(time.CLOCK_REALTIME)
 
 
 @dataclass(frozen=True)
@@ -94,7 +87,7 @@ class RecoveryTimer:
     # -- fed by the kernel ----------------------------------------------------
     def follow(self, host: Host, port: int) -> None:
         """Take the marks from this host's kernel events on this port."""
-        w = host.client.watch(watch_filter(WATCH_KINDS, [port], fault_counters=False), ready_timeout_s=30)
+        w = host.client.watch(watch_filter(recovery.WATCH_KINDS, [port], fault_counters=False), ready_timeout_s=30)
         self._follow = (host, port, WatchRecorder(w))
 
     def fault_applied(self, t_ns: int) -> None:
@@ -120,9 +113,7 @@ class RecoveryTimer:
         if self._follow is None:
             return []
         host, _, rec = self._follow
-        return [KernelEvent(host.clock.to_controller(i.at.realtime_ns), host.name,
-                            pb.EventKind.Name(i.tcp.kind)[11:], i.tcp.socket, pb.TcpState.Name(i.tcp.old_state)[10:],
-                            pb.TcpState.Name(i.tcp.new_state)[10:]) for i in rec.tcp()]
+        return recovery.kernel_events(host.name, host.clock, rec.tcp())
 
     def _kernel_marks(self) -> tuple[Mark | None, Mark | None]:
         start, heal = self._start(), self._recovery_started()

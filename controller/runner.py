@@ -28,17 +28,13 @@ from google.protobuf.json_format import MessageToDict
 import agent
 from controller import coordinate, recovery
 from controller.client import AgentClient, AgentError, WatchRecorder, fault_spec, watch_filter
-from controller.clocksync import AgentClock
+from controller.clocksync import AgentClock, now_ns, sleep_until
 from controller.hosts import Endpoint, connect, lab_endpoints
 from controller.lab import Lab, LabConfig
-from controller.probes import FlowStates, Prober, ProbeResult, now_ns
+from controller.probes import FlowStates, Prober, ProbeResult
 from controller.scenario import Probe, Scenario, Step
 
-# A fault's lease outlasts its planned end by this much: if the controller dies, the agent
-# heals it by itself shortly after the scenario meant to.
-LEASE_SLACK_S = 5.0
 READY_TIMEOUT_S = 15.0
-WATCH_KINDS = ("state", "retransmit", "reset-sent", "reset-received")
 
 
 @dataclass
@@ -141,7 +137,7 @@ class Run:
                 ports.setdefault(p.params["host"], set()).add(p.params["port"])
         for host, ps in ports.items():
             flows = FlowStates()
-            w = self.clients[host].watch(watch_filter(WATCH_KINDS, sorted(ps), fault_counters=False),
+            w = self.clients[host].watch(watch_filter(recovery.WATCH_KINDS, sorted(ps), fault_counters=False),
                                          ready_timeout_s=30)
 
             def feed(item: pb.WatchEvent, flows: FlowStates = flows) -> None:
@@ -219,7 +215,7 @@ class Run:
 
     # -- the method --------------------------------------------------------------
     def specs(self, step: Step) -> list[tuple[str, pb.FaultSpec]]:
-        lease = step.duration_s + LEASE_SLACK_S
+        lease = step.duration_s + coordinate.LEASE_SLACK_S
         label = f"{Path(self.scn.path).stem} step {step.index}"
 
         def addrs(hosts: Sequence[str]) -> list[str]:
@@ -259,16 +255,12 @@ class Run:
         for at_s, is_apply, step in actions:
             planned = self.t0 + int(at_s * 1e9)
             if is_apply:
-                self._sleep_until(planned - int(coordinate.DEFAULT_LEAD_S * 1e9))
+                sleep_until(planned - int(coordinate.DEFAULT_LEAD_S * 1e9))
                 self._apply(step, planned)
             else:
-                self._sleep_until(planned)
+                sleep_until(planned)
                 self._heal(step)
-        self._sleep_until(self.t0 + int(end_s * 1e9))
-
-    def _sleep_until(self, t_ns: int) -> None:
-        while (left := t_ns - now_ns()) > 0:
-            time.sleep(min(left / 1e9, 0.1))
+        sleep_until(self.t0 + int(end_s * 1e9))
 
     def _apply(self, step: Step, planned_ns: int) -> None:
         targets = [coordinate.Target(h, self.clients[h], self.clocks[h], spec) for h, spec in self.specs(step)]
@@ -328,14 +320,8 @@ class Run:
 
     # -- recovery ----------------------------------------------------------------
     def kernel_events(self) -> list[recovery.KernelEvent]:
-        out = []
-        for host, rec in self.recorders.items():
-            for item in rec.tcp():
-                ev = item.tcp
-                out.append(recovery.KernelEvent(
-                    self.clocks[host].to_controller(item.at.realtime_ns), host, pb.EventKind.Name(ev.kind)[11:],
-                    ev.socket, pb.TcpState.Name(ev.old_state)[10:], pb.TcpState.Name(ev.new_state)[10:],
-                    f"{ev.flow.local_addr}:{ev.flow.local_port} -> {ev.flow.remote_addr}:{ev.flow.remote_port}"))
+        out = [e for host, rec in self.recorders.items()
+               for e in recovery.kernel_events(host, self.clocks[host], rec.tcp())]
         return sorted(out, key=lambda e: e.t_ns)
 
     def metrics(self) -> recovery.Metrics:
