@@ -31,6 +31,9 @@ test-vm: setup-vm
 
 # Benchmarks: each prints its table and appends to bench/results.json (kernel, CPUs, commit, date).
 bench: setup-vm
+	$(PY) -m bench.apply_latency
+	$(PY) -m bench.coordinated_start
+	$(PY) -m bench.footprint
 	$(PY) -m bench.observe_cost
 
 lint: setup

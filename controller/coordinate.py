@@ -56,16 +56,18 @@ def skew_ns(applied: Sequence[Applied]) -> int:
 
 def apply_at(targets: Sequence[Target], start_ns: int | None = None, lead_s: float = DEFAULT_LEAD_S,
              on_applied: Callable[[Applied], None] = lambda _: None) -> tuple[list[Applied], list[Refused]]:
-    """Apply every target's spec at start_ns (controller clock; default now + lead_s).
-    on_applied is called as each fault lands, so a caller interrupted meanwhile still knows
-    what to roll back."""
-    if start_ns is None:
-        start_ns = now_ns() + int(lead_s * 1e9)
+    """Apply every target's spec at start_ns (controller clock; default now + lead_s; 0: no
+    instant, each agent applies when its request arrives - the baseline a benchmark compares
+    with). on_applied is called as each fault lands, so a caller interrupted meanwhile still
+    knows what to roll back."""
+    at_once = start_ns == 0
+    if start_ns is None or at_once:
+        start_ns = now_ns() + (0 if at_once else int(lead_s * 1e9))
 
     def one(t: Target) -> Applied | Refused:
         wait_s = max(0.0, (start_ns - now_ns()) / 1e9)
         try:
-            r = t.client.apply(t.spec, start_ns + t.clock.offset_ns, wait_s)
+            r = t.client.apply(t.spec, 0 if at_once else start_ns + t.clock.offset_ns, wait_s)
         except AgentError as e:
             return Refused(t.host, e)
         agent_ns = r.applied_at.realtime_ns

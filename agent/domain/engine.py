@@ -62,10 +62,14 @@ class FaultEngine:
         self._leases = Leases(self._expire)
 
     # -- queries ---------------------------------------------------------
-    def interface_allowed(self, name: str) -> bool:
+    def interface_allowed(self, name: str, found: dict[str, int | None] | None = None) -> bool:
+        """May faults go on `name`, and does it exist; `found` keeps the index looked up."""
         if name == "lo" or (self._allowed is not None and name not in self._allowed):
             return False
-        return self._link_index(name) is not None
+        index = self._link_index(name)
+        if found is not None:
+            found[name] = index
+        return index is not None
 
     def unavailable(self) -> dict[Mechanism, str]:
         """Mechanisms this host lacks, with the reason."""
@@ -99,7 +103,8 @@ class FaultEngine:
         """Validate, then (for a coordinated start) wait until start_at on this host's clock, then apply."""
         if not raw.interface and raw.peer_cidrs:
             raw.interface = self._interface_for(raw.peer_cidrs)
-        spec = validate(raw, self.limits, self.interface_allowed)
+        found: dict[str, int | None] = {}  # one netlink lookup per request (~1 ms each through pyroute2)
+        spec = validate(raw, self.limits, lambda name: self.interface_allowed(name, found))
         self.policy.check(spec)  # well formed, but may this host be faulted like that?
         mech = self._choose(spec)
         if start_at_realtime_ns:
@@ -110,8 +115,10 @@ class FaultEngine:
                                       f"(it is {ahead_ns / 1e9:+.3f} s from it)", start_at_realtime_ns)
             clock.wait_until(start_at_realtime_ns)
         with self._lock:
-            ifindex = self._link_index(spec.selector.interface)
-            if ifindex is None:  # vanished between validation and now
+            ifindex = found.get(spec.selector.interface)
+            if start_at_realtime_ns:  # it may have gone while we waited
+                ifindex = self._link_index(spec.selector.interface)
+            if ifindex is None:
                 raise InvalidArgument("spec.selector.interface", "an existing interface", spec.selector.interface)
             fault_id = "f-" + uuid.uuid4().hex[:10]
             mech.apply(fault_id, spec, ifindex)

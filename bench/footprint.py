@@ -1,0 +1,100 @@
+"""Footprint: the agent's resident memory idle and with every probe attached, and its start-up
+time to the first served request (journal recovery and bcc compiles included). The peer,
+in the same run: a bare interpreter importing what the agent imports (bcc, grpc, pyroute2),
+so the figures separate faultline's own cost from its libraries'.
+
+    python -m bench.footprint [--starts 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.apply_latency import BENCH_LAB
+from bench.results import append_result, table
+from controller.client import AgentClient, WatchRecorder, watch_filter
+from controller.lab import Lab
+
+IMPORTS = "import bcc, grpc, pyroute2, faultline.v1.agent_pb2_grpc, time; print('ready', flush=True); time.sleep(30)"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def baseline() -> tuple[float, float]:
+    """(seconds to import, RSS MB) of a bare interpreter with the agent's libraries."""
+    t0 = time.monotonic()
+    p = subprocess.Popen([sys.executable, "-c", IMPORTS], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    took = time.monotonic() - t0
+    mb = rss_mb(p.pid)
+    p.kill()
+    p.wait()
+    return took, mb
+
+
+def run(starts: int, out: Path | None) -> dict[str, object]:
+    lab = Lab(BENCH_LAB, progress=lambda m: print("  " + m, flush=True))
+    lab.down()
+    lab.state = lab.up(["trader", "gateway"], agents=["trader"])
+    startup, idle, watched = [], [], []
+    try:
+        for _ in range(starts):
+            host = lab.state.hosts["trader"]
+            subprocess.run(["kill", "-TERM", str(host.pid)], check=True)
+            while Path(f"/proc/{host.pid}").exists():
+                time.sleep(0.05)
+            t0 = time.monotonic()
+            host = lab.restart_agent("trader")
+            startup.append(time.monotonic() - t0)
+            lab.state.hosts["trader"] = host
+            time.sleep(0.5)
+            idle.append(rss_mb(host.pid))
+            with AgentClient(host.agent) as c:
+                rec = WatchRecorder(c.watch(watch_filter(kinds=["state", "retransmit", "reset-sent",
+                                                                "reset-received", "rtt"], rtt_interval_ms=100)))
+                time.sleep(0.5)
+                watched.append(rss_mb(host.pid))
+                rec.stop()
+        base_s, base_mb = baseline()
+    finally:
+        lab.down()
+    rows = [
+        {"what": "agent start to first served request", "faultline": round(statistics.median(startup), 3),
+         "peer": round(base_s, 3), "unit": "s"},
+        {"what": "agent RSS idle", "faultline": round(statistics.median(idle), 1), "peer": round(base_mb, 1),
+         "unit": "MB"},
+        {"what": "agent RSS, every probe attached", "faultline": round(statistics.median(watched), 1),
+         "peer": round(base_mb, 1), "unit": "MB"},
+    ]
+    for r in rows:
+        r["ratio"] = round(r["faultline"] / r["peer"], 2) if r["peer"] else None
+    result = {"bench": "footprint", "starts": starts, "peer": "a bare interpreter importing bcc, grpc, pyroute2",
+              "rows": rows}
+    print(table(["WHAT", "FAULTLINE", "PEER", "UNIT", "RATIO"],
+                [[r["what"], r["faultline"], r["peer"], r["unit"], r["ratio"]] for r in rows]))
+    if out is not None:
+        append_result(out, result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--starts", type=int, default=3, help="agent restarts measured (default 3)")
+    ap.add_argument("--out", type=Path, default=Path("bench/results.json"), help="results file to append to")
+    a = ap.parse_args(argv)
+    run(a.starts, a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
