@@ -92,9 +92,9 @@ def end_to_end(agent: str, ifname: str, peer: str, n: int) -> dict[str, float]:
 def run(n: int, out: Path | None) -> dict[str, object]:
     lab = Lab(BENCH_LAB, progress=lambda m: print("  " + m, flush=True))
     lab.down()
-    lab.state = lab.up(["trader", "gateway", "broker"], agents=["trader"])
-    hosts = lab.state.hosts
     try:
+        lab.state = lab.up(["trader", "gateway", "broker"], agents=["trader"])  # down below even if this fails
+        hosts = lab.state.hosts
         e2e = end_to_end(hosts["trader"].agent, hosts["trader"].interface, hosts["gateway"].ipv4 + "/32", n)
         r = subprocess.run(lab.exec_argv("broker", [sys.executable, "-m", "bench.apply_latency", "--floor",
                                                     "--n", str(n), "--interface", hosts["broker"].interface,

@@ -45,9 +45,9 @@ def baseline() -> tuple[float, float]:
 def run(starts: int, out: Path | None) -> dict[str, object]:
     lab = Lab(BENCH_LAB, progress=lambda m: print("  " + m, flush=True))
     lab.down()
-    lab.state = lab.up(["trader", "gateway"], agents=["trader"])
     startup, idle, watched = [], [], []
     try:
+        lab.state = lab.up(["trader", "gateway"], agents=["trader"])  # down below even if this fails
         for _ in range(starts):
             host = lab.state.hosts["trader"]
             subprocess.run(["kill", "-TERM", str(host.pid)], check=True)

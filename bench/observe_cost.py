@@ -52,10 +52,10 @@ def iperf(lab: Lab, seconds: int) -> float:
 def run(seconds: int, rounds: int, out: Path | None) -> dict[str, object]:
     lab = Lab(BENCH_LAB, progress=lambda m: print("  " + m, flush=True))
     lab.down()
-    lab.state = lab.up(["trader", "gateway"], agents=["trader"])
     samples: dict[str, list[float]] = {m: [] for m in MODES}
     events: dict[str, int] = {m: 0 for m in MODES}
     try:
+        lab.state = lab.up(["trader", "gateway"], agents=["trader"])  # down below even if this fails
         with AgentClient(lab.state.hosts["trader"].agent) as c:
             for i in range(rounds):
                 for mode, f in MODES.items():
