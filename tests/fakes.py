@@ -29,9 +29,12 @@ class FakeMechanism:
     def refuses(self, spec: FaultSpec) -> str:
         return spec.ebpf_cannot
 
-    def apply(self, fault_id: str, spec: FaultSpec, ifindex: int) -> None:
+    def apply(self, fault_id: str, spec: FaultSpec, ifindex: int, armed: bool = True) -> None:
         self.installed[fault_id] = (spec, ifindex)
-        self.log.append(("apply", fault_id))
+        self.log.append(("apply" if armed else "prepare", fault_id))
+
+    def arm(self, fault_id: str) -> None:
+        self.log.append(("arm", fault_id))
 
     def heal(self, fault_id: str) -> Counters:
         del self.installed[fault_id]

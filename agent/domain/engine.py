@@ -32,7 +32,9 @@ class FaultMechanism(Protocol):
     kinds: tuple[FaultKind, ...]
 
     def refuses(self, spec: FaultSpec) -> str: ...  # why it cannot do this fault; "" if it can
-    def apply(self, fault_id: str, spec: FaultSpec, ifindex: int) -> None: ...
+    # armed=False: made in the kernel but not yet seen by packets, until arm() (one map update)
+    def apply(self, fault_id: str, spec: FaultSpec, ifindex: int, armed: bool = True) -> None: ...
+    def arm(self, fault_id: str) -> None: ...
     def heal(self, fault_id: str) -> Counters: ...
     def counters(self, fault_id: str) -> Counters: ...
 
@@ -58,6 +60,7 @@ class FaultEngine:
         self.policy = policy or Policy()
         self._lock = threading.RLock()
         self._active: dict[str, Fault] = {}
+        self._prepared: dict[str, FaultMechanism] = {}  # made, waiting for their start instant
         self._healed: deque[Fault] = deque(maxlen=history)
         self._leases = Leases(self._expire)
 
@@ -113,15 +116,28 @@ class FaultEngine:
                 raise InvalidArgument("start_at_realtime_ns",
                                       f"within {MAX_START_AHEAD_NS // 10**9} s of the agent's clock "
                                       f"(it is {ahead_ns / 1e9:+.3f} s from it)", start_at_realtime_ns)
-            clock.wait_until(start_at_realtime_ns)
         with self._lock:
             ifindex = found.get(spec.selector.interface)
-            if start_at_realtime_ns:  # it may have gone while we waited
-                ifindex = self._link_index(spec.selector.interface)
             if ifindex is None:
                 raise InvalidArgument("spec.selector.interface", "an existing interface", spec.selector.interface)
             fault_id = "f-" + uuid.uuid4().hex[:10]
-            mech.apply(fault_id, spec, ifindex)
+            # A coordinated start does all the kernel work before T and only arms the rule at T.
+            mech.apply(fault_id, spec, ifindex, armed=not start_at_realtime_ns)
+            if start_at_realtime_ns:
+                self._prepared[fault_id] = mech
+        if start_at_realtime_ns:
+            try:
+                clock.wait_until(start_at_realtime_ns)
+            except BaseException:
+                with self._lock:
+                    if self._prepared.pop(fault_id, None) is not None:
+                        mech.heal(fault_id)
+                raise
+        with self._lock:
+            if start_at_realtime_ns:
+                if self._prepared.pop(fault_id, None) is None:  # close() healed it while we waited
+                    raise FailedPrecondition("the agent is stopping")
+                mech.arm(fault_id)
             applied = clock.now()
             expires = applied.plus(spec.lease_ms * 1_000_000)
             fault = Fault(fault_id, spec, mech.mechanism, applied, expires)
@@ -200,7 +216,11 @@ class FaultEngine:
             pass  # healed by a request at the same moment
 
     def close(self, state: FaultState = FaultState.SHUTDOWN) -> list[Fault]:
-        """Heal everything and stop the lease timer."""
+        """Heal everything (also faults made but still waiting for their start) and stop the lease timer."""
+        with self._lock:
+            for fault_id, mech in list(self._prepared.items()):
+                mech.heal(fault_id)
+                del self._prepared[fault_id]
         healed = self.heal_all(state)
         self._leases.stop()
         return healed

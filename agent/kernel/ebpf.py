@@ -138,11 +138,16 @@ class TcDropProgram:
     def shape_fd(self) -> int:
         return self.shape_function.fd
 
-    def set_rule(self, slot: int, rule: Rule) -> None:
+    def set_rule(self, slot: int, rule: Rule, armed: bool = True) -> None:
+        """Write the rule; armed=False leaves it invisible to packets until arm(slot)."""
         key = ct.c_int(slot)
         self._counters[key] = self._counters.Leaf()  # one zeroed value per CPU
         self._rules[key] = rule.to_c()
-        # The rule is complete before its bit makes it visible to packets.
+        if armed:
+            self.arm(slot)
+
+    def arm(self, slot: int) -> None:
+        """Packets see the rule from now: one map update. The rule is complete before its bit is set."""
         self._mask |= 1 << slot
         self._active[ct.c_int(0)] = ct.c_uint64(self._mask)
 

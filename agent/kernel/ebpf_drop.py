@@ -65,15 +65,16 @@ class EbpfDropper:
     def refuses(self, spec: FaultSpec) -> str:
         return spec.ebpf_cannot
 
-    def apply(self, fault_id: str, spec: FaultSpec, ifindex: int) -> None:
+    def apply(self, fault_id: str, spec: FaultSpec, ifindex: int, armed: bool = True) -> None:
+        """Everything in the kernel; with armed=False packets do not see it until arm()."""
         slot = self._prog.take_slot()
         try:
-            self._apply(fault_id, spec, ifindex, slot)
+            self._apply(fault_id, spec, ifindex, slot, armed)
         except Exception:
             self._prog.give_back(slot)
             raise
 
-    def _apply(self, fault_id: str, spec: FaultSpec, ifindex: int, slot: int) -> None:
+    def _apply(self, fault_id: str, spec: FaultSpec, ifindex: int, slot: int, armed: bool) -> None:
         sel = spec.selector
         rule = Rule(
             ifindex=ifindex,
@@ -94,7 +95,7 @@ class EbpfDropper:
                 {"op": "clear_rule", "slot": slot},
             )
             try:
-                self._prog.set_rule(slot, rule)
+                self._prog.set_rule(slot, rule, armed)
             except Exception:
                 self._prog.clear_rule(slot)
                 self._rec.release(seq)
@@ -155,6 +156,9 @@ class EbpfDropper:
             else:
                 self._tc.del_clsact(ifindex)
             self._hook_rec.release(cls.seq)
+
+    def arm(self, fault_id: str) -> None:
+        self._prog.arm(self._faults[fault_id].slot)
 
     # -- heal ------------------------------------------------------------
     def counters(self, fault_id: str) -> Counters:

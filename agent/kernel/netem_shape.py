@@ -83,7 +83,8 @@ class NetemShaper:
         return ""
 
     # -- apply -----------------------------------------------------------
-    def apply(self, fault_id: str, spec: FaultSpec, ifindex: int) -> None:
+    def apply(self, fault_id: str, spec: FaultSpec, ifindex: int, armed: bool = True) -> None:
+        """Everything in the kernel; with armed=False packets are not steered to it until arm()."""
         assert spec.netem is not None
         ifname = spec.selector.interface
         slot = self._prog.take_slot()
@@ -115,7 +116,8 @@ class NetemShaper:
             sel = spec.selector
             try:
                 self._prog.set_rule(slot, Rule(ifindex=ifindex, directions=(Direction.EGRESS,), drop_probability=0.0,
-                                               peers=sel.peers, ports=sel.ports, protocol=sel.protocol, band=band))
+                                               peers=sel.peers, ports=sel.ports, protocol=sel.protocol, band=band),
+                                    armed)
             except Exception:
                 self._prog.clear_rule(slot)
                 self._rec.release(rule_seq)
@@ -128,6 +130,9 @@ class NetemShaper:
             self._prog.give_back(slot)
             raise
         self._faults[fault_id] = _Installed(slot, band, ifindex, band_seq, rule_seq)
+
+    def arm(self, fault_id: str) -> None:
+        self._prog.arm(self._faults[fault_id].slot)
 
     def _tree(self, fault_id: str, ifindex: int, ifname: str) -> _Tree:
         tree = self._trees.get(ifindex)
