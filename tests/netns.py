@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -69,6 +70,13 @@ def without_agent(state: dict[str, object]) -> dict[str, object]:
     """What tc_state is with no agent running: the agent keeps an (empty) clsact on its allowed
     interfaces while it runs, and removes it when it stops."""
     return {**state, "qdisc": [q for q in state["qdisc"] if q.get("kind") != "clsact"]}  # type: ignore[union-attr]
+
+
+def ping_gaps(out: str) -> tuple[int, list[int]]:
+    """(replies, sequence numbers lost before the last reply) from `ping -n` output. Stopped
+    with SIGINT, ping counts an echo still in flight as lost; only a gap is a real loss."""
+    seqs = {int(x) for x in re.findall(r"icmp_seq=(\d+)", out)}
+    return len(seqs), [i for i in range(1, max(seqs, default=0)) if i not in seqs]
 
 
 def in_ns(ns: str, *argv: str) -> list[str]:
