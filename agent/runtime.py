@@ -15,10 +15,12 @@ from agent.domain.policy import Policy
 from agent.domain.spec import Counters, Direction, Fault, Mechanism
 from agent.domain.validation import Limits
 from agent.domain.watch import WatchHub
-from agent.kernel import capabilities, ebpf_drop, netem_shape
+from agent.kernel import capabilities, ebpf_drop, netem_shape, signals
 from agent.kernel.ebpf import TcDropProgram
 from agent.kernel.ebpf_drop import EbpfDropper
 from agent.kernel.netem_shape import NetemShaper
+from agent.kernel.signals import ProcessSignaller
+from agent.kernel.sock_destroy import SockDiag, SocketResetter
 from agent.kernel.tc import TcHooks
 from agent.kernel.tcp_watch import TcpWatchProgram
 
@@ -43,6 +45,8 @@ class AgentConfig:
 
 
 def revert(tc: TcHooks, undo: dict) -> str:
+    if undo["op"] in signals.UNDO_OPS:
+        return signals.revert(undo)
     if undo["op"] in netem_shape.UNDO_OPS:
         return netem_shape.revert(tc, undo)
     return ebpf_drop.revert(tc, undo)
@@ -106,6 +110,20 @@ class AgentRuntime:
             mechanisms.append(NetemShaper(self.program, self.tc, self.journal, config.netns))
         self.features.append(capabilities.Feature(
             "netem_ingress", False, "not offered: netem faults shape egress only (no IFB redirect yet)"))
+        mechanisms.append(ProcessSignaller(self.journal, config.state_dir, config.netns))
+        self.features.append(capabilities.Feature(
+            "process_faults", self.policy.allow_process_faults,
+            f"signals to this host's processes; {'allowed' if self.policy.allow_process_faults else 'off'} "
+            f"by policy ({self.policy.source})"))
+        self.diag: SockDiag | None = SockDiag()
+        why = self.diag.destroy_supported()
+        self.features.append(capabilities.Feature("sock_destroy", not why, why or "SOCK_DESTROY answered"))
+        if why:
+            unavailable[Mechanism.SOCK_DESTROY] = why
+            self.diag.close()
+            self.diag = None
+        else:
+            mechanisms.append(SocketResetter(self.diag, config.all_excluded_ports()))
         self.engine = FaultEngine(
             mechanisms, unavailable, self.tc.link_index, self.tc.route_interface,
             Limits(max_lease_ms=config.max_lease_ms), config.allowed_interfaces, policy=self.policy,
@@ -137,6 +155,8 @@ class AgentRuntime:
         if self.program is not None:
             self.program.close()
         self.tc.close()
+        if self.diag is not None:
+            self.diag.close()
         return healed
 
 

@@ -17,7 +17,15 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 
 from controller import format as fmt
-from controller.client import EVENT_KINDS, AgentClient, AgentError, fault_spec, watch_filter
+from controller.client import (
+    EVENT_KINDS,
+    TARGET_BY,
+    AgentClient,
+    AgentError,
+    fault_spec,
+    process_spec,
+    watch_filter,
+)
 
 EPILOG = """\
 examples:
@@ -181,6 +189,34 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--rate", type=rate, required=True, help="e.g. 500kbit, 1mbit, 10gbit")
     k.add_argument("--overhead", type=int, default=0, help="bytes added to each packet when pacing (-128..128)")
     _selector_opts(k)
+    k = kinds.add_parser(
+        "reset", help="reset established TCP connections now (peer gets a RST), as `ss -K` does",
+        description="Destroy this host's established TCP connections to --peer and/or on --port "
+                    "(one of them required; the agent's own port and SSH are never touched). The peer "
+                    "sees 'connection reset by peer'. Done once; the fault is listed until --duration ends.")
+    k.add_argument("--peer", action="append", default=[], metavar="CIDR", help="remote address(es) (repeatable)")
+    k.add_argument("--port", action="append", type=port, default=[], metavar="PORT",
+                   help="local or remote port (repeatable)")
+    k.add_argument("--duration", type=duration, default=5.0, help="how long the fault is listed (default 5s)")
+    k.add_argument("--label", default="", help="free text shown in listings")
+    k = kinds.add_parser(
+        "process", help="pause, kill or restart processes of the agent's host",
+        description="pause: SIGSTOP now, SIGCONT when --duration ends (also after an agent crash: the "
+                    "next start resumes it). kill: SIGKILL now; --restart-command runs when --duration ends. "
+                    "restart-unit: systemctl restart (hosts running systemd). Only processes in the agent's "
+                    "network namespace; never PID 1 or the agent. Needs allow_process_faults in the policy.")
+    k.add_argument("action", choices=("pause", "kill", "restart-unit"))
+    g = k.add_mutually_exclusive_group(required=True)
+    g.add_argument("--pid", type=int)
+    g.add_argument("--name", help="exact process name (comm), as pgrep -x")
+    g.add_argument("--cmdline", help="text in the command line, as pgrep -f")
+    g.add_argument("--cgroup", help="cgroup v2 path under /sys/fs/cgroup")
+    g.add_argument("--unit", help="systemd unit, e.g. broker.service")
+    k.add_argument("--restart-command", nargs="+", default=[], metavar="ARG",
+                   help="kill only: absolute path and arguments run (no shell) when --duration ends")
+    k.add_argument("--duration", type=duration, default=30.0,
+                   help="pause: how long; kill: until the restart command runs (default 30s)")
+    k.add_argument("--label", default="", help="free text shown in listings")
 
     p = sub.add_parser("heal", help="heal one fault, or all of them")
     _agent_opts(p)
@@ -310,17 +346,25 @@ def _run_agent_command(args: argparse.Namespace) -> int:
             offset = sync(c)
             out(h, lambda h: f"{h.status}: agent {h.agent_version}, {h.active_faults} active fault(s), "
                              f"netns {h.netns or '-'}, clock {fmt.when(h.now)}, offset from this host {offset}")
+        elif args.command == "inject" and args.kind == "process":
+            target = {by: getattr(args, by) for by in TARGET_BY if getattr(args, by) is not None}
+            spec = process_spec(args.action, args.duration, restart_command=args.restart_command, label=args.label,
+                                **target)
+            r = c.apply(spec)
+            out(r, lambda r: f"{r.fault_id}: {args.action} {fmt.describe(spec)}; "
+                             f"ends at {fmt.when(r.lease_expires_at)}")
         elif args.command == "inject":
             a = vars(args)
             spec = fault_spec(
-                args.kind, args.interface, peers=args.peer, ports=args.port, direction=args.direction,
-                protocol=args.protocol, lease_s=args.duration, mechanism=args.mechanism, label=args.label,
+                args.kind, a.get("interface", ""), peers=args.peer, ports=args.port, direction=args.direction,
+                protocol=a.get("protocol", "any"), lease_s=args.duration, mechanism=a.get("mechanism", "auto"),
+                label=args.label,
                 loss_percent=a.get("percent") if args.kind == "loss" else None,
                 percent=a.get("percent") or 0.0, correlation=a.get("correlation", 0.0),
                 gilbert_elliott=a.get("gemodel"), delay_ms=a.get("delay", 0.0) * 1000,
                 jitter_ms=a.get("jitter", 0.0) * 1000, distribution=a.get("distribution", "uniform"),
                 preserve_order=a.get("preserve_order", False), gap=a.get("gap", 0), rate_bps=a.get("rate", 0),
-                packet_overhead=a.get("overhead", 0), queue_limit=args.queue_limit,
+                packet_overhead=a.get("overhead", 0), queue_limit=a.get("queue_limit", 0),
             )
             r = c.apply(spec)
             out(r, lambda r: f"{r.fault_id} applied at {fmt.when(r.applied_at)} "

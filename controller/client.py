@@ -61,8 +61,11 @@ ERRORS: dict[grpc.StatusCode, type[AgentError]] = {
 KINDS = {
     "disconnect": pb.FAULT_KIND_DISCONNECT, "loss": pb.FAULT_KIND_LOSS, "delay": pb.FAULT_KIND_DELAY,
     "duplicate": pb.FAULT_KIND_DUPLICATE, "corrupt": pb.FAULT_KIND_CORRUPT, "reorder": pb.FAULT_KIND_REORDER,
-    "rate": pb.FAULT_KIND_RATE,
+    "rate": pb.FAULT_KIND_RATE, "reset": pb.FAULT_KIND_RESET, "process": pb.FAULT_KIND_PROCESS,
 }
+PROCESS_ACTIONS = {"pause": pb.PROCESS_ACTION_PAUSE, "kill": pb.PROCESS_ACTION_KILL,
+                   "restart-unit": pb.PROCESS_ACTION_RESTART_UNIT}
+TARGET_BY = ("pid", "name", "cmdline", "cgroup", "unit")
 # "" leaves the direction to the agent: BOTH for disconnect/loss, EGRESS for the netem-only kinds.
 DIRECTIONS = {"": pb.DIRECTION_UNSPECIFIED, "egress": pb.DIRECTION_EGRESS, "ingress": pb.DIRECTION_INGRESS,
               "both": pb.DIRECTION_BOTH}
@@ -72,7 +75,18 @@ PROTOCOLS = {"any": pb.PROTOCOL_ANY, "tcp": pb.PROTOCOL_TCP, "udp": pb.PROTOCOL_
 EVENT_KINDS = {"state": pb.EVENT_KIND_STATE, "retransmit": pb.EVENT_KIND_RETRANSMIT,
                "reset-sent": pb.EVENT_KIND_RESET_SENT, "reset-received": pb.EVENT_KIND_RESET_RECEIVED,
                "rtt": pb.EVENT_KIND_RTT}
-MECHANISMS = {"auto": pb.MECHANISM_UNSPECIFIED, "ebpf": pb.MECHANISM_EBPF_TC, "netem": pb.MECHANISM_NETEM}
+MECHANISMS = {"auto": pb.MECHANISM_UNSPECIFIED, "ebpf": pb.MECHANISM_EBPF_TC, "netem": pb.MECHANISM_NETEM,
+              "signal": pb.MECHANISM_SIGNAL, "sock-destroy": pb.MECHANISM_SOCK_DESTROY}
+
+
+def process_spec(action: str, lease_s: float, *, restart_command: Sequence[str] = (), label: str = "",
+                 **target: int | str) -> pb.FaultSpec:
+    """A PROCESS fault: `action` pause|kill|restart-unit, target one of pid=, name=, cmdline=, cgroup=, unit=."""
+    if len(target) != 1 or next(iter(target)) not in TARGET_BY:
+        raise ValueError(f"process target: exactly one of {', '.join(TARGET_BY)}; got {sorted(target)}")
+    return pb.FaultSpec(kind=pb.FAULT_KIND_PROCESS, lease_ms=round(lease_s * 1000), label=label,
+                        process=pb.ProcessParams(action=PROCESS_ACTIONS[action], target=pb.ProcessTarget(**target),
+                                                 restart_command=list(restart_command)))
 
 
 def fault_spec(
@@ -136,6 +150,8 @@ def fault_spec(
                                                delay_ms=delay_ms, gap=gap))
     elif kind == "rate":
         spec.rate.CopyFrom(pb.RateParams(bits_per_second=rate_bps, packet_overhead_bytes=packet_overhead))
+    elif kind == "reset":
+        spec.reset.SetInParent()
     return spec
 
 

@@ -29,7 +29,13 @@ def enum_name(enum: object, value: int, prefix: str) -> str:
 def describe(spec: pb.FaultSpec) -> str:
     s = spec.selector
     kind = enum_name(pb.FaultKind, spec.kind, "FAULT_KIND_") + _params(spec)
-    parts = [kind, f"on {s.interface}", enum_name(pb.Direction, s.direction, "DIRECTION_")]
+    if spec.WhichOneof("params") == "process":
+        p = spec.process
+        by = p.target.WhichOneof("by") or "?"
+        text = f"{kind} {enum_name(pb.ProcessAction, p.action, 'PROCESS_ACTION_')} {by} {getattr(p.target, by, '')}"
+        return text + (f" then {' '.join(p.restart_command)}" if p.restart_command else "")
+    parts = [kind] if spec.kind == pb.FAULT_KIND_RESET else \
+        [kind, f"on {s.interface}", enum_name(pb.Direction, s.direction, "DIRECTION_")]
     if s.peer_cidrs:
         parts.append("peers " + ",".join(s.peer_cidrs))
     if s.ports:

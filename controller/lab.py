@@ -180,7 +180,9 @@ class Lab:
         # An explicit policy, so that a host's /etc/faultline/agent.yaml never applies to the lab.
         policy = Path(host.log).parent / "policy.yaml"
         if not policy.exists():
-            policy.write_text(f"# lab host {host.name}: its own interface only\ninterfaces: [{host.interface}]\n")
+            # Process faults reach only processes in the host's own namespace (the agent checks).
+            policy.write_text(f"# lab host {host.name}: its own interface only\ninterfaces: [{host.interface}]\n"
+                              "allow_process_faults: true\n")
         with open(host.log, "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "agent.cli", "serve", "--netns", host.netns,

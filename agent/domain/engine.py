@@ -17,7 +17,7 @@ from agent.domain import clock
 from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from agent.domain.leases import Leases
 from agent.domain.policy import Policy
-from agent.domain.spec import MECHANISM_KINDS, Counters, Fault, FaultKind, FaultSpec, FaultState, Mechanism
+from agent.domain.spec import HOST_KINDS, MECHANISM_KINDS, Counters, Fault, FaultKind, FaultSpec, FaultState, Mechanism
 from agent.domain.validation import Limits, RawSpec, parse_cidr, validate
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class FaultEngine:
     # -- changes ---------------------------------------------------------
     def apply(self, raw: RawSpec, start_at_realtime_ns: int = 0) -> Fault:
         """Validate, then (for a coordinated start) wait until start_at on this host's clock, then apply."""
-        if not raw.interface and raw.peer_cidrs:
+        if not raw.interface and raw.peer_cidrs and raw.kind not in HOST_KINDS:
             raw.interface = self._interface_for(raw.peer_cidrs)
         found: dict[str, int | None] = {}  # one netlink lookup per request (~1 ms each through pyroute2)
         spec = validate(raw, self.limits, lambda name: self.interface_allowed(name, found))
@@ -117,7 +117,7 @@ class FaultEngine:
                                       f"within {MAX_START_AHEAD_NS // 10**9} s of the agent's clock "
                                       f"(it is {ahead_ns / 1e9:+.3f} s from it)", start_at_realtime_ns)
         with self._lock:
-            ifindex = found.get(spec.selector.interface)
+            ifindex = 0 if spec.kind in HOST_KINDS else found.get(spec.selector.interface)
             if ifindex is None:
                 raise InvalidArgument("spec.selector.interface", "an existing interface", spec.selector.interface)
             fault_id = "f-" + uuid.uuid4().hex[:10]

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from agent.domain.errors import PermissionDenied
-from agent.domain.spec import FaultSpec, Network
+from agent.domain.spec import HOST_KINDS, FaultKind, FaultSpec, Network
 
 DEFAULT_PATH = Path("/etc/faultline/agent.yaml")
 
@@ -38,10 +38,13 @@ class Policy:
 
     def check(self, spec: FaultSpec) -> None:
         sel = spec.selector
-        if self.interfaces is not None and sel.interface not in self.interfaces:
+        if spec.kind is FaultKind.PROCESS and not self.allow_process_faults:
+            raise PermissionDenied("allow_process_faults",
+                                   f"PROCESS faults are off on this host ({self.source} does not allow them)")
+        if self.interfaces is not None and spec.kind not in HOST_KINDS and sel.interface not in self.interfaces:
             allowed = ", ".join(sorted(self.interfaces)) or "none"
             raise PermissionDenied("interfaces", f"{sel.interface!r} may not be faulted here (allowed: {allowed})")
-        if self.peer_cidrs is not None:
+        if self.peer_cidrs is not None and spec.kind is not FaultKind.PROCESS:
             allowed = ", ".join(str(n) for n in self.peer_cidrs) or "none"
             if not sel.peers:
                 raise PermissionDenied("peer_cidrs", f"a fault must name peers inside {allowed}")

@@ -41,6 +41,8 @@ class Mechanism(Enum):
     AUTO = "auto"
     EBPF_TC = "ebpf_tc"
     NETEM = "netem"
+    SIGNAL = "signal"
+    SOCK_DESTROY = "sock_destroy"
 
 
 # What each mechanism does in this agent version, whether or not this host has it, so a
@@ -49,7 +51,11 @@ MECHANISM_KINDS: dict[Mechanism, tuple[FaultKind, ...]] = {
     Mechanism.EBPF_TC: (FaultKind.DISCONNECT, FaultKind.LOSS),
     Mechanism.NETEM: (FaultKind.DISCONNECT, FaultKind.LOSS, FaultKind.DELAY, FaultKind.DUPLICATE,
                       FaultKind.CORRUPT, FaultKind.REORDER, FaultKind.RATE),
+    Mechanism.SIGNAL: (FaultKind.PROCESS,),
+    Mechanism.SOCK_DESTROY: (FaultKind.RESET,),
 }
+# Kinds that act on processes or sockets, not on an interface's packets.
+HOST_KINDS = (FaultKind.PROCESS, FaultKind.RESET)
 
 
 class FaultState(Enum):
@@ -117,6 +123,28 @@ class Netem:
     limit: int = 0  # packets; 0: sized by the mechanism from rate x delay
 
 
+class ProcessAction(Enum):
+    PAUSE = "pause"
+    KILL = "kill"
+    RESTART_UNIT = "restart_unit"
+
+
+class TargetBy(Enum):
+    PID = "pid"
+    NAME = "name"
+    CMDLINE = "cmdline"
+    CGROUP = "cgroup"
+    UNIT = "unit"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    action: ProcessAction
+    by: TargetBy
+    value: str  # the pid as text for PID
+    restart_command: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class FaultSpec:
     """A validated request: every value here is in range (see validation.py)."""
@@ -131,6 +159,7 @@ class FaultSpec:
     netem: Netem | None = None
     # Why the eBPF mechanism cannot do this fault ("" when it can).
     ebpf_cannot: str = ""
+    process: ProcessSpec | None = None  # PROCESS only
 
 
 @dataclass(frozen=True)

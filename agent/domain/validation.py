@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from agent.domain.errors import InvalidArgument
 from agent.domain.spec import (
+    HOST_KINDS,
     Direction,
     Distribution,
     FaultKind,
@@ -21,8 +23,11 @@ from agent.domain.spec import (
     Mechanism,
     Netem,
     Network,
+    ProcessAction,
+    ProcessSpec,
     Protocol,
     Selector,
+    TargetBy,
 )
 
 MAX_DELAY_MS = 60_000.0
@@ -30,6 +35,9 @@ MIN_RATE_BPS, MAX_RATE_BPS = 8, 10**12
 MAX_QUEUE_LIMIT = 10_000_000
 MAX_GAP = 1_000_000
 # Kinds only netem does; their direction defaults to EGRESS (netem shapes what leaves).
+MAX_PID = 4_194_304  # the kernel's PID_MAX_LIMIT on 64-bit
+UNIT_RE = re.compile(r"^[A-Za-z0-9:_.\\@-]{1,200}\.(service|scope)$")
+CGROUP_RE = re.compile(r"^[A-Za-z0-9:_.@-]+(/[A-Za-z0-9:_.@-]+)*$")
 NETEM_ONLY = (FaultKind.DELAY, FaultKind.DUPLICATE, FaultKind.CORRUPT, FaultKind.REORDER, FaultKind.RATE)
 
 
@@ -70,6 +78,10 @@ class RawSpec:
     rate_bps: int = 0
     packet_overhead: int = 0
     queue_limit: int = 0
+    process_action: ProcessAction | None = None  # None: unspecified or unknown
+    target_by: TargetBy | None = None
+    target_value: str = ""
+    restart_command: Sequence[str] = ()
 
 
 def parse_cidr(text: str, where: str) -> Network:
@@ -98,6 +110,8 @@ def validate(
                               raw.params)
     if raw.loss_percent is not None and raw.kind is not FaultKind.LOSS:
         raise InvalidArgument("spec.loss", f"only with kind LOSS, not {raw.kind.name}", raw.loss_percent)
+    if raw.kind in HOST_KINDS:
+        return _host_fault(raw, limits)
     loss, netem, ebpf_cannot = _kind_params(raw)
 
     if not raw.interface:
@@ -108,17 +122,8 @@ def validate(
             "spec.selector.interface", "an interface in the agent's network namespace", raw.interface
         )
 
-    if len(raw.peer_cidrs) > limits.max_peers:
-        raise InvalidArgument("spec.selector.peer_cidrs", f"at most {limits.max_peers} CIDRs", len(raw.peer_cidrs))
-    peers = tuple(
-        parse_cidr(c, f"spec.selector.peer_cidrs[{i}]") for i, c in enumerate(raw.peer_cidrs)
-    )
-
-    if len(raw.ports) > limits.max_ports:
-        raise InvalidArgument("spec.selector.ports", f"at most {limits.max_ports} ports", len(raw.ports))
-    for i, port in enumerate(raw.ports):
-        if not 1 <= port <= 65535:
-            raise InvalidArgument(f"spec.selector.ports[{i}]", "1 to 65535", port)
+    peers = _peers(raw, limits)
+    _ports(raw, limits)
     protocol = raw.protocol or Protocol.ANY
     if raw.ports and protocol not in (Protocol.ANY, Protocol.TCP, Protocol.UDP):
         raise InvalidArgument(
@@ -156,6 +161,83 @@ def validate(
         netem=netem,
         ebpf_cannot=ebpf_cannot,
     )
+
+
+def _peers(raw: RawSpec, limits: Limits) -> tuple[Network, ...]:
+    if len(raw.peer_cidrs) > limits.max_peers:
+        raise InvalidArgument("spec.selector.peer_cidrs", f"at most {limits.max_peers} CIDRs", len(raw.peer_cidrs))
+    return tuple(parse_cidr(c, f"spec.selector.peer_cidrs[{i}]") for i, c in enumerate(raw.peer_cidrs))
+
+
+def _ports(raw: RawSpec, limits: Limits) -> None:
+    if len(raw.ports) > limits.max_ports:
+        raise InvalidArgument("spec.selector.ports", f"at most {limits.max_ports} ports", len(raw.ports))
+    for i, port in enumerate(raw.ports):
+        if not 1 <= port <= 65535:
+            raise InvalidArgument(f"spec.selector.ports[{i}]", "1 to 65535", port)
+
+
+def _host_fault(raw: RawSpec, limits: Limits) -> FaultSpec:
+    """RESET and PROCESS: faults on this host's sockets and processes, not on an interface."""
+    assert raw.kind is not None
+    name = raw.kind.name
+    if raw.interface:
+        acts_on = "sockets" if raw.kind is FaultKind.RESET else "processes"
+        raise InvalidArgument("spec.selector.interface",
+                              f"empty for {name} (it acts on the host's {acts_on}, not an interface)", raw.interface)
+    expected = Mechanism.SIGNAL if raw.kind is FaultKind.PROCESS else Mechanism.SOCK_DESTROY
+    if raw.mechanism not in (Mechanism.AUTO, expected):
+        raise InvalidArgument("spec.mechanism", f"UNSPECIFIED or {expected.name} for {name}",
+                              raw.mechanism.name if raw.mechanism else "unknown")
+    if len(raw.label) > limits.max_label:
+        raise InvalidArgument("spec.label", f"at most {limits.max_label} characters", len(raw.label))
+    common = dict(kind=raw.kind, lease_ms=raw.lease_ms, mechanism=raw.mechanism, label=raw.label,
+                  ebpf_cannot=f"{name} is not a packet fault")
+    if raw.kind is FaultKind.RESET:
+        peers = _peers(raw, limits)
+        _ports(raw, limits)
+        if not peers and not raw.ports:
+            raise InvalidArgument("spec.selector", "peer_cidrs and/or ports for RESET (never every connection)",
+                                  "neither")
+        if raw.protocol not in (Protocol.ANY, Protocol.TCP):
+            raise InvalidArgument("spec.selector.protocol", "TCP or ANY for RESET (TCP connections only)",
+                                  raw.protocol.name if raw.protocol else "unknown")
+        return FaultSpec(selector=Selector("", Direction.BOTH, peers, tuple(dict.fromkeys(raw.ports)), Protocol.TCP),
+                         **common)  # type: ignore[arg-type]
+    if raw.peer_cidrs or raw.ports:
+        raise InvalidArgument("spec.selector", "empty for PROCESS (process.target names the processes)",
+                              "peer_cidrs" if raw.peer_cidrs else "ports")
+    if raw.params is None:
+        raise InvalidArgument("spec.process", "the process parameters: action and target", "unset")
+    action = raw.process_action
+    if action is None:
+        raise InvalidArgument("spec.process.action", "PAUSE, KILL or RESTART_UNIT", "unspecified")
+    by, value = raw.target_by, raw.target_value
+    if by is None:
+        raise InvalidArgument("spec.process.target", "one of pid, name, cmdline, cgroup, unit", "unset")
+    where = f"spec.process.target.{by.value}"
+    if by is TargetBy.PID and not (value.isdigit() and 2 <= int(value) <= MAX_PID):
+        raise InvalidArgument(where, f"2 to {MAX_PID} (PID 1 is never a target)", value)
+    if by is TargetBy.NAME and not (1 <= len(value) <= 15 and "/" not in value and "\0" not in value):
+        raise InvalidArgument(where, "a process name (comm) of 1 to 15 characters, no '/'", value)
+    if by is TargetBy.CMDLINE and not (1 <= len(value) <= 200 and "\0" not in value):
+        raise InvalidArgument(where, "1 to 200 characters of the command line", value)
+    if by is TargetBy.CGROUP and not (len(value) <= 200 and CGROUP_RE.match(value) and ".." not in value.split("/")):
+        raise InvalidArgument(where, "a cgroup path relative to /sys/fs/cgroup, e.g. system.slice/x.service", value)
+    if by is TargetBy.UNIT and not UNIT_RE.match(value):
+        raise InvalidArgument(where, "a systemd unit name ending in .service or .scope", value)
+    if action is ProcessAction.RESTART_UNIT and by is not TargetBy.UNIT:
+        raise InvalidArgument("spec.process.target", "a unit for RESTART_UNIT", by.value)
+    cmd = tuple(raw.restart_command)
+    if cmd and action is not ProcessAction.KILL:
+        raise InvalidArgument("spec.process.restart_command", f"only with action KILL, not {action.name}", cmd[0])
+    if cmd and not cmd[0].startswith("/"):
+        raise InvalidArgument("spec.process.restart_command[0]", "an absolute path (run without a shell)", cmd[0])
+    if len(cmd) > 64 or any(len(a) > 4096 or "\0" in a for a in cmd):
+        raise InvalidArgument("spec.process.restart_command", "at most 64 arguments of at most 4096 characters",
+                              len(cmd))
+    return FaultSpec(selector=Selector(""), process=ProcessSpec(action, by, value, cmd),
+                     **common)  # type: ignore[arg-type]
 
 
 def _percent(value: float | None, where: str, *, zero_ok: bool = False) -> float:

@@ -9,7 +9,19 @@ from agent.domain.clock import Stamp
 from agent.domain.errors import InvalidArgument
 from agent.domain.events import EventKind, Flow, Lost, StreamItem, TcpEvent, WatchFilter, Watching
 from agent.domain.flows import FlowSummary
-from agent.domain.spec import Direction, Distribution, Fault, FaultKind, FaultState, Mechanism, Netem, Protocol
+from agent.domain.spec import (
+    Direction,
+    Distribution,
+    Fault,
+    FaultKind,
+    FaultState,
+    Mechanism,
+    Netem,
+    ProcessAction,
+    ProcessSpec,
+    Protocol,
+    TargetBy,
+)
 from agent.domain.validation import RawSpec
 
 KIND = {
@@ -29,7 +41,12 @@ PROTOCOL = {
 }
 MECHANISM = {
     pb.MECHANISM_UNSPECIFIED: Mechanism.AUTO, pb.MECHANISM_EBPF_TC: Mechanism.EBPF_TC,
-    pb.MECHANISM_NETEM: Mechanism.NETEM,
+    pb.MECHANISM_NETEM: Mechanism.NETEM, pb.MECHANISM_SIGNAL: Mechanism.SIGNAL,
+    pb.MECHANISM_SOCK_DESTROY: Mechanism.SOCK_DESTROY,
+}
+PROCESS_ACTION = {
+    pb.PROCESS_ACTION_PAUSE: ProcessAction.PAUSE, pb.PROCESS_ACTION_KILL: ProcessAction.KILL,
+    pb.PROCESS_ACTION_RESTART_UNIT: ProcessAction.RESTART_UNIT,
 }
 DISTRIBUTION = {
     pb.DELAY_DISTRIBUTION_UNIFORM: Distribution.UNIFORM, pb.DELAY_DISTRIBUTION_NORMAL: Distribution.NORMAL,
@@ -48,8 +65,8 @@ def _reverse(table: dict) -> dict:
     return out
 
 
-KIND_PB, DIRECTION_PB, PROTOCOL_PB, MECHANISM_PB, DISTRIBUTION_PB = map(
-    _reverse, (KIND, DIRECTION, PROTOCOL, MECHANISM, DISTRIBUTION))
+KIND_PB, DIRECTION_PB, PROTOCOL_PB, MECHANISM_PB, DISTRIBUTION_PB, PROCESS_ACTION_PB = map(
+    _reverse, (KIND, DIRECTION, PROTOCOL, MECHANISM, DISTRIBUTION, PROCESS_ACTION))
 
 
 def raw_spec(spec: pb.FaultSpec) -> RawSpec:
@@ -88,6 +105,13 @@ def raw_spec(spec: pb.FaultSpec) -> RawSpec:
         raw.delay_ms, raw.gap = spec.reorder.delay_ms, spec.reorder.gap
     elif which == "rate":
         raw.rate_bps, raw.packet_overhead = spec.rate.bits_per_second, spec.rate.packet_overhead_bytes
+    elif which == "process":
+        p = spec.process
+        raw.process_action = PROCESS_ACTION.get(p.action)
+        by = p.target.WhichOneof("by")
+        if by is not None:
+            raw.target_by, raw.target_value = TargetBy(by), str(getattr(p.target, by))
+        raw.restart_command = list(p.restart_command)
     return raw
 
 
@@ -111,6 +135,8 @@ def fault(f: Fault) -> pb.Fault:
         label=s.label,
     )
     _params(s.kind, s.loss_percent, s.netem, spec)
+    if s.process is not None:
+        spec.process.CopyFrom(_process(s.process))
     return pb.Fault(
         fault_id=f.fault_id,
         spec=spec,
@@ -127,6 +153,8 @@ def _params(kind: FaultKind, loss_percent: float, n: Netem | None, spec: pb.Faul
     """The kind's parameters back into the proto oneof, as they were validated."""
     if kind is FaultKind.DISCONNECT:
         spec.disconnect.SetInParent()
+    if kind is FaultKind.RESET:
+        spec.reset.SetInParent()
     if n is None:
         return
     spec.queue_limit_packets = n.limit
@@ -150,6 +178,11 @@ def _params(kind: FaultKind, loss_percent: float, n: Netem | None, spec: pb.Faul
                                                delay_ms=n.delay_ns / 1e6, gap=n.reorder_gap))
     elif kind is FaultKind.RATE:
         spec.rate.CopyFrom(pb.RateParams(bits_per_second=n.rate_bps, packet_overhead_bytes=n.packet_overhead))
+
+
+def _process(p: ProcessSpec) -> pb.ProcessParams:
+    target = pb.ProcessTarget(pid=int(p.value)) if p.by is TargetBy.PID else pb.ProcessTarget(**{p.by.value: p.value})
+    return pb.ProcessParams(action=PROCESS_ACTION_PB[p.action], target=target, restart_command=p.restart_command)
 
 
 # -- observation -------------------------------------------------------------

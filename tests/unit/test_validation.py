@@ -2,8 +2,9 @@ import math
 
 import pytest
 
-from agent.domain.errors import InvalidArgument
-from agent.domain.spec import Direction, FaultKind, Protocol
+from agent.domain.errors import InvalidArgument, PermissionDenied
+from agent.domain.policy import Policy
+from agent.domain.spec import Direction, FaultKind, Mechanism, ProcessAction, Protocol, TargetBy
 from agent.domain.validation import Limits, RawSpec, validate
 
 
@@ -56,3 +57,52 @@ def test_each_bad_field_is_named_with_its_range(kw, field, allowed):
 def test_lease_ceiling_is_configurable():
     with pytest.raises(InvalidArgument, match="100 ms to 5000 ms"):
         validate(raw(lease_ms=6000), Limits(max_lease_ms=5000), ok)
+
+
+def process(**kw):
+    base = dict(kind=FaultKind.PROCESS, interface="", lease_ms=1000, loss_percent=None, params="process",
+                process_action=ProcessAction.PAUSE, target_by=TargetBy.NAME, target_value="redis-server")
+    base.update(kw)
+    return RawSpec(**base)
+
+
+def test_process_and_reset_specs_need_no_interface():
+    spec = validate(process(), Limits(), ok)
+    assert spec.process is not None and spec.process.value == "redis-server"
+    reset = validate(RawSpec(kind=FaultKind.RESET, interface="", lease_ms=1000, params="reset", ports=[4002]),
+                     Limits(), ok)
+    assert reset.selector.ports == (4002,) and reset.selector.protocol is Protocol.TCP
+
+
+@pytest.mark.parametrize(
+    ("kw", "field", "allowed"),
+    [
+        ({"process_action": None}, "spec.process.action", "PAUSE, KILL or RESTART_UNIT"),
+        ({"target_by": None}, "spec.process.target", "one of pid, name"),
+        ({"target_by": TargetBy.PID, "target_value": "1"}, "spec.process.target.pid", "PID 1 is never"),
+        ({"target_by": TargetBy.PID, "target_value": "5000000"}, "spec.process.target.pid", "2 to 4194304"),
+        ({"target_value": "a-name-longer-than-15"}, "spec.process.target.name", "1 to 15"),
+        ({"target_by": TargetBy.CGROUP, "target_value": "../etc"}, "spec.process.target.cgroup", "relative"),
+        ({"target_by": TargetBy.UNIT, "target_value": "x.timer"}, "spec.process.target.unit", ".service"),
+        ({"process_action": ProcessAction.RESTART_UNIT}, "spec.process.target", "a unit for RESTART_UNIT"),
+        ({"restart_command": ["/bin/true"]}, "spec.process.restart_command", "only with action KILL"),
+        ({"process_action": ProcessAction.KILL, "restart_command": ["true"]}, "spec.process.restart_command[0]",
+         "absolute path"),
+        ({"interface": "lab0"}, "spec.selector.interface", "empty for PROCESS"),
+        ({"ports": [80]}, "spec.selector", "empty for PROCESS"),
+        ({"params": None}, "spec.process", "action and target"),
+        ({"mechanism": Mechanism.NETEM}, "spec.mechanism", "SIGNAL"),
+    ],
+)
+def test_each_bad_process_field_is_named(kw, field, allowed):
+    with pytest.raises(InvalidArgument) as e:
+        validate(process(**kw), Limits(), ok)
+    assert e.value.field == field
+    assert allowed in str(e.value)
+
+
+def test_policy_turns_process_faults_off_by_default():
+    spec = validate(process(), Limits(), ok)
+    with pytest.raises(PermissionDenied, match="allow_process_faults"):
+        Policy().check(spec)
+    Policy(allow_process_faults=True, interfaces=frozenset({"lab0"})).check(spec)  # no interface rule for it

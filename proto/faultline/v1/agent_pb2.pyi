@@ -39,6 +39,8 @@ class Mechanism(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MECHANISM_UNSPECIFIED: _ClassVar[Mechanism]
     MECHANISM_EBPF_TC: _ClassVar[Mechanism]
     MECHANISM_NETEM: _ClassVar[Mechanism]
+    MECHANISM_SIGNAL: _ClassVar[Mechanism]
+    MECHANISM_SOCK_DESTROY: _ClassVar[Mechanism]
 
 class DelayDistribution(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -46,6 +48,13 @@ class DelayDistribution(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DELAY_DISTRIBUTION_NORMAL: _ClassVar[DelayDistribution]
     DELAY_DISTRIBUTION_PARETO: _ClassVar[DelayDistribution]
     DELAY_DISTRIBUTION_PARETONORMAL: _ClassVar[DelayDistribution]
+
+class ProcessAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROCESS_ACTION_UNSPECIFIED: _ClassVar[ProcessAction]
+    PROCESS_ACTION_PAUSE: _ClassVar[ProcessAction]
+    PROCESS_ACTION_KILL: _ClassVar[ProcessAction]
+    PROCESS_ACTION_RESTART_UNIT: _ClassVar[ProcessAction]
 
 class FaultState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -100,10 +109,16 @@ PROTOCOL_ICMP: Protocol
 MECHANISM_UNSPECIFIED: Mechanism
 MECHANISM_EBPF_TC: Mechanism
 MECHANISM_NETEM: Mechanism
+MECHANISM_SIGNAL: Mechanism
+MECHANISM_SOCK_DESTROY: Mechanism
 DELAY_DISTRIBUTION_UNIFORM: DelayDistribution
 DELAY_DISTRIBUTION_NORMAL: DelayDistribution
 DELAY_DISTRIBUTION_PARETO: DelayDistribution
 DELAY_DISTRIBUTION_PARETONORMAL: DelayDistribution
+PROCESS_ACTION_UNSPECIFIED: ProcessAction
+PROCESS_ACTION_PAUSE: ProcessAction
+PROCESS_ACTION_KILL: ProcessAction
+PROCESS_ACTION_RESTART_UNIT: ProcessAction
 FAULT_STATE_UNSPECIFIED: FaultState
 FAULT_STATE_ACTIVE: FaultState
 FAULT_STATE_HEALED: FaultState
@@ -219,8 +234,36 @@ class RateParams(_message.Message):
     packet_overhead_bytes: int
     def __init__(self, bits_per_second: _Optional[int] = ..., packet_overhead_bytes: _Optional[int] = ...) -> None: ...
 
+class ResetParams(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProcessTarget(_message.Message):
+    __slots__ = ("pid", "name", "cmdline", "cgroup", "unit")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CMDLINE_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    name: str
+    cmdline: str
+    cgroup: str
+    unit: str
+    def __init__(self, pid: _Optional[int] = ..., name: _Optional[str] = ..., cmdline: _Optional[str] = ..., cgroup: _Optional[str] = ..., unit: _Optional[str] = ...) -> None: ...
+
+class ProcessParams(_message.Message):
+    __slots__ = ("action", "target", "restart_command")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    RESTART_COMMAND_FIELD_NUMBER: _ClassVar[int]
+    action: ProcessAction
+    target: ProcessTarget
+    restart_command: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, action: _Optional[_Union[ProcessAction, str]] = ..., target: _Optional[_Union[ProcessTarget, _Mapping]] = ..., restart_command: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class FaultSpec(_message.Message):
-    __slots__ = ("kind", "selector", "lease_ms", "mechanism", "label", "disconnect", "loss", "delay", "duplicate", "corrupt", "reorder", "rate", "queue_limit_packets")
+    __slots__ = ("kind", "selector", "lease_ms", "mechanism", "label", "disconnect", "loss", "delay", "duplicate", "corrupt", "reorder", "rate", "reset", "process", "queue_limit_packets")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +276,8 @@ class FaultSpec(_message.Message):
     CORRUPT_FIELD_NUMBER: _ClassVar[int]
     REORDER_FIELD_NUMBER: _ClassVar[int]
     RATE_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_LIMIT_PACKETS_FIELD_NUMBER: _ClassVar[int]
     kind: FaultKind
     selector: Selector
@@ -246,8 +291,10 @@ class FaultSpec(_message.Message):
     corrupt: CorruptParams
     reorder: ReorderParams
     rate: RateParams
+    reset: ResetParams
+    process: ProcessParams
     queue_limit_packets: int
-    def __init__(self, kind: _Optional[_Union[FaultKind, str]] = ..., selector: _Optional[_Union[Selector, _Mapping]] = ..., lease_ms: _Optional[int] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., label: _Optional[str] = ..., disconnect: _Optional[_Union[DisconnectParams, _Mapping]] = ..., loss: _Optional[_Union[LossParams, _Mapping]] = ..., delay: _Optional[_Union[DelayParams, _Mapping]] = ..., duplicate: _Optional[_Union[DuplicateParams, _Mapping]] = ..., corrupt: _Optional[_Union[CorruptParams, _Mapping]] = ..., reorder: _Optional[_Union[ReorderParams, _Mapping]] = ..., rate: _Optional[_Union[RateParams, _Mapping]] = ..., queue_limit_packets: _Optional[int] = ...) -> None: ...
+    def __init__(self, kind: _Optional[_Union[FaultKind, str]] = ..., selector: _Optional[_Union[Selector, _Mapping]] = ..., lease_ms: _Optional[int] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., label: _Optional[str] = ..., disconnect: _Optional[_Union[DisconnectParams, _Mapping]] = ..., loss: _Optional[_Union[LossParams, _Mapping]] = ..., delay: _Optional[_Union[DelayParams, _Mapping]] = ..., duplicate: _Optional[_Union[DuplicateParams, _Mapping]] = ..., corrupt: _Optional[_Union[CorruptParams, _Mapping]] = ..., reorder: _Optional[_Union[ReorderParams, _Mapping]] = ..., rate: _Optional[_Union[RateParams, _Mapping]] = ..., reset: _Optional[_Union[ResetParams, _Mapping]] = ..., process: _Optional[_Union[ProcessParams, _Mapping]] = ..., queue_limit_packets: _Optional[int] = ...) -> None: ...
 
 class Timestamp(_message.Message):
     __slots__ = ("realtime_ns", "monotonic_ns")
