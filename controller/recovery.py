@@ -185,4 +185,8 @@ def verdicts(m: Metrics, targets: Targets) -> list[Verdict]:
         out.append(Verdict("data loss", loss <= targets.max_data_loss_ratio,
                            f"{loss:.2%} ({m.counters.get('sent', 0) - m.counters.get('received', 0)} of "
                            f"{m.counters.get('sent', 0)}), target {targets.max_data_loss_ratio:.2%}"))
+    if "violations" in m.counters:  # a workload that checks its own state (examples/trading/check.py)
+        n = m.counters["violations"]
+        out.append(Verdict("integrity", n == 0, f"{n} violation(s): {m.counters.get('duplicates', 0)} order(s) "
+                           "executed more than once, positions compared per symbol"))
     return out

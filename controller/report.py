@@ -66,7 +66,8 @@ def human(o: Outcome) -> str:
     c, loss = m.counters, m.data_loss_ratio
     loss_text = "not measured" if loss is None else (
         f"{loss:.2%} ({c.get('sent', 0) - c.get('received', 0)} of {c.get('sent', 0)} "
-        f"messages; {c.get('duplicates', 0)} duplicate(s) discarded by the receiver)")
+        f"messages; {c.get('duplicates', 0)} duplicate(s)"
+        f"{'' if 'violations' in c else ' discarded by the receiver'})")
     lines += metrics_lines(m.detection_s, m.t_detect.source if m.t_detect else "", m.outage_s, m.recovery_s,
                            m.after_heal_s, s.targets.rto_s, m.meets_rto, loss_text, m.t_inject is not None)
     lines.append("")

@@ -27,7 +27,7 @@ from google.protobuf.json_format import MessageToDict
 
 import agent
 from controller import coordinate, recovery
-from controller.client import AgentClient, AgentError, WatchRecorder, fault_spec, watch_filter
+from controller.client import AgentClient, AgentError, WatchRecorder, fault_spec, process_spec, watch_filter
 from controller.clocksync import AgentClock, now_ns, sleep_until
 from controller.hosts import Endpoint, connect, lab_endpoints
 from controller.lab import Lab, LabConfig
@@ -227,7 +227,15 @@ class Run:
                                    direction="both", lease_s=lease, label=label))
                     for side, other in ((a, b), (b, a)) for h in side]
         p = step.params
+        if p["kind"] == "process":
+            target = {k: (self.resolve(v) if isinstance(v, str) else v) for k, v in p["target"].items()}
+            return [(h, process_spec(p["action"], lease, label=label, **target,
+                                     restart_command=[self.resolve(a) for a in p.get("restart_command", [])]))
+                    for h in p["hosts"]]
         peers = [self.resolve(x) for x in p.get("peers", [])] + addrs(p.get("peer_hosts", []))
+        if p["kind"] == "reset":
+            return [(h, fault_spec("reset", "", peers=peers, ports=p.get("ports", []), lease_s=lease, label=label))
+                    for h in p["hosts"]]
         return [(h, fault_spec(
             p["kind"], self.endpoints[h].interface, peers=peers, ports=p.get("ports", []),
             direction=p.get("direction", ""), protocol=p.get("protocol", "any"), lease_s=lease,
@@ -240,6 +248,9 @@ class Run:
             return f"partition {','.join(step.params['a'])} | {','.join(step.params['b'])}"
         if step.kind == "wait":
             return "wait"
+        if step.params["kind"] == "process":
+            return f"{step.params['action']} {next(iter(step.params['target'].values()))} on" \
+                   f" {','.join(step.params['hosts'])}"
         return f"{step.params['kind']} on {','.join(step.params['hosts'])}"
 
     def _method(self) -> None:

@@ -9,6 +9,7 @@ allowed. Strings may hold placeholders resolved at run time: {HOST} (its IPv4 ad
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -58,6 +59,8 @@ FAULT_TYPES = {
     "partition": FaultType.NETWORK_PARTITION, "disconnect": FaultType.NETWORK_DISCONNECT,
     "loss": FaultType.PACKET_LOSS, "delay": FaultType.NETWORK_LATENCY, "duplicate": FaultType.PACKET_DUPLICATION,
     "corrupt": FaultType.PACKET_CORRUPTION, "reorder": FaultType.PACKET_REORDERING, "rate": FaultType.BANDWIDTH_LIMIT,
+    "reset": FaultType.CONNECTION_RESET, "process:kill": FaultType.PROCESS_KILL,
+    "process:pause": FaultType.PROCESS_PAUSE, "process:restart-unit": FaultType.PROCESS_KILL,
 }
 PROBE_KINDS = ("tcp", "command", "http", "established")
 
@@ -175,6 +178,11 @@ def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
         "direction": Str(tuple(d for d in DIRECTIONS if d)), "protocol": Str(tuple(PROTOCOLS)),
         "mechanism": Str(tuple(MECHANISMS)), "loss_percent": Num(0.0001, 100), "percent": Num(0.0001, 100),
         "delay_ms": Num(0, 60_000), "jitter_ms": Num(0, 60_000), "rate_bps": Num(8, 10**12, integer=True),
+        # kind: process
+        "action": Str(("pause", "kill", "restart-unit")),
+        "target": Map({"pid": Num(2, 4_194_304, integer=True), "name": Str(), "cmdline": tpl, "cgroup": Str(),
+                       "unit": Str()}),
+        "restart_command": argv,
     }, required=frozenset({"hosts", "kind", "duration_s"}))
     partition = Map({"a": List(host, 1), "b": List(host, 1), "duration_s": SECONDS},
                     required=frozenset({"a", "b", "duration_s"}))
@@ -199,6 +207,7 @@ def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
         "data_loss": probe,
         "rollbacks": List(Variant({"heal_all": List(host, 1), "command": argv}, {"host": host})),
         "settle_s": Num(0, 600),
+        "include": Str(),
     }, required=frozenset({"title", "method"}))
 
 
@@ -227,11 +236,32 @@ def _names(text: str) -> tuple[frozenset[str], frozenset[str]]:
             frozenset(p for p in probes if isinstance(p, str)))
 
 
+def _with_include(path: Path) -> tuple[str, Path | None, int]:
+    """The file's text, after the text of the file its `include:` names (shared workload blocks:
+    lab, processes, probes...); a key the scenario sets again wins. Returns (text, included, its lines)."""
+    text = path.read_text()
+    m = re.search(r"^include:[ \t]*(\S+)[ \t]*$", text, re.M)
+    if not m:
+        return text, None, 0
+    inc = path.parent / m.group(1)
+    if not inc.is_file():
+        line = text[: m.start()].count("\n") + 1
+        raise SchemaError(str(path), line, "include", "a file next to this one", m.group(1))
+    inc_text = inc.read_text().rstrip("\n") + "\n"
+    return inc_text + text, inc, inc_text.count("\n")
+
+
 def load(path: Path, config_path: Path | None = None) -> Scenario:
     """The scenario, checked in full. Targets default to the resilience config's."""
-    text = path.read_text()
+    text, included, inc_lines = _with_include(path)
     file = str(path)
-    raw = check_text(text, _schema(*_names(text)), file)
+    try:
+        raw = check_text(text, _schema(*_names(text)), file)
+    except SchemaError as e:  # name the file the mistake is in
+        if included is not None:
+            e = SchemaError(str(included), e.line, e.path, e.allowed, e.got) if e.line <= inc_lines else \
+                SchemaError(file, e.line - inc_lines, e.path, e.allowed, e.got)
+        raise e from None
     cfg = resilience.load(config_path) if config_path else resilience.load()
 
     def fail(where: str, allowed: str, got: object) -> SchemaError:
@@ -266,7 +296,17 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
             continue
         if kind == "partition" and set(body["a"]) & set(body["b"]):
             raise fail(f"method[{i}].partition.b", "hosts not also in a", sorted(set(body["a"]) & set(body["b"])))
-        if kind == "fault" and not (body.get("peers") or body.get("peer_hosts")) and body["kind"] != "rate":
+        if kind == "fault" and body["kind"] == "process":
+            if "action" not in body or len(body.get("target", {})) != 1:
+                raise fail(f"method[{i}].fault", "action and a target with one of pid, name, cmdline, cgroup, unit "
+                                                 "for a process fault", sorted(body.get("target", {})) or None)
+        elif body.get("action") or body.get("target") or body.get("restart_command"):
+            raise fail(f"method[{i}].fault", "action, target and restart_command only for kind process", body["kind"])
+        if kind == "fault" and body["kind"] == "reset" and not (body.get("peers") or body.get("peer_hosts")
+                                                                 or body.get("ports")):
+            raise fail(f"method[{i}].fault", "peers, peer_hosts or ports: which connections to reset", None)
+        if kind == "fault" and not (body.get("peers") or body.get("peer_hosts")) \
+                and body["kind"] not in ("rate", "process", "reset"):
             raise fail(f"method[{i}].fault", "peers or peer_hosts: whom the fault cuts the hosts from "
                                              "(a fault on all traffic could cut off the agent itself)", None)
         if kind == "fault" and body["kind"] == "loss" and "loss_percent" not in body:
@@ -294,7 +334,9 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
     t = raw.get("targets", {})
     targets = Targets(t.get("rto_s", cfg.rto_target_s), t.get("max_data_loss_ratio", cfg.max_data_loss_ratio),
                       t.get("max_detection_s"))
-    kinds = {"partition" if s.kind == "partition" else s.params["kind"] for s in steps if s.kind != "wait"}
+    kinds = {"partition" if s.kind == "partition" else
+             f"process:{s.params['action']}" if s.params["kind"] == "process" else s.params["kind"]
+             for s in steps if s.kind != "wait"}
     fault_type = raw.get("fault_type") or (FAULT_TYPES[kinds.pop()] if len(kinds) == 1 else FaultType.COMBINED).value
     hosts = {n: HostSpec(n, h["agent"], h["ipv4"], h.get("ipv6", ""), h.get("interface", ""))
              for n, h in raw.get("hosts", {}).items()}

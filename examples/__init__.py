@@ -1,0 +1,1 @@
+"""Reference systems faultline is exercised against (not part of the product)."""
