@@ -21,6 +21,7 @@ from controller.scenario import Targets
 ESTABLISHED = "ESTABLISHED"
 # What a recovery watch asks the agent for: everything but RTT samples.
 WATCH_KINDS = ("state", "retransmit", "reset-sent", "reset-received")
+MIN_CONTINUITY_PERMILLE = 950  # the chaos suite's market-data continuity target: >= 95 %
 
 
 @dataclass(frozen=True)
@@ -189,4 +190,8 @@ def verdicts(m: Metrics, targets: Targets) -> list[Verdict]:
         n = m.counters["violations"]
         out.append(Verdict("integrity", n == 0, f"{n} violation(s): {m.counters.get('duplicates', 0)} order(s) "
                            "executed more than once, positions compared per symbol"))
+    if "md_continuity_permille" in m.counters:  # market data: distinct ticks received / published
+        c = m.counters["md_continuity_permille"]
+        out.append(Verdict("market-data continuity", c >= MIN_CONTINUITY_PERMILLE,
+                           f"{c / 10:.1f} %, target {MIN_CONTINUITY_PERMILLE / 10:g} %"))
     return out

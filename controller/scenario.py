@@ -247,7 +247,19 @@ def _with_include(path: Path) -> tuple[str, Path | None, int]:
     if not inc.is_file():
         line = text[: m.start()].count("\n") + 1
         raise SchemaError(str(path), line, "include", "a file next to this one", m.group(1))
-    inc_text = inc.read_text().rstrip("\n") + "\n"
+    try:
+        own = yaml.safe_load(text)
+    except yaml.YAMLError:
+        own = None  # the full check reports it
+    own_keys = set(own) if isinstance(own, dict) else set()
+    # Blank out (keeping line numbers) the included file's top-level keys this file sets again.
+    lines, dropping = [], False
+    for line in inc.read_text().rstrip("\n").split("\n"):
+        top = re.match(r"^([A-Za-z_][A-Za-z0-9_]*):", line)
+        if top:
+            dropping = top.group(1) in own_keys
+        lines.append("#" if dropping else line)
+    inc_text = "\n".join(lines) + "\n"
     return inc_text + text, inc, inc_text.count("\n")
 
 

@@ -121,6 +121,9 @@ class FaultEngine:
             if ifindex is None:
                 raise InvalidArgument("spec.selector.interface", "an existing interface", spec.selector.interface)
             fault_id = "f-" + uuid.uuid4().hex[:10]
+            # RESET and PROCESS act inside the call (a RST is on the wire before it returns):
+            # their applied_at is when the call began acting, not when it came back.
+            acting = clock.now()
             # A coordinated start does all the kernel work before T and only arms the rule at T.
             mech.apply(fault_id, spec, ifindex, armed=not start_at_realtime_ns)
             if start_at_realtime_ns:
@@ -137,8 +140,9 @@ class FaultEngine:
             if start_at_realtime_ns:
                 if self._prepared.pop(fault_id, None) is None:  # close() healed it while we waited
                     raise FailedPrecondition("the agent is stopping")
+                acting = clock.now()
                 mech.arm(fault_id)
-            applied = clock.now()
+            applied = acting if spec.kind in HOST_KINDS else clock.now()
             expires = applied.plus(spec.lease_ms * 1_000_000)
             fault = Fault(fault_id, spec, mech.mechanism, applied, expires)
             self._active[fault_id] = fault
