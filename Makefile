@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_SRC := proto/faultline/v1/agent.proto
 
-.PHONY: setup setup-vm demo test test-vm bench lint proto clean-lab install
+.PHONY: setup setup-vm demo test test-vm chaos bench lint proto clean-lab install
 
 setup:
 	./scripts/setup.sh
@@ -28,6 +28,11 @@ test-vm: setup-vm
 	@rc=0; $(VENV)/bin/faultline vm --out build/vm -- python -m pytest -q -p no:cacheprovider -rs tests/vm || rc=$$?; \
 	if [ $$rc -eq 75 ] && [ -z "$$CI" ]; then echo "test-vm: SKIPPED, the VM cannot start here (reason above)"; exit 0; fi; \
 	exit $$rc
+
+# The chaos suite alone (also part of `make test`): the trading lab's scenarios, scorecard at
+# the end; reports in build/chaos (results.json, junit.xml, per scenario journal/timeline).
+chaos: setup-vm
+	$(PY) -m pytest tests/chaos -m chaos -rs --junitxml=build/chaos/junit.xml
 
 # Benchmarks: each prints its table and appends to bench/results.json (kernel, CPUs, commit, date).
 bench: setup-vm

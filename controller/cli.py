@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     lsub.add_parser("status", help="what the lab made, and whether each agent answers")
     lsub.add_parser("down", help="remove every namespace, link, agent and state dir the lab made (idempotent)")
 
-    sub.add_parser("demo", help="lab up, stream TCP, 3 s disconnect, measure reconnection, lab down")
+    sub.add_parser("demo", help="the trading lab under four faults (partition, latency, loss, broker kill) "
+                                "with the RECOVERY SCORECARD; lab down after, nothing left")
 
     certs = sub.add_parser(
         "certs", help="mTLS material: a small CA, an agent and a controller certificate",
@@ -463,7 +464,7 @@ def _run_vm(args: argparse.Namespace) -> int:
 
 
 def _run_scenarios(args: argparse.Namespace) -> int:
-    from controller import report, runner, scenario
+    from controller import scenario
     from controller.schema import SchemaError
 
     try:
@@ -475,10 +476,19 @@ def _run_scenarios(args: argparse.Namespace) -> int:
         print(f"faultline run: error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     out = args.out or Path("build/runs") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    live = sys.stderr.isatty() and not args.quiet
+    return run_scenarios(scenarios, out, keep_lab=args.keep_lab, quiet=args.quiet)
+
+
+def run_scenarios(scenarios: list[Any], out: Path, keep_lab: bool = False, quiet: bool = False,
+                  lab_config: Any = None) -> int:
+    """Run each scenario (its own lab), print its block, write its files; the scorecard at the end."""
+    from controller import report, runner
+    from controller.lab import LabConfig
+
+    live = sys.stderr.isatty() and not quiet
 
     def event(msg: str) -> None:
-        if not args.quiet:
+        if not quiet:
             print(("\r\033[K" if live else "") + msg, file=sys.stderr, flush=True)
 
     def status(msg: str) -> None:
@@ -489,7 +499,8 @@ def _run_scenarios(args: argparse.Namespace) -> int:
     for i, scn in enumerate(scenarios):
         sub = out / f"{i + 1:02d}-{Path(scn.path).stem}"
         event(f"== {scn.title} ({scn.path}) -> {sub}")
-        o = runner.run(scn, runner.RunOptions(out_dir=sub, keep_lab=args.keep_lab, event=event, status=status))
+        o = runner.run(scn, runner.RunOptions(out_dir=sub, lab_config=lab_config or LabConfig(), keep_lab=keep_lab,
+                                              event=event, status=status))
         paths = report.write(o, sub)
         print(report.human(o), flush=True)
         print(f"journal {paths['journal']}  junit {paths['junit']}  timeline {paths['timeline']}\n", flush=True)

@@ -8,6 +8,7 @@ recognisable in `ip netns` / `ip link`.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -236,6 +237,9 @@ class Lab:
                                capture_output=True, text=True, check=False)
             if r.returncode != 0:
                 done.append(f"{host.name}: cleanup reported: {(r.stdout + r.stderr).strip()}")
+        for host in state.hosts.values():
+            if n := _stop_processes_in(host.netns):
+                done.append(f"{host.name}: stopped {n} process(es) still in {host.netns} (e.g. restarted by a fault)")
         with IPRoute() as ipr:
             for host in state.hosts.values():
                 if host.netns in netns.listnetns():
@@ -258,6 +262,37 @@ class Lab:
     def exec_argv(self, host: str, argv: Sequence[str]) -> list[str]:
         """argv that runs `argv` inside the host's namespace."""
         return [sys.executable, "-m", "controller.nsexec", f"{self.config.prefix}-{host}", "--", *argv]
+
+
+def _stop_processes_in(ns: str, grace_s: float = 2.0) -> int:
+    """SIGTERM, then SIGKILL, every process in the lab's namespace `ns` (the lab made it: all
+    in it is the lab's). Deleting a namespace does not end its processes."""
+    try:
+        ino = os.stat(f"/run/netns/{ns}").st_ino
+    except OSError:
+        return 0
+
+    def inside() -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if os.stat(entry / "ns" / "net").st_ino == ino:
+                        pids.append(int(entry.name))
+                except OSError:
+                    continue
+        return pids
+
+    found = inside()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in inside():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)  # a paused one cannot act on SIGTERM
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace_s
+        while inside() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return len(found)
 
 
 def _no_offloads(where: list[str]) -> None:

@@ -77,7 +77,7 @@ class Run:
     def __init__(self, scenario: Scenario, options: RunOptions) -> None:
         self.scn, self.opt = scenario, options
         self.journal = Journal()
-        self.run_dir = options.out_dir
+        self.run_dir = options.out_dir.resolve()  # processes may chdir (redis --dir)
         self.endpoints: dict[str, Endpoint] = {}
         self.clients: dict[str, AgentClient] = {}
         self.clocks: dict[str, AgentClock] = {}

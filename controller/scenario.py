@@ -230,8 +230,10 @@ def _names(text: str) -> tuple[frozenset[str], frozenset[str]]:
         return frozenset(), frozenset()  # the full check reports the syntax error
     if not isinstance(raw, dict):
         return frozenset(), frozenset()
-    hosts = raw.get("lab") if isinstance(raw.get("lab"), list) else list(raw.get("hosts") or {})
-    probes = [p.get("name") for p in raw.get("probes") or [] if isinstance(p, dict)]
+    hosts = raw.get("lab") if isinstance(raw.get("lab"), list) else \
+        list(raw["hosts"]) if isinstance(raw.get("hosts"), dict) else []
+    listed = raw.get("probes") if isinstance(raw.get("probes"), list) else []
+    probes = [p.get("name") for p in listed if isinstance(p, dict)]
     return (frozenset(h for h in hosts if isinstance(h, str)),
             frozenset(p for p in probes if isinstance(p, str)))
 

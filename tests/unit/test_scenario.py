@@ -9,7 +9,8 @@ import pytest
 from controller import cli, scenario
 from controller.schema import SchemaError
 
-SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "contracts" / "scenarios").glob("*.yaml"))
+SCENARIOS = sorted(p for p in (Path(__file__).resolve().parents[2] / "contracts" / "scenarios").rglob("*.yaml")
+                   if p.name != "workload.yaml")
 
 GOOD = """\
 title: t
@@ -88,3 +89,26 @@ def test_cli_refuses_a_malformed_file_with_one_line_before_running_anything(tmp_
     assert err == [f"faultline run: error: {bad}:11: method[0].partition.duration_s: a number from 0.001 to "
                    "86400; got 'fast'"]
     assert not out.exists()  # the good file before it did not run either
+
+
+def test_include_shares_a_workload_and_the_scenario_wins(tmp_path):
+    (tmp_path / "w.yaml").write_text(GOOD.split("method:")[0] + "recovery:\n  probe: up\ndata_loss: counts\n")
+    f = tmp_path / "s.yaml"
+    f.write_text("include: w.yaml\ntitle: mine\nmethod:\n  - fault: {hosts: [gateway], kind: reset, ports: [4002], "
+                 "duration_s: 0.2}\nrecovery:\n  watch: {host: trader, port: 4002}\n")
+    s = scenario.load(f)
+    assert s.title == "mine" and s.probes.keys() == {"up", "counts"}
+    assert (s.recovery.watch_host, s.recovery.probe) == ("trader", "")  # the scenario's recovery, not w.yaml's
+    assert s.fault_type == "CONNECTION_RESET"
+    f.write_text("include: w.yaml\ntitle: mine\nmethod:\n  - fault: {hosts: [gateway], kind: process, "
+                 "action: pause, target: {name: x}, duration_s: 1, ports: [7]}\n")
+    assert scenario.load(f).fault_type == "PROCESS_PAUSE"
+    f.write_text("include: w.yaml\ntitle: mine\nmethod:\n  - fault: {hosts: [gateway], kind: process, "
+                 "action: pause, duration_s: 1}\n")
+    with pytest.raises(SchemaError) as e:
+        scenario.load(f)
+    assert e.value.file == str(f) and "a target with one of pid" in e.value.allowed
+    (tmp_path / "w.yaml").write_text("probes: 3\n")
+    with pytest.raises(SchemaError) as e:
+        scenario.load(f)
+    assert (e.value.file, e.value.line, e.value.path) == (str(tmp_path / "w.yaml"), 1, "probes")
