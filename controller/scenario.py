@@ -113,6 +113,9 @@ class Targets:
     rto_s: float
     max_data_loss_ratio: float
     max_detection_s: float | None = None
+    # What the RTO is counted from: the inject (default), or the heal for a fault as long as
+    # the RTO itself (a 30 s partition cannot be recovered from 30 s after it began).
+    rto_from: str = "inject"
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,8 @@ def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
         "title": Str(), "description": Str(), "fault_type": Str(tuple(t.value for t in FaultType)),
         "lab": List(Str(), 1),
         "hosts": _HostsSpec(),
-        "targets": Map({"rto_s": Num(0.1, DAY_S), "max_data_loss_ratio": Num(0, 1), "max_detection_s": SECONDS}),
+        "targets": Map({"rto_s": Num(0.1, DAY_S), "max_data_loss_ratio": Num(0, 1), "max_detection_s": SECONDS,
+                        "rto_from": Str(("inject", "heal"))}),
         "processes": List(Map({"name": Str(), "command": argv, "host": host, "ready": probe},
                               required=frozenset({"name", "command"}))),
         "probes": List(Variant(
@@ -347,7 +351,7 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
                  else Rollback("command", argv=r["command"], host=r.get("host", "")) for r in raw.get("rollbacks", [])]
     t = raw.get("targets", {})
     targets = Targets(t.get("rto_s", cfg.rto_target_s), t.get("max_data_loss_ratio", cfg.max_data_loss_ratio),
-                      t.get("max_detection_s"))
+                      t.get("max_detection_s"), t.get("rto_from", "inject"))
     kinds = {"partition" if s.kind == "partition" else
              f"process:{s.params['action']}" if s.params["kind"] == "process" else s.params["kind"]
              for s in steps if s.kind != "wait"}

@@ -34,7 +34,7 @@ def test_scenario_recovers_with_every_order_exactly_once(path: Path, run_scenari
 
 def test_unsafe_replay_is_caught_with_the_duplicated_order_ids(run_scenario):
     """Must show 2: the trader with replay under new ids executes orders twice; the check names them."""
-    o = run_scenario(Path(__file__).with_name("broken_trader.yaml"))
+    o = run_scenario(Path(__file__).with_name("broken_trader.yaml"), scorecard=False)
     assert not o.passed
     integrity = next(v for v in o.verdicts if v.name == "integrity")
     assert not integrity.ok and o.metrics.counters["duplicates"] > 0

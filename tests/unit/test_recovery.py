@@ -106,3 +106,13 @@ def test_timeline_is_one_self_contained_page(tmp_path):
     page = report.timeline_html(outcome(tmp_path, 6 * S))
     assert page.startswith("<!doctype html>") and "<svg" in page and "RTO 2s" in page
     assert "src=" not in page and "href=" not in page  # nothing fetched from elsewhere
+
+
+def test_rto_counted_from_the_heal_when_the_scenario_says_so():
+    t = recovery.Targets(rto_s=30, max_data_loss_ratio=0, rto_from="heal")
+    m = recovery.compute(t, 1 * S, 31 * S, None, [sample(32 * S, True)], {})
+    assert m.recovery_s > 30 and m.meets_rto
+    v = {x.name: x for x in recovery.verdicts(m, t)}
+    assert v["RTO"].ok and "after the heal" in v["RTO"].detail
+    late = recovery.compute(t, 1 * S, 31 * S, None, [sample(62 * S, True)], {})
+    assert not late.meets_rto
