@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 
+from controller import config as resilience
 from controller.demo import why_no_netem
-from examples.trading import check
+from examples.trading import LAB_CONFIG, check
 from tests.chaos.conftest import failed
 
 pytestmark = [pytest.mark.chaos, pytest.mark.root]
@@ -43,3 +45,22 @@ def test_unsafe_replay_is_caught_with_the_duplicated_order_ids(run_scenario):
     assert duplicates and all(v.subject.startswith("T") for v in duplicates)
     assert len(duplicates) == o.metrics.counters["duplicates"]  # each executed twice, named once
     print("duplicated:", ", ".join(v.subject for v in duplicates))
+
+
+def test_reconnect_backoff_follows_the_configured_schedule_in_the_kernel(run_scenario):
+    """Intervals between the trader's SYN_SENT transitions (new connect attempts) during a
+    partition = connection timeout + min(base * 2^k, max), from the lab config."""
+    cfg = resilience.load(LAB_CONFIG)
+    o = run_scenario(Path(__file__).with_name("backoff.yaml"), scorecard=False)
+    assert o.passed, failed(o)
+    m = o.metrics
+    syns = sorted(e["t_ns"] for e in o.journal["kernel_events"]
+                  if e["host"] == "trader" and e["kind"] == "STATE" and e["new_state"] == "SYN_SENT"
+                  and e["flow"].endswith(":4002") and m.t_inject <= e["t_ns"] <= m.t_heal)
+    gaps = [(b - a) / 1e9 for a, b in itertools.pairwise(syns)]
+    expected = [cfg.connection_timeout_s + min(cfg.base_retry_delay_s * 2 ** k, cfg.max_retry_delay_s)
+                for k in range(len(gaps))]
+    print("SYN gaps", [f"{g:.3f}" for g in gaps], "expected", expected)
+    assert len(gaps) >= 3, gaps  # 9 s of partition: at least four attempts
+    for k, (got, want) in enumerate(zip(gaps, expected, strict=True)):
+        assert abs(got - want) < 0.1, (k, got, want, gaps)
