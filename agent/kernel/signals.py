@@ -204,6 +204,15 @@ class ProcessSignaller:
             self.arm(fault_id)
 
     def arm(self, fault_id: str) -> None:
+        """Act now. If anything fails part way, what was done is undone before the error goes up
+        (the engine never records a fault whose arm failed, so nothing else would undo it)."""
+        try:
+            self._arm(fault_id)
+        except BaseException:
+            self.heal(fault_id)
+            raise
+
+    def _arm(self, fault_id: str) -> None:
         with self._lock:
             a = self._faults[fault_id]
         a.armed = True
