@@ -79,7 +79,7 @@ class Trader:
         return {"op": "order", "order_id": oid, "ref": order["ref"], "symbol": order["symbol"],
                 "side": order["side"], "qty": order["qty"]}
 
-    def on_message(self, msg: dict[str, Any], conn: socket.socket) -> None:
+    def on_message(self, msg: dict[str, Any]) -> None:
         with self.lock:
             if msg["op"] == "fill":
                 self.sent_at.pop(msg["order_id"], None)
@@ -104,7 +104,7 @@ class Trader:
         def reader() -> None:
             try:
                 for msg in lines(conn):
-                    self.on_message(msg, conn)
+                    self.on_message(msg)
             except (OSError, ValueError):
                 pass
             reader_done.set()
