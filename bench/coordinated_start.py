@@ -16,7 +16,7 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-from bench.apply_latency import BENCH_LAB, pct
+from bench.common import BENCH_LAB, pct
 from bench.results import append_result, table
 from controller import coordinate
 from controller.client import fault_spec

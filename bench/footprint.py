@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.apply_latency import BENCH_LAB
+from bench.common import BENCH_LAB
 from bench.results import append_result, table
 from controller.client import AgentClient, WatchRecorder, watch_filter
 from controller.lab import Lab

@@ -63,7 +63,7 @@ def inner_script(command: Sequence[str], out: Path) -> str:
     """What runs inside the guest: the kernel modules the lab needs, tracefs, then `command`."""
     venv_bin = Path(sys.executable).parent
     return "; ".join([
-        "for m in sch_netem sch_htb cls_bpf sch_ingress ifb veth bridge; do modprobe -q $m; done",
+        "for m in sch_netem sch_htb sch_prio cls_bpf cls_u32 sch_ingress ifb veth bridge; do modprobe -q $m; done",
         "mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing",
         f"cd {shlex.quote(str(REPO))}",
         f"export PATH={shlex.quote(str(venv_bin))}:$PATH FAULTLINE_VM_OUT={shlex.quote(str(out))}",

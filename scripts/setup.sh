@@ -12,11 +12,12 @@ need_root
 # bpftool: to see from outside what the agent has attached (bpftool perf show, net show).
 pkgs=(python3-bpfcc bpfcc-tools bpftool iproute2 iputils-ping python3-venv linux-headers-amd64 ethtool)
 # --with-vm (make test, make bench): the VM stage's Debian kernel (it has netem, which some
-# hosts' kernels lack), booted by virtme-ng under qemu, iperf3 for the benchmarks, and the
+# hosts' kernels lack), booted by virtme-ng under qemu, iperf3 and clang for the benchmarks
+# (clang builds the BPF object the plain `tc` command loads in bench/apply_latency.py), and the
 # trading lab's broker (redis-server, started by the lab inside its broker host, never as a service).
 # Installing the image does not change what this host boots; an agent-only host needs none of it.
 if [ "${1:-}" = "--with-vm" ]; then
-  pkgs+=(qemu-system-x86 linux-image-amd64 busybox-static iperf3 redis-server)
+  pkgs+=(qemu-system-x86 linux-image-amd64 busybox-static iperf3 clang redis-server)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

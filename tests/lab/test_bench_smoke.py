@@ -17,17 +17,20 @@ def test_observe_cost_runs_and_records(tmp_path):
     from bench import observe_cost
 
     out = tmp_path / "results.json"
-    observe_cost.run(seconds=1, rounds=1, out=out)
+    observe_cost.run(seconds=1, rounds=1, out=out, rate_seconds=1, rates=(2000, 0))
     [run] = json.loads(out.read_text())
     assert run["bench"] == "observe_cost" and run["kernel"] and run["commit"]
     rows = {r["mode"]: r for r in run["rows"]}
     assert rows["no watcher"]["ratio_to_unwatched"] == 1.0 and rows["no watcher"]["events_streamed"] == 0
     assert all(r["median_gbps"] > 0 for r in rows.values())
     assert rows["watched (all probes, RTT every segment)"]["events_streamed"] > 0  # the probes really ran
+    assert [r["offered_segments_per_s"] for r in run["event_rate"]] in ([2000], [2000, 0])
+    assert all(r["events"] > 0 for r in run["event_rate"]), run["event_rate"]
+    assert run["max_sustained_events_per_s"] == max(r["events_per_s"] for r in run["event_rate"] if not r["lost"])
 
 
 def test_apply_latency_runs_and_records(tmp_path):
-    why = why_no_lab()
+    why = why_no_lab() or (None if shutil.which("clang") else "clang missing (scripts/setup.sh --with-vm)")
     if why:
         pytest.skip(why)
     from bench import apply_latency
@@ -36,8 +39,10 @@ def test_apply_latency_runs_and_records(tmp_path):
     apply_latency.run(n=5, out=out)
     [run] = json.loads(out.read_text())
     rows = {r["mode"]: r for r in run["rows"]}
-    assert run["bench"] == "apply_latency" and run["cycles"] == 5
+    assert run["bench"] == "apply_latency" and run["cycles"] == 5 and run["fault"] == "DISCONNECT (eBPF)"
+    assert set(rows) == {"faultline end to end (gRPC)", "faultline mechanism (no gRPC)", "tc command"}
     assert rows["faultline mechanism (no gRPC)"]["apply_p50_ratio_to_floor"] == 1.0
+    assert rows["faultline end to end (gRPC)"]["apply_p50_ratio_to_faultline"] == 1.0
     assert all(r["apply_p50_ms"] > 0 and r["heal_p50_ms"] > 0 for r in rows.values())
 
 
@@ -67,3 +72,35 @@ def test_footprint_runs_and_records(tmp_path):
     rows = {r["what"]: r for r in run["rows"]}
     assert rows["agent RSS idle"]["faultline"] > rows["agent RSS idle"]["peer"] > 0
     assert rows["agent start to first served request"]["faultline"] > 0
+
+
+def test_accuracy_runs_and_records(tmp_path):
+    why = why_no_lab()
+    if why:
+        pytest.skip(why)
+    from bench import accuracy
+
+    out = tmp_path / "results.json"
+    accuracy.run(packets=400, out=out)
+    [run] = json.loads(out.read_text())
+    assert [(r["tool"], r["mechanism"], r["requested"]) for r in run["rows"]] == [
+        ("faultline", "eBPF", 5), ("faultline", "eBPF", 20), ("faultline", "eBPF", 50)]
+    for r in run["rows"]:
+        lo, hi = r["interval_99"]
+        assert lo <= r["measured"] <= hi and r["samples"] == 400
+    assert 30 < run["rows"][2]["measured"] < 70  # the loss really happened
+
+
+def test_detection_runs_and_records(tmp_path):
+    missing = None if shutil.which("redis-server") else "redis-server missing (scripts/setup.sh --with-vm)"
+    why = why_no_lab() or missing
+    if why:
+        pytest.skip(why)
+    from bench import detection
+
+    out = tmp_path / "results.json"
+    detection.run(rounds=1, out=out)
+    [run] = json.loads(out.read_text())
+    stream, probe = run["rows"]
+    assert stream["mode"].startswith("faultline") and probe["mode"] == "probe polling every 1 s"
+    assert 0 <= stream["median_ms"] and 0 <= probe["median_ms"] <= 1000 + 500  # one poll period, plus its run
