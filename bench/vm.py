@@ -7,7 +7,7 @@ appended to bench/results.json with the VM's kernel named, so they never pass fo
 host's figures. Under TCG (no KVM here) everything in the VM is several times slower than
 on the host: compare rows of one run with each other, not with the host's table.
 
-    python -m bench.vm [--n 200] [--peer-n 3] [--packets 5000] [--pings 60]
+    python -m bench.vm [--n 100] [--peer-n 3] [--packets 5000] [--pings 60]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def run(n: int, peer_n: int, packets: int, pings: int, out: Path | None) -> list
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__)
-    ap.add_argument("--n", type=int, default=200, help="DELAY apply+heal cycles, faultline and tc (default 200: TCG)")
+    ap.add_argument("--n", type=int, default=100, help="DELAY cycles, faultline and tc (default 100: TCG is slow)")
     ap.add_argument("--peer-n", type=int, default=3, help="cycles for tcconfig, ~20 s per call under TCG (default 3)")
     ap.add_argument("--packets", type=int, default=5000, help="UDP datagrams per loss rate (default 5000)")
     ap.add_argument("--pings", type=int, default=60, help="pings per delay measured (default 60)")
