@@ -120,6 +120,9 @@ def run(rounds: int, out: Path | None) -> dict[str, object]:
             polled = poller.first_ok_after(t_heal)
             if polled is None:
                 raise RuntimeError(f"round {i + 1}: the 1 s probe never saw the reconnect")
+            if polled < kernel_t:  # it saw a connection the kernel had not made yet: a stale one
+                raise RuntimeError(f"round {i + 1}: the probe saw a connection {(kernel_t - polled) / 1e6:.0f} ms "
+                                   "before the kernel's reconnect (the old one still ESTABLISHED?)")
             stream_ms.append((arrivals[id(ev)] - kernel_t) / 1e6)
             poll_ms.append((polled - kernel_t) / 1e6)
             print(f"  round {i + 1}/{rounds}: reconnect {(kernel_t - t_heal) / 1e9:.3f} s after heal; known "

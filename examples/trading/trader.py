@@ -15,6 +15,7 @@ id (the ref stays), as a client that allocates ids at send time would do.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import random
 import socket
@@ -165,6 +166,10 @@ def run(trader: Trader, host: str, port: int, rate: float, stop: threading.Event
             trader.connected = False
             with trader.lock:
                 trader.sent_at.clear()
+            # shutdown first: close() alone leaves the kernel socket ESTABLISHED while the
+            # reader thread sits in recv() on it, so the dead connection would look alive.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
             conn.close()
             if not stop.is_set():
                 trader.counts["reconnects"] += 1
