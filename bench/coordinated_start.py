@@ -16,12 +16,11 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-from bench.common import BENCH_LAB, pct
+from bench.common import BENCH_LAB, bench_lab, pct
 from bench.results import append_result, table
 from controller import coordinate
 from controller.client import fault_spec
 from controller.hosts import connect, lab_endpoints
-from controller.lab import Lab
 
 GOAL = "skew <= 5 ms at 20 agents"
 # A lab address no host has: the fault matches nothing that flows, so rounds stay independent.
@@ -49,8 +48,7 @@ def rounds_of(hosts: list, rounds: int, coordinated: bool) -> list[float]:
 def run(counts: list[int], rounds: int, out: Path | None) -> dict[str, object]:
     names = [f"h{i:02d}" for i in range(1, max(counts) + 1)]
     # Twenty agents compile their BPF programs at once on this machine's two CPUs: allow for it.
-    lab = Lab(dataclasses.replace(BENCH_LAB, ready_timeout_s=600), progress=lambda m: print("  " + m, flush=True))
-    lab.down()
+    lab = bench_lab(dataclasses.replace(BENCH_LAB, ready_timeout_s=600))
     rows = []
     try:
         lab.state = lab.up(names)

@@ -17,10 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import BENCH_LAB
+from bench.common import bench_lab
 from bench.results import append_result, table
 from controller.client import AgentClient, WatchRecorder, watch_filter
-from controller.lab import Lab
 
 IMPORTS = "import bcc, grpc, pyroute2, faultline.v1.agent_pb2_grpc, time; print('ready', flush=True); time.sleep(30)"
 
@@ -45,8 +44,7 @@ def baseline() -> tuple[float, float]:
 
 
 def run(starts: int, out: Path | None) -> dict[str, object]:
-    lab = Lab(BENCH_LAB, progress=lambda m: print("  " + m, flush=True))
-    lab.down()
+    lab = bench_lab()
     startup, idle, watched = [], [], []
     try:
         lab.state = lab.up(["trader", "gateway"], agents=["trader"])  # down below even if this fails

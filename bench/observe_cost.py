@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import BENCH_LAB, parser, report
+from bench.common import bench_lab, parser, report
 from controller.client import AgentClient, WatchRecorder, watch_filter
 from controller.lab import Lab
 
@@ -56,9 +56,9 @@ def event_rate(lab: Lab, seconds: int, rates: Sequence[int]) -> list[dict[str, o
 
     RTT on every segment of one iperf3 flow paced to `rate` segments of 1000 bytes per
     second (0: unpaced), each ACK the sender gets one event; the events a step carries are
-    counted, not assumed from the pace (delayed ACKs, coalescing). A step counts as sustained when the
-    stream carried no Lost notice (kernel buffer full or this watcher's queue full) for the
-    whole run; the ladder stops at the first step that lost any.
+    counted, not assumed from the pace (delayed ACKs, coalescing). A step counts as
+    sustained when the stream carried no Lost notice (kernel buffer full or this watcher's
+    queue full) for the whole run; the ladder stops at the first step that lost any.
     """
     rows: list[dict[str, object]] = []
     with AgentClient(lab.state.hosts["trader"].agent) as c:
@@ -80,8 +80,7 @@ def event_rate(lab: Lab, seconds: int, rates: Sequence[int]) -> list[dict[str, o
 
 def run(seconds: int, rounds: int, out: Path | None, rate_seconds: int = 10,
         rates: Sequence[int] = (5000, 20_000, 80_000, 0)) -> dict[str, object]:
-    lab = Lab(BENCH_LAB, progress=lambda m: print("  " + m, flush=True))
-    lab.down()
+    lab = bench_lab()
     samples: dict[str, list[float]] = {m: [] for m in MODES}
     events: dict[str, int] = {m: 0 for m in MODES}
     try:
