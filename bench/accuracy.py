@@ -19,7 +19,6 @@ towards the gateway, in the same lab and the same run.
 from __future__ import annotations
 
 import math
-import re
 import statistics
 import subprocess
 import sys
@@ -29,14 +28,13 @@ from typing import Any
 from bench.common import bench_lab, parser, report
 from controller.client import AgentClient, fault_spec
 from controller.lab import Lab
-from tests.netns import udp_delivered
+from tests.netns import ping_ms, udp_delivered
 
 LOSS_PERCENT = (5, 20, 50)
 DELAYS = ((100, 0), (100, 10), (500, 0), (500, 50))  # (delay, jitter) ms
 TCCONFIG_LOSS, TCCONFIG_DELAY = 20, (100, 10)
 Z99 = 2.5758
 PORT = 5310
-RTT_RE = re.compile(r"time=([\d.]+) ms")
 
 
 def wilson(lost: int, n: int, z: float = Z99) -> tuple[float, float]:
@@ -52,13 +50,6 @@ def loss_row(tool: str, mechanism: str, percent: float, sent: int, delivered: in
     return {"tool": tool, "mechanism": mechanism, "fault": f"loss {percent:g} %", "requested": percent,
             "measured": round(100 * (sent - delivered) / sent, 2), "unit": "%", "samples": sent,
             "interval_99": [lo, hi], "requested_within": lo <= percent <= hi}
-
-
-def ping_rtts(lab: Lab, src: str, dst_ip: str, count: int, interval_s: float = 0.02) -> list[float]:
-    r = subprocess.run(lab.exec_argv(src, ["ping", "-n", "-c", str(count), "-i",
-                                           str(interval_s), "-W", "8", dst_ip]),
-                       capture_output=True, text=True, check=False)
-    return [float(x) for x in RTT_RE.findall(r.stdout)]
 
 
 def delay_rows(tool: str, delay_ms: int, jitter_ms: int, base: list[float], rtts: list[float]) -> list[dict]:
@@ -97,12 +88,12 @@ def faultline_delay(lab: Lab, pings: int) -> list[dict[str, Any]]:
     rows = []
     with AgentClient(h["trader"].agent, timeout_s=30) as c:
         for delay, jitter in DELAYS:
-            base = ping_rtts(lab, "trader", gw, 40)
+            base = ping_ms(lab, "trader", gw, 40)
             r = c.apply(fault_spec("delay", h["trader"].interface, peers=[gw + "/32"], delay_ms=delay,
                                    jitter_ms=jitter, distribution="normal" if jitter else "uniform",
                                    direction="egress", lease_s=120))
             try:
-                rtts = ping_rtts(lab, "trader", gw, pings)
+                rtts = ping_ms(lab, "trader", gw, pings)
             finally:
                 c.heal(r.fault_id)
             made = delay_rows("faultline", delay, jitter, base, rtts)
@@ -132,10 +123,10 @@ def tcconfig_rows(lab: Lab, packets: int, pings: int) -> list[dict[str, Any]]:
         subprocess.run(lab.exec_argv("broker", clear), check=True)
     rows = [loss_row("tcconfig", "netem", TCCONFIG_LOSS, packets, len(seen))]
     delay, jitter = TCCONFIG_DELAY
-    base = ping_rtts(lab, "broker", gw, 40)
+    base = ping_ms(lab, "broker", gw, 40)
     _tcconfig(lab, "tcset", "--delay", f"{delay}ms", "--delay-distro", f"{jitter}ms", "--network", gw + "/32")
     try:
-        rtts = ping_rtts(lab, "broker", gw, pings)
+        rtts = ping_ms(lab, "broker", gw, pings)
     finally:
         subprocess.run(lab.exec_argv("broker", clear), check=True)
     return rows + delay_rows("tcconfig", delay, jitter, base, rtts)

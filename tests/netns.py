@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -129,3 +130,14 @@ def why_no_lab() -> str | None:
     if shutil.which("tc") is None:
         return "needs iproute2's tc to observe kernel state independently of the agent"
     return None
+
+
+RTT_RE = re.compile(r"time=([\d.]+) ms")
+
+
+def ping_ms(lab: Any, src: str, dst_ip: str, count: int, interval_s: float = 0.02) -> list[float]:
+    """Round-trip times of `count` pings from lab host `src` (its namespace) to dst_ip, in ms."""
+    ns = lab.state.hosts[src].netns
+    r = subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-c", str(count), "-i", str(interval_s),
+                        "-W", "8", dst_ip], capture_output=True, text=True, check=False)
+    return [float(x) for x in RTT_RE.findall(r.stdout)]

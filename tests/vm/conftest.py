@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import statistics
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -67,17 +65,6 @@ def trader(vlab):
     assert tc_state(h.netns, h.interface) == before, "trader: tc state changed"
     journal = Path(h.state_dir) / "journal.jsonl"
     assert not journal.exists() or journal.stat().st_size == 0, "trader: journal not empty"
-
-
-RTT_RE = re.compile(r"time=([\d.]+) ms")
-
-
-def ping_ms(lab: Lab, src: str, dst_ip: str, count: int, interval_s: float = 0.02) -> list[float]:
-    """Round-trip times of `count` pings from host `src` (its namespace) to dst_ip, in ms."""
-    ns = lab.state.hosts[src].netns
-    r = subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-c", str(count), "-i", str(interval_s),
-                        "-W", "8", dst_ip], capture_output=True, text=True, check=False)
-    return [float(x) for x in RTT_RE.findall(r.stdout)]
 
 
 def median(xs: list[float]) -> float:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from controller.client import AgentClient, InvalidRequest, fault_spec
-from tests.netns import ping_gaps, tc_state, udp_delivered
+from tests.netns import ping_gaps, ping_ms, tc_state, udp_delivered
 from tests.stats import binomial_interval
-from tests.vm.conftest import median, ping_ms
+from tests.vm.conftest import median
 
 # Several binomial checks run in every CI run: at 99 % one failed by chance (4074 delivered,
 # interval ending at 4072); at 99.9 % a correct netem fails one run in ~500.
