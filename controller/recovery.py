@@ -200,4 +200,10 @@ def verdicts(m: Metrics, targets: Targets) -> list[Verdict]:
         c = m.counters["md_continuity_permille"]
         out.append(Verdict("market-data continuity", c >= MIN_CONTINUITY_PERMILLE,
                            f"{c / 10:.1f} %, target {MIN_CONTINUITY_PERMILLE / 10:g} %"))
+    for name, (lo, hi) in targets.counters.items():
+        v = m.counters.get(name)
+        want = " and ".join(w for w in (f">= {lo:g}" if lo is not None else "",
+                                         f"<= {hi:g}" if hi is not None else "") if w)
+        ok = v is not None and (lo is None or v >= lo) and (hi is None or v <= hi)
+        out.append(Verdict(name, ok, f"{'not reported' if v is None else v}, expected {want}"))
     return out

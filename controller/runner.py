@@ -103,6 +103,8 @@ class Run:
                 return sys.executable
             if name == "run_dir":
                 return str(self.run_dir)
+            if name in ("inject_ns", "heal_ns"):
+                return str(self.window()[name == "heal_ns"] or 0)
             host, _, attr = name.partition(".")
             ep = self.endpoints[host]
             return ep.ipv6 if attr == "ipv6" else ep.ipv4
@@ -335,11 +337,16 @@ class Run:
                for e in recovery.kernel_events(host, self.clocks[host], rec.tcp())]
         return sorted(out, key=lambda e: e.t_ns)
 
-    def metrics(self) -> recovery.Metrics:
+    def window(self) -> tuple[int | None, int | None]:
+        """The first inject and the last heal (None until they happen), controller clock."""
         applied = [a for faults in self.applied.values() for a in faults]
         t_inject = min((a.applied_ns for a in applied), default=None)
         ids = [a.fault_id for a in applied]
         t_heal = max(self.healed[i] for i in ids) if ids and all(i in self.healed for i in ids) else None
+        return t_inject, t_heal
+
+    def metrics(self) -> recovery.Metrics:
+        t_inject, t_heal = self.window()
         events = [e for e in self.kernel_events() if e.host == self.scn.recovery.watch_host] \
             if self.scn.recovery.watch_host else None
         samples = list(self.samples) if self.scn.recovery.probe else None

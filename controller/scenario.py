@@ -116,6 +116,9 @@ class Targets:
     # What the RTO is counted from: the inject (default), or the heal for a fault as long as
     # the RTO itself (a 30 s partition cannot be recovered from 30 s after it began).
     rto_from: str = "inject"
+    # Bounds on the data_loss probe's counters (name -> (min, max), None: unbounded): what a
+    # scenario expects its workload to report, e.g. a rate limit hit, a consumer's backlog.
+    counters: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,8 @@ class Scenario:
 
 
 def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
-    names = hosts | {f"{h}.ipv6" for h in hosts} | {"python", "run_dir"}
+    # inject_ns / heal_ns: the fault window (controller clock), 0 until there is one.
+    names = hosts | {f"{h}.ipv6" for h in hosts} | {"python", "run_dir", "inject_ns", "heal_ns"}
     tpl = Template(names)
     host = Str(tuple(sorted(hosts)) or ("(declare hosts first)",))
     probe = Str(tuple(sorted(probes)) or ("(declare probes first)",))
@@ -194,7 +198,7 @@ def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
         "lab": List(Str(), 1),
         "hosts": _HostsSpec(),
         "targets": Map({"rto_s": Num(0.1, DAY_S), "max_data_loss_ratio": Num(0, 1), "max_detection_s": SECONDS,
-                        "rto_from": Str(("inject", "heal"))}),
+                        "rto_from": Str(("inject", "heal")), "counters": _CountersSpec()}),
         "processes": List(Map({"name": Str(), "command": argv, "host": host, "ready": probe},
                               required=frozenset({"name", "command"}))),
         "probes": List(Variant(
@@ -224,6 +228,22 @@ class _HostsSpec(Spec):
         if not isinstance(node, yaml.MappingNode) or not node.value:
             raise self.fail(node, path, file, "a mapping of host name to {agent, ipv4, ipv6, interface}")
         return {k.value: entry.check(v, f"{path}.{k.value}", file) for k, v in node.value}
+
+
+class _CountersSpec(Spec):
+    """counters: NAME: {min: N, max: N} (at least one of them)."""
+
+    def check(self, node: Any, path: str, file: str) -> Any:
+        bound = Num(-1e18, 1e18)
+        if not isinstance(node, yaml.MappingNode) or not node.value:
+            raise self.fail(node, path, file, "a mapping of counter name to {min, max}")
+        out = {}
+        for k, v in node.value:
+            b = Map({"min": bound, "max": bound}).check(v, f"{path}.{k.value}", file)
+            if not b:
+                raise self.fail(v, f"{path}.{k.value}", file, "min and/or max")
+            out[k.value] = (b.get("min"), b.get("max"))
+        return out
 
 
 def _names(text: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -351,7 +371,7 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
                  else Rollback("command", argv=r["command"], host=r.get("host", "")) for r in raw.get("rollbacks", [])]
     t = raw.get("targets", {})
     targets = Targets(t.get("rto_s", cfg.rto_target_s), t.get("max_data_loss_ratio", cfg.max_data_loss_ratio),
-                      t.get("max_detection_s"), t.get("rto_from", "inject"))
+                      t.get("max_detection_s"), t.get("rto_from", "inject"), t.get("counters", {}))
     kinds = {"partition" if s.kind == "partition" else
              f"process:{s.params['action']}" if s.params["kind"] == "process" else s.params["kind"]
              for s in steps if s.kind != "wait"}

@@ -66,6 +66,15 @@ def test_verdicts_name_each_target():
     assert not v["data loss"].ok and v["data loss"].detail.startswith("5.00% (10 of 200)")
 
 
+def test_counter_targets_give_one_verdict_each_with_the_bounds():
+    t = Targets(5.0, 0.0, counters={"rate_limited": (1, None), "lag_ms": (None, 100), "drain_ms": (0, 50)})
+    m = recovery.compute(t, 1 * S, 3 * S, None, [sample(4 * S, True)], {"rate_limited": 0, "lag_ms": 80})
+    v = {x.name: x for x in recovery.verdicts(m, t)}
+    assert not v["rate_limited"].ok and v["rate_limited"].detail == "0, expected >= 1"
+    assert v["lag_ms"].ok and v["lag_ms"].detail == "80, expected <= 100"
+    assert not v["drain_ms"].ok and v["drain_ms"].detail == "not reported, expected >= 0 and <= 50"
+
+
 def outcome(tmp_path, recovered_at, rto=2.0):
     scn = load(tmp_path, GOOD.replace("title: t", f"title: partition {recovered_at}").replace(
         "recovery:", f"targets: {{rto_s: {rto}}}\nrecovery:"))

@@ -68,6 +68,10 @@ def test_schedule_and_defaults(tmp_path):
     ("lab: [trader, gateway]\n", "lab: [trader, gateway]\nhosts: {x: {agent: 'a:1', ipv4: 1.2.3.4}}\n", 2,
      "lab", "exactly one of lab"),
     ("  - wait: 2\n", "  - wait: [2\n", 15, "", "valid YAML"),
+    ("recovery:", "targets: {counters: {rate_limited: {least: 1}}}\nrecovery:", 15,
+     "targets.counters.rate_limited.least", "not a known key"),
+    ("recovery:", "targets: {counters: {rate_limited: {}}}\nrecovery:", 15, "targets.counters.rate_limited",
+     "min and/or max"),
 ])
 def test_malformed_file_names_line_field_and_allowed(tmp_path, old, new, line, field, allowed):
     assert old in GOOD
@@ -112,3 +116,10 @@ def test_include_shares_a_workload_and_the_scenario_wins(tmp_path):
     with pytest.raises(SchemaError) as e:
         scenario.load(f)
     assert (e.value.file, e.value.line, e.value.path) == (str(tmp_path / "w.yaml"), 1, "probes")
+
+
+def test_counter_targets_and_the_fault_window_placeholders(tmp_path):
+    s = load(tmp_path, GOOD.replace("recovery:", "targets: {counters: {rate_limited: {min: 1}, lag_ms: {max: 100}}}\n"
+                                    "recovery:").replace('"{run_dir}/c.json"', '"{run_dir}/c.json", "{inject_ns}"'))
+    assert s.targets.counters == {"rate_limited": (1, None), "lag_ms": (None, 100)}
+    assert s.probes["counts"].params["argv"][-1] == "{inject_ns}"
