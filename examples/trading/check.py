@@ -6,13 +6,20 @@ nothing executed that was not placed, and the positions from executions must equ
 positions the trader's intents imply. Prints one JSON object of counters (the scenario's
 data-loss probe reads sent / received); `--violations` lists each problem instead.
 
-    python -m examples.trading.check --run run/
+With `--window INJECT_NS HEAL_NS` it also compares each plane's latency before and during the
+fault: the order path (an order's send to its fill, at the trader) and the market-data path
+(a tick's publish at the gateway to its arrival at the consumer), as p99 in ms and the rise.
+`--caught-up` exits 0 only when the trader is connected with nothing unfilled and no
+rate-limited retry waiting (a recovery probe for backlog scenarios).
+
+    python -m examples.trading.check --run run/ [--window 1700000000000000000 1700000005000000000]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections import Counter
@@ -23,6 +30,7 @@ from controller.state import StateValidator
 from examples.trading.wire import read_log
 
 IN_FLIGHT_S = 3.0  # an order younger than this may still be on its way: not counted yet
+BASELINE_NS = 2_000_000_000  # the plane latency before a fault: what was sent in these 2 s
 
 
 def signed(order: dict[str, Any]) -> int:
@@ -64,8 +72,38 @@ def report(run: Path, in_flight_s: float = IN_FLIGHT_S) -> tuple[dict[str, int],
         "replayed": int(stats["trader"].get("replayed", 0)),
         "reconnects": int(stats["trader"].get("reconnects", 0)),
         "rate_limited": int(stats["gateway"].get("rate_limited", 0)),
+        "trader_rate_limited": int(stats["trader"].get("rate_limited", 0)),
+        **{f"consumer_{k}": int(stats["consumer"].get(k, 0))
+           for k in ("lag_now_ms", "lag_max_ms", "backlog_max", "drain_ms", "draining")},
     }
     return counters, v
+
+
+def p99(values: list[float]) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(0.99 * len(s)))] if s else 0.0
+
+
+def planes(run: Path, inject_ns: int, heal_ns: int) -> dict[str, int]:
+    """p99 latency of each plane for what was sent in the 2 s before the fault and while it
+    was on (ms, rounded up). By send time: what a fault delays arrives after it, maybe long after."""
+    orders = [(f["recv_ns"] - int(f["rtt_ms"] * 1e6), f["rtt_ms"]) for f in read_log(run / "trader" / "orders.jsonl")
+              if f["op"] == "fill" and "rtt_ms" in f]
+    md = [(t, age) for t, age in read_log(run / "consumer" / "md_age.jsonl")]
+    out = {}
+    for name, samples in (("order", orders), ("md", md)):
+        base = p99([v for t, v in samples if inject_ns - BASELINE_NS <= t < inject_ns])
+        during = p99([v for t, v in samples if inject_ns <= t <= heal_ns])
+        out |= {f"{name}_p99_base_ms": math.ceil(base), f"{name}_p99_fault_ms": math.ceil(during),
+                f"{name}_p99_rise_ms": max(0, math.ceil(during - base))}
+    return out
+
+
+def caught_up(run: Path) -> tuple[bool, str]:
+    p = run / "trader" / "stats.json"
+    t = json.loads(p.read_text()) if p.exists() else {}
+    ok = bool(t.get("connected")) and t.get("unfilled", 1) == 0 and t.get("retrying", 1) == 0
+    return ok, f"connected {t.get('connected')}, unfilled {t.get('unfilled')}, retrying {t.get('retrying')}"
 
 
 def main() -> None:
@@ -74,8 +112,18 @@ def main() -> None:
     ap.add_argument("--violations", action="store_true", help="list each violation; exit 1 if any")
     ap.add_argument("--in-flight", type=float, default=IN_FLIGHT_S, metavar="S",
                     help="orders younger than this are not counted yet (default %(default)s)")
+    ap.add_argument("--window", nargs=2, type=int, metavar=("INJECT_NS", "HEAL_NS"),
+                    help="also report each plane's p99 latency before and during this fault window")
+    ap.add_argument("--caught-up", action="store_true",
+                    help="exit 0 when the trader is connected with nothing unfilled or waiting to retry")
     args = ap.parse_args()
+    if args.caught_up:
+        ok, detail = caught_up(args.run)
+        print(detail)
+        sys.exit(0 if ok else 1)
     counters, v = report(args.run, args.in_flight)
+    if args.window and args.window[0]:
+        counters |= planes(args.run, *args.window)
     if args.violations:
         for line in v.get_violations():
             print(line)

@@ -4,8 +4,9 @@ Accepts orders as JSON lines {"op": "order", "order_id", "ref", "symbol", "side"
 answers {"op": "ack"} then {"op": "fill", "price"}. An order id it has executed before is
 answered again with the same fill and executed no second time: a replay under the same id
 is safe. Executions are fsynced to executions.jsonl before they are answered, and read back at
-start, so a restarted gateway stays idempotent. Rejects with reason "rate_limit" over the
-configured requests per minute. Market data (sequence-numbered ticks) and fills go to the
+start, so a restarted gateway stays idempotent. Paces requests as IBKR does: the configured
+requests per minute, at most one second's worth at once; the excess is rejected with reason
+"rate_limit" and the time until the next request is allowed. Market data (sequence-numbered ticks) and fills go to the
 broker; while it is down they wait in memory and are sent, in order, when it is back.
 
     python -m examples.trading.gateway --bind 10.77.0.3 --bus 10.77.0.4:6379 --dir run/gateway
@@ -31,11 +32,33 @@ SYMBOLS = ("AAPL", "MSFT", "ESZ6")
 TICK_S = 0.05
 
 
+class Pacer:
+    """rate_limit_per_minute as a token bucket refilled at rate/60 per second and holding one
+    second's worth: a client within the rate is never rejected, a burst beyond it is. One per
+    gateway (an account's limit), so reconnecting does not reset it."""
+
+    def __init__(self, rate_per_minute: int) -> None:
+        self.per_s = rate_per_minute / 60
+        self.capacity = max(1.0, self.per_s)
+        self.tokens = self.capacity
+        self.at = time.monotonic()
+
+    def take(self) -> float:
+        """0 when the request may go now, else the seconds until it may (caller holds the lock)."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.per_s)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.per_s
+
+
 class Gateway:
     def __init__(self, directory: Path, bus: busmod.Bus, rate_per_minute: int) -> None:
         self.dir = directory
         self.bus = bus
-        self.rate_per_minute = rate_per_minute
+        self.pacer = Pacer(rate_per_minute)
         self.lock = threading.Lock()
         self.executions = {e["order_id"]: e for e in read_log(directory / "executions.jsonl")}
         self.exec_log = AppendLog(directory / "executions.jsonl")
@@ -49,22 +72,18 @@ class Gateway:
     def serve(self, conn: socket.socket) -> None:
         with self.lock:
             self.counts["connections"] += 1
-        recent: deque[float] = deque()
         try:
             for msg in lines(conn):
-                now = time.monotonic()
-                while recent and now - recent[0] > 60:
-                    recent.popleft()
                 if msg.get("op") != "order":
                     send(conn, {"op": "error", "reason": f"unknown op {msg.get('op')!r}"})
                     continue
-                if len(recent) >= self.rate_per_minute:
-                    with self.lock:
-                        self.counts["rate_limited"] += 1
+                with self.lock:
+                    wait = self.pacer.take()
+                    self.counts["rate_limited"] += wait > 0
+                if wait:
                     send(conn, {"op": "reject", "order_id": msg["order_id"], "reason": "rate_limit",
-                                "retry_after_s": round(60 - (now - recent[0]), 3)})
+                                "retry_after_s": round(wait, 3)})
                     continue
-                recent.append(now)
                 for reply in self.execute(msg):
                     send(conn, reply)
         except (OSError, ValueError):
@@ -95,7 +114,8 @@ class Gateway:
             for s in SYMBOLS:
                 self.prices[s] *= 1 + random.gauss(0, 0.0005)
                 self.md_seq += 1
-                self.outbox.append(("md", {"seq": self.md_seq, "symbol": s, "price": round(self.prices[s], 4)}))
+                self.outbox.append(("md", {"seq": self.md_seq, "symbol": s, "price": round(self.prices[s], 4),
+                                           "t_ns": time.time_ns()}))
             self.counts["md_published"] = self.md_seq
 
     def flush(self) -> None:

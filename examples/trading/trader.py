@@ -6,6 +6,14 @@ After a disconnect (or an order unanswered within the request timeout) it reconn
 exponential backoff (base and max from the resilience config) and replays every unfilled
 order under the same order id, which the gateway executes at most once.
 
+A gateway's rate-limit reject is detected, not treated as a failure: the order is sent again
+under the same id after the wait the gateway names, and every retry after it no faster than
+the configured rate limit; new orders wait until the retries are through.
+
+--queue-while-down keeps placing orders while the gateway is unreachable (an OMS that accepts
+a strategy's orders and forwards them when the link is back): the reconnect replays the
+whole backlog at once, which is how real clients trip a gateway's pacing.
+
 --unsafe-replay is a deliberate bug for the chaos suite to catch: replays get a new order
 id (the ref stays), as a client that allocates ids at send time would do.
 
@@ -32,10 +40,13 @@ SYMBOLS = ("AAPL", "MSFT", "ESZ6")
 
 
 class Trader:
-    def __init__(self, directory: Path, cfg: resilience.ResilienceConfig, unsafe_replay: bool = False) -> None:
+    def __init__(self, directory: Path, cfg: resilience.ResilienceConfig, unsafe_replay: bool = False,
+                 queue_while_down: bool = False) -> None:
         self.dir = directory
         self.cfg = cfg
         self.unsafe = unsafe_replay
+        self.queue_while_down = queue_while_down
+        self.retry_gap_s = 60 / cfg.rate_limit_per_minute  # retries go no faster than the contract allows
         self.lock = threading.Lock()
         self.intents: dict[str, dict[str, Any]] = {}   # ref -> order
         self.filled: dict[str, dict[str, Any]] = {}    # ref -> fill
@@ -51,6 +62,7 @@ class Trader:
         self.counts = {"placed": len(self.intents), "filled": len(self.filled), "replayed": 0, "rate_limited": 0,
                        "reconnects": 0, "timeouts": 0, "restored": len(self.intents)}
         self.connected = False
+        self.next_at = time.monotonic()                # when the strategy places its next order
         self.pause_until = 0.0
         self.retry: list[dict[str, Any]] = []  # rejected for the rate limit: sent again after the pause
 
@@ -83,18 +95,21 @@ class Trader:
     def on_message(self, msg: dict[str, Any]) -> None:
         with self.lock:
             if msg["op"] == "fill":
-                self.sent_at.pop(msg["order_id"], None)
+                sent = self.sent_at.pop(msg["order_id"], None)
                 if msg["ref"] not in self.filled:
-                    self.log.append({"op": "fill", **msg})
+                    # rtt: this send to its fill, the order path's latency (plane isolation)
+                    rtt = {"rtt_ms": round((time.monotonic() - sent) * 1e3, 3)} if sent is not None else {}
+                    self.log.append({"op": "fill", **msg, **rtt, "recv_ns": time.time_ns()})
                     self._book(msg)
                     self.counts["filled"] += 1
             elif msg["op"] == "reject" and msg.get("reason") == "rate_limit":
                 # Rate limit detected: hold new orders back, then send this one again (same id).
                 self.counts["rate_limited"] += 1
                 self.sent_at.pop(msg["order_id"], None)
-                self.pause_until = time.monotonic() + min(float(msg.get("retry_after_s", 1.0)), 1.0)
+                wait = min(float(msg.get("retry_after_s", 1.0)), 1.0)
+                self.pause_until = max(self.pause_until, time.monotonic() + wait)
                 ref = msg["order_id"].split("-")[0]
-                if ref in self.intents:
+                if ref in self.intents and self.intents[ref] not in self.retry:
                     self.retry.append(self.intents[ref])
 
     def session(self, conn: socket.socket, rate: float, stop: threading.Event) -> None:
@@ -115,7 +130,6 @@ class Trader:
         for order in pending:
             self._send(conn, order, replay=True)
         self.counts["replayed"] += len(pending)
-        next_at = time.monotonic()
         while not stop.is_set() and not reader_done.is_set():
             now = time.monotonic()
             with self.lock:
@@ -123,13 +137,32 @@ class Trader:
             if now - oldest > self.cfg.request_timeout_s:
                 self.counts["timeouts"] += 1  # unanswered: treat the connection as dead
                 return
-            while self.retry and now >= self.pause_until:
-                self._send(conn, self.retry.pop(0), replay=False)
-            if rate and now >= next_at and now >= self.pause_until:
+            with self.lock:
+                retry = self.retry.pop(0) if self.retry and now >= self.pause_until else None
+                if retry:
+                    self.pause_until = now + self.retry_gap_s
+                held = bool(self.retry) or now < self.pause_until
+            if retry:
+                self._send(conn, retry, replay=False)
+            elif rate and not held and self.due(rate, now):
                 self._send(conn, self.new_order(), replay=False)
-                next_at += 1 / rate
-                next_at = max(next_at, now - 1)  # after a pause, no burst to catch up
             time.sleep(0.005)
+
+    def due(self, rate: float, now: float) -> bool:
+        """The strategy's clock: True when an order is due (and counts it as placed)."""
+        if now < self.next_at:
+            return False
+        self.next_at = max(self.next_at + 1 / rate, now - 1)  # after a pause, no burst to catch up
+        return True
+
+    def idle(self, seconds: float, rate: float, stop: threading.Event) -> None:
+        """Wait while disconnected; with --queue-while-down the strategy keeps placing orders,
+        logged as intents and sent by the next connection's replay."""
+        end = time.monotonic() + seconds
+        while not stop.is_set() and (now := time.monotonic()) < end:
+            if self.queue_while_down and rate and self.due(rate, now):
+                self.new_order()
+            stop.wait(min(0.005, max(0.0, end - now)))
 
     def _send(self, conn: socket.socket, order: dict[str, Any], replay: bool) -> None:
         msg = self.wire(order, replay)
@@ -140,6 +173,7 @@ class Trader:
     def stats(self) -> dict[str, Any]:
         with self.lock:
             return {**self.counts, "connected": self.connected, "unfilled": len(self.intents) - len(self.filled),
+                    "retrying": len(self.retry),
                     "positions": dict(self.positions)}
 
 
@@ -151,7 +185,7 @@ def run(trader: Trader, host: str, port: int, rate: float, stop: threading.Event
             conn = socket.create_connection((host, port), timeout=cfg.connection_timeout_s)
         except OSError:
             # Exponential backoff, never giving up: a trader must come back when the gateway does.
-            stop.wait(min(cfg.base_retry_delay_s * 2 ** attempt, cfg.max_retry_delay_s))
+            trader.idle(min(cfg.base_retry_delay_s * 2 ** attempt, cfg.max_retry_delay_s), rate, stop)
             attempt += 1
             continue
         conn.settimeout(None)
@@ -182,10 +216,12 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=10.0, help="new orders per second (default 10)")
     ap.add_argument("--config", type=Path, default=LAB_CONFIG,
                     help="resilience config (default: the lab's, examples/trading/lab_config.yaml)")
+    ap.add_argument("--queue-while-down", action="store_true",
+                    help="keep placing orders while disconnected; the reconnect replays them all at once")
     ap.add_argument("--unsafe-replay", action="store_true", help="the deliberate bug: replays under new ids")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    trader = Trader(args.dir, resilience.load(args.config), args.unsafe_replay)
+    trader = Trader(args.dir, resilience.load(args.config), args.unsafe_replay, args.queue_while_down)
     host, _, port = args.connect.rpartition(":")
     stop = threading.Event()
     threading.Thread(target=run, args=(trader, host, int(port), args.rate, stop), daemon=True).start()

@@ -9,6 +9,7 @@ SCORECARD prints at the end and build/chaos/results.json holds every outcome.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import pytest
 from controller import report, runner, scenario
 from tests.netns import why_no_lab
 
-OUT = Path("build/chaos")
+# Inside the VM stage the checkout is read-only: reports go where the VM brings files out.
+OUT = Path(os.environ["FAULTLINE_VM_OUT"]) / "chaos" if os.environ.get("FAULTLINE_VM_OUT") else Path("build/chaos")
 OUTCOMES: list[runner.Outcome] = []
 
 

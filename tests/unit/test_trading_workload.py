@@ -1,0 +1,76 @@
+"""The trading lab's own logic that the chaos suite's verdicts rest on: the gateway's pacing,
+the consumer's lag, the per-plane latency comparison."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from examples.trading import check
+from examples.trading.consumer import Lag
+from examples.trading.gateway import Pacer
+
+MS = 1_000_000
+
+
+def test_pacer_allows_one_seconds_worth_at_once_then_names_the_wait():
+    p = Pacer(1200)  # 20 a second
+    assert [p.take() for _ in range(20)] == [0.0] * 20
+    wait = p.take()
+    assert 0.04 < wait <= 0.05, wait  # one token at 20/s
+    time.sleep(wait + 0.005)
+    assert p.take() == 0.0
+
+
+def test_pacer_never_rejects_a_client_within_the_rate():
+    p = Pacer(600)  # 10 a second; a client at 8 a second, after the burst allowance is gone
+    for _ in range(10):
+        p.take()
+    rejected = 0
+    for _ in range(8):
+        time.sleep(0.125)
+        rejected += p.take() > 0
+    assert rejected == 0
+
+
+def test_lag_episode_from_behind_to_caught_up():
+    lag = Lag()
+    lag.observe([3.0, 2.0])
+    lag.observe([4999.0] + [10.0] * 299)   # a paused consumer's first read after SIGCONT
+    assert lag.counters()["draining"] == 1
+    time.sleep(0.02)
+    lag.observe([2.0])
+    c = lag.counters()
+    assert (c["lag_max_ms"], c["backlog_max"], c["lag_now_ms"], c["draining"]) == (4999, 300, 2, 0)
+    assert 20 <= c["drain_ms"] < 1000
+
+
+def _logs(run, orders, ticks):
+    (run / "trader").mkdir(parents=True)
+    (run / "consumer").mkdir()
+    (run / "trader" / "orders.jsonl").write_text("".join(
+        json.dumps({"op": "fill", "ref": f"T{i}", "recv_ns": sent + int(rtt * MS), "rtt_ms": rtt}) + "\n"
+        for i, (sent, rtt) in enumerate(orders)))
+    (run / "consumer" / "md_age.jsonl").write_text("".join(json.dumps([t, age]) + "\n" for t, age in ticks))
+
+
+def test_planes_compare_p99_by_send_time(tmp_path):
+    inject, heal = 10_000 * MS, 15_000 * MS
+    orders = [(t * MS, 2.0) for t in range(8_000, 10_000, 100)] + [(t * MS, 2.5) for t in range(10_000, 15_000, 100)]
+    # Ticks published during the fault arrive after the heal, 400 ms late: counted in the fault.
+    ticks = [(t * MS, 5.0) for t in range(8_000, 10_000, 50)] + [(t * MS, 400.0) for t in range(10_000, 15_000, 50)]
+    ticks.append((1_000 * MS, 900.0))  # long before the baseline window: not counted
+    _logs(tmp_path, orders, ticks)
+    assert check.planes(tmp_path, inject, heal) == {
+        "order_p99_base_ms": 2, "order_p99_fault_ms": 3, "order_p99_rise_ms": 1,
+        "md_p99_base_ms": 5, "md_p99_fault_ms": 400, "md_p99_rise_ms": 395}
+
+
+def test_caught_up_needs_connected_nothing_unfilled_nothing_retrying(tmp_path):
+    (tmp_path / "trader").mkdir()
+    stats = tmp_path / "trader" / "stats.json"
+    assert not check.caught_up(tmp_path)[0]  # no stats yet
+    for connected, unfilled, retrying, ok in [(True, 0, 0, True), (False, 0, 0, False), (True, 3, 0, False),
+                                              (True, 0, 2, False)]:
+        stats.write_text(json.dumps({"connected": connected, "unfilled": unfilled, "retrying": retrying}))
+        assert check.caught_up(tmp_path)[0] is ok
