@@ -21,11 +21,13 @@ test: setup-vm
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory test-vm
 
-# The netem tests, inside one boot of a VM with Debian's kernel (this host's may lack netem).
-# Results come out in build/vm (netem-accuracy.json, output.log, console.log). If the VM
-# cannot start, this fails under CI and skips with the reason elsewhere.
+# The netem tests, inside one boot of a VM with Debian's kernel (this host's may lack netem):
+# tests/vm and the chaos suite's latency cases (marked netem). Results come out in build/vm
+# (netem-accuracy.json, chaos/ with the scorecard's results.json, output.log, console.log).
+# If the VM cannot start, this fails under CI and skips with the reason elsewhere.
 test-vm: setup-vm
-	@rc=0; $(VENV)/bin/faultline vm --out build/vm -- python -m pytest -q -p no:cacheprovider -rs tests/vm || rc=$$?; \
+	@rc=0; $(VENV)/bin/faultline vm --out build/vm --timeout 40m -- python -m pytest -q -p no:cacheprovider -rs \
+		-m "netem or not chaos" tests/vm tests/chaos || rc=$$?; \
 	if [ $$rc -eq 75 ] && [ -z "$$CI" ]; then echo "test-vm: SKIPPED, the VM cannot start here (reason above)"; exit 0; fi; \
 	exit $$rc
 

@@ -30,7 +30,8 @@ from controller.state import StateValidator
 from examples.trading.wire import read_log
 
 IN_FLIGHT_S = 3.0  # an order younger than this may still be on its way: not counted yet
-BASELINE_NS = 2_000_000_000  # the plane latency before a fault: what was sent in these 2 s
+BASELINE_NS = 2_000_000_000  # the plane latency before a fault: what was sent in these 2 s...
+GUARD_NS = 500_000_000       # ...ending this long before it (a message in flight at the inject is the fault's)
 
 
 def signed(order: dict[str, Any]) -> int:
@@ -85,14 +86,15 @@ def p99(values: list[float]) -> float:
 
 
 def planes(run: Path, inject_ns: int, heal_ns: int) -> dict[str, int]:
-    """p99 latency of each plane for what was sent in the 2 s before the fault and while it
-    was on (ms, rounded up). By send time: what a fault delays arrives after it, maybe long after."""
+    """p99 latency of each plane for what was sent in 2 s before the fault (ending 0.5 s before
+    it) and while it was on (ms, rounded up). By send time: what a fault delays arrives after
+    it, maybe long after."""
     orders = [(f["recv_ns"] - int(f["rtt_ms"] * 1e6), f["rtt_ms"]) for f in read_log(run / "trader" / "orders.jsonl")
               if f["op"] == "fill" and "rtt_ms" in f]
     md = [(t, age) for t, age in read_log(run / "consumer" / "md_age.jsonl")]
     out = {}
     for name, samples in (("order", orders), ("md", md)):
-        base = p99([v for t, v in samples if inject_ns - BASELINE_NS <= t < inject_ns])
+        base = p99([v for t, v in samples if inject_ns - BASELINE_NS - GUARD_NS <= t < inject_ns - GUARD_NS])
         during = p99([v for t, v in samples if inject_ns <= t <= heal_ns])
         out |= {f"{name}_p99_base_ms": math.ceil(base), f"{name}_p99_fault_ms": math.ceil(during),
                 f"{name}_p99_rise_ms": max(0, math.ceil(during - base))}

@@ -149,16 +149,23 @@ def main() -> None:
     gw = Gateway(args.dir, busmod.connect(args.bus), cfg.rate_limit_per_minute)
     srv = socket.create_server((args.bind, args.port), reuse_port=False)
 
-    def pump() -> None:
+    # Ticks and publishing are separate threads: the market moves while the broker is slow or
+    # down (its ticks wait in the outbox with their time), it does not wait for the broker.
+    def ticker() -> None:
         next_tick = time.monotonic()
         while True:
             gw.tick()
-            gw.flush()
             write_json(args.dir / "stats.json", gw.stats())
             next_tick += TICK_S
             time.sleep(max(0.0, next_tick - time.monotonic()))
 
-    threading.Thread(target=pump, name="pump", daemon=True).start()
+    def publisher() -> None:
+        while True:
+            gw.flush()
+            time.sleep(0.005)
+
+    threading.Thread(target=ticker, name="ticker", daemon=True).start()
+    threading.Thread(target=publisher, name="publisher", daemon=True).start()
     while True:
         conn, _ = srv.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

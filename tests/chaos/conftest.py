@@ -2,6 +2,10 @@
 
     pytest tests/chaos -m chaos            (slow marks the 30 s cases)
 
+The latency cases (marked netem) need sch_netem: where the kernel lacks it they skip here
+and the VM stage runs them (`make test-vm`: `pytest tests/chaos -m netem` in Debian's
+kernel), sharing one lab there because each agent's probes take ~30 s to compile under TCG.
+
 Each scenario's journal, JUnit and timeline go to build/chaos/<scenario>/; the RECOVERY
 SCORECARD prints at the end and build/chaos/results.json holds every outcome.
 """
@@ -16,23 +20,43 @@ from typing import Any
 import pytest
 
 from controller import report, runner, scenario
+from controller.lab import Lab, LabConfig
 from tests.netns import why_no_lab
 
-# Inside the VM stage the checkout is read-only: reports go where the VM brings files out.
-OUT = Path(os.environ["FAULTLINE_VM_OUT"]) / "chaos" if os.environ.get("FAULTLINE_VM_OUT") else Path("build/chaos")
+IN_VM = bool(os.environ.get("FAULTLINE_VM_OUT"))  # the VM stage (make test-vm) runs the latency cases
+# Inside the VM the checkout is read-only: reports go where the VM brings files out.
+OUT = Path(os.environ["FAULTLINE_VM_OUT"]) / "chaos" if IN_VM else Path("build/chaos")
+# Under TCG each agent compiles its probes in ~30 s, four at once on two CPUs.
+LAB = LabConfig(ready_timeout_s=300) if IN_VM else LabConfig()
+TRADING_HOSTS = ["trader", "gateway", "broker", "risk"]  # contracts/scenarios/trading/workload.yaml's lab
 OUTCOMES: list[runner.Outcome] = []
 
 
+@pytest.fixture(scope="session")
+def shared_lab():
+    """In the VM, one lab for every scenario (the runner reuses a lab that is up); elsewhere none."""
+    if not IN_VM or why_no_lab():
+        yield
+        return
+    lab = Lab(LAB)
+    lab.down()
+    lab.up(TRADING_HOSTS)
+    yield
+    lab.down()
+
+
 @pytest.fixture
-def run_scenario():
+def run_scenario(shared_lab):
     why = why_no_lab()
+    if why and IN_VM:
+        pytest.fail(f"inside the VM stage, yet: {why}")  # a VM stage that skips proves nothing
     if why:
         pytest.skip(why)
 
     def run(path: Path, scorecard: bool = True) -> runner.Outcome:
         scn = scenario.load(path)
         out = OUT / path.stem
-        o = runner.run(scn, runner.RunOptions(out_dir=out))
+        o = runner.run(scn, runner.RunOptions(out_dir=out, lab_config=LAB))
         report.write(o, out)
         print(report.human(o))
         if scorecard:  # a deliberately broken workload's run is a test of the suite, not a scenario
