@@ -52,3 +52,40 @@ def test_a_pause_that_fails_part_way_resumes_what_it_stopped(tmp_path, monkeypat
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_restart_unit_asks_systemd_and_a_unit_it_does_not_know_is_not_found(tmp_path, monkeypatch):
+    """No systemd runs here (nor in the VM), so a stand-in `systemctl` answers `show` for one
+    known unit and records `restart`: what is proven is the agent's side (lookup, refusal,
+    the call it makes). On a host without systemd the spec is refused (tests/lab)."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "systemctl"
+    fake.parent.mkdir()
+    fake.write_text(f"""#!/bin/sh
+echo "$*" >> {calls}
+if [ "$1" = show ]; then
+  if [ "$7" = gateway.service ]; then printf 'LoadState=loaded\\nControlGroup=/gw.slice/gateway.service\\n'
+  else echo LoadState=not-found; fi
+fi
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(signals, "systemd_running", lambda: True)
+    monkeypatch.setattr(signals, "CGROUP_ROOT", tmp_path / "cgroup")
+    unit_dir = tmp_path / "cgroup" / "gw.slice" / "gateway.service"
+    unit_dir.mkdir(parents=True)
+    (unit_dir / "cgroup.procs").write_text("")  # the unit's processes: none of ours, and that is fine
+
+    def spec(unit: str) -> FaultSpec:
+        return FaultSpec(FaultKind.PROCESS, Selector(""), 1000,
+                         process=ProcessSpec(ProcessAction.RESTART_UNIT, TargetBy.UNIT, unit))
+    mech = signals.ProcessSignaller(Journal(tmp_path / "j"), tmp_path, "")
+    assert mech.refuses(spec("gateway.service")) == ""
+    with pytest.raises(signals.NotFound, match=r"no unit 'nosuch\.service'"):
+        mech.apply("f-1", spec("nosuch.service"), 0)
+    assert "restart" not in calls.read_text()  # nothing restarted for a unit systemd does not know
+    mech.apply("f-2", spec("gateway.service"), 0)
+    assert calls.read_text().splitlines()[-1] == "restart -- gateway.service"
+    mech.heal("f-2")
+    monkeypatch.setattr(signals, "systemd_running", lambda: False)
+    assert "systemd is not running" in mech.refuses(spec("gateway.service"))
