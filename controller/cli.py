@@ -200,12 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--duration", type=duration, default=5.0, help="how long the fault is listed (default 5s)")
     k.add_argument("--label", default="", help="free text shown in listings")
     k = kinds.add_parser(
-        "process", help="pause, kill or restart processes of the agent's host",
+        "process", help="pause, stop, kill or restart processes of the agent's host",
         description="pause: SIGSTOP now, SIGCONT when --duration ends (also after an agent crash: the "
                     "next start resumes it). kill: SIGKILL now; --restart-command runs when --duration ends. "
+                    "stop: SIGTERM now (a graceful shutdown), --restart-command as for kill. "
                     "restart-unit: systemctl restart (hosts running systemd). Only processes in the agent's "
                     "network namespace; never PID 1 or the agent. Needs allow_process_faults in the policy.")
-    k.add_argument("action", choices=("pause", "kill", "restart-unit"))
+    k.add_argument("action", choices=("pause", "stop", "kill", "restart-unit"))
     g = k.add_mutually_exclusive_group(required=True)
     g.add_argument("--pid", type=int)
     g.add_argument("--name", help="exact process name (comm), as pgrep -x")
@@ -213,9 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cgroup", help="cgroup v2 path under /sys/fs/cgroup")
     g.add_argument("--unit", help="systemd unit, e.g. broker.service")
     k.add_argument("--restart-command", nargs="+", default=[], metavar="ARG",
-                   help="kill only: absolute path and arguments run (no shell) when --duration ends")
+                   help="kill and stop: absolute path and arguments run (no shell) when --duration ends")
     k.add_argument("--duration", type=duration, default=30.0,
-                   help="pause: how long; kill: until the restart command runs (default 30s)")
+                   help="pause: how long; kill, stop: until the restart command runs (default 30s)")
     k.add_argument("--label", default="", help="free text shown in listings")
 
     p = sub.add_parser("heal", help="heal one fault, or all of them")

@@ -64,7 +64,7 @@ KINDS = {
     "rate": pb.FAULT_KIND_RATE, "reset": pb.FAULT_KIND_RESET, "process": pb.FAULT_KIND_PROCESS,
 }
 PROCESS_ACTIONS = {"pause": pb.PROCESS_ACTION_PAUSE, "kill": pb.PROCESS_ACTION_KILL,
-                   "restart-unit": pb.PROCESS_ACTION_RESTART_UNIT}
+                   "restart-unit": pb.PROCESS_ACTION_RESTART_UNIT, "stop": pb.PROCESS_ACTION_STOP}
 TARGET_BY = ("pid", "name", "cmdline", "cgroup", "unit")
 # "" leaves the direction to the agent: BOTH for disconnect/loss, EGRESS for the netem-only kinds.
 DIRECTIONS = {"": pb.DIRECTION_UNSPECIFIED, "egress": pb.DIRECTION_EGRESS, "ingress": pb.DIRECTION_INGRESS,

@@ -61,6 +61,7 @@ FAULT_TYPES = {
     "corrupt": FaultType.PACKET_CORRUPTION, "reorder": FaultType.PACKET_REORDERING, "rate": FaultType.BANDWIDTH_LIMIT,
     "reset": FaultType.CONNECTION_RESET, "process:kill": FaultType.PROCESS_KILL,
     "process:pause": FaultType.PROCESS_PAUSE, "process:restart-unit": FaultType.PROCESS_KILL,
+    "process:stop": FaultType.PROCESS_KILL,
 }
 PROBE_KINDS = ("tcp", "command", "http", "established")
 
@@ -186,7 +187,7 @@ def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
         "mechanism": Str(tuple(MECHANISMS)), "loss_percent": Num(0.0001, 100), "percent": Num(0.0001, 100),
         "delay_ms": Num(0, 60_000), "jitter_ms": Num(0, 60_000), "rate_bps": Num(8, 10**12, integer=True),
         # kind: process
-        "action": Str(("pause", "kill", "restart-unit")),
+        "action": Str(("pause", "stop", "kill", "restart-unit")),
         "target": Map({"pid": Num(2, 4_194_304, integer=True), "name": Str(), "cmdline": tpl, "cgroup": Str(),
                        "unit": Str()}),
         "restart_command": argv,

@@ -127,6 +127,7 @@ class ProcessAction(Enum):
     PAUSE = "pause"
     KILL = "kill"
     RESTART_UNIT = "restart_unit"
+    STOP = "stop"  # SIGTERM: the process shuts down its own way
 
 
 class TargetBy(Enum):

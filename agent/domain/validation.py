@@ -229,8 +229,9 @@ def _host_fault(raw: RawSpec, limits: Limits) -> FaultSpec:
     if action is ProcessAction.RESTART_UNIT and by is not TargetBy.UNIT:
         raise InvalidArgument("spec.process.target", "a unit for RESTART_UNIT", by.value)
     cmd = tuple(raw.restart_command)
-    if cmd and action is not ProcessAction.KILL:
-        raise InvalidArgument("spec.process.restart_command", f"only with action KILL, not {action.name}", cmd[0])
+    if cmd and action not in (ProcessAction.KILL, ProcessAction.STOP):
+        raise InvalidArgument("spec.process.restart_command", f"only with action KILL or STOP, not {action.name}",
+                              cmd[0])
     if cmd and not cmd[0].startswith("/"):
         raise InvalidArgument("spec.process.restart_command[0]", "an absolute path (run without a shell)", cmd[0])
     if len(cmd) > 64 or any(len(a) > 4096 or "\0" in a for a in cmd):

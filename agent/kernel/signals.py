@@ -222,15 +222,17 @@ class ProcessSignaller:
             if out.returncode:
                 raise KernelError(f"systemctl restart {p.value}: {out.stderr.strip()}")
             return
-        if p.action is ProcessAction.KILL and p.restart_command:
+        ends = {ProcessAction.KILL: signal.SIGKILL, ProcessAction.STOP: signal.SIGTERM}
+        sig = ends.get(p.action)
+        if sig and p.restart_command:
             undo = {"op": "run", "argv": list(p.restart_command),
                     "log": str(self._state_dir / f"restart-{fault_id}.log")}
-            a.undos.append((self._rec.record(fault_id, self._change("sigkill", a.procs), undo), undo))
+            a.undos.append((self._rec.record(fault_id, self._change(sig.name.lower(), a.procs), undo), undo))
         for proc in a.procs:
-            if p.action is ProcessAction.KILL:
+            if sig:
                 if alive(proc.pid, proc.start):
-                    os.kill(proc.pid, signal.SIGKILL)
-                    log.info("%s: SIGKILL pid %d (%s)", fault_id, proc.pid, proc.comm)
+                    os.kill(proc.pid, sig)
+                    log.info("%s: %s pid %d (%s)", fault_id, sig.name, proc.pid, proc.comm)
                 continue
             undo = {"op": "sigcont", "pid": proc.pid, "start": proc.start, "comm": proc.comm}
             seq = self._rec.record(fault_id, self._change("sigstop", [proc]), undo)

@@ -74,6 +74,10 @@ def report(run: Path, in_flight_s: float = IN_FLIGHT_S) -> tuple[dict[str, int],
         "reconnects": int(stats["trader"].get("reconnects", 0)),
         "rate_limited": int(stats["gateway"].get("rate_limited", 0)),
         "trader_rate_limited": int(stats["trader"].get("rate_limited", 0)),
+        "trader_restored": int(stats["trader"].get("restored", 0)),
+        # SIGTERMs the trader shut down from with nothing unfilled
+        "clean_shutdowns": sum(1 for r in read_log(run / "trader" / "orders.jsonl")
+                               if r["op"] == "shutdown" and r["unfilled"] == 0),
         **{f"consumer_{k}": int(stats["consumer"].get(k, 0))
            for k in ("lag_now_ms", "lag_max_ms", "backlog_max", "drain_ms", "draining")},
     }

@@ -4,7 +4,8 @@ Every order intent is fsynced to orders.jsonl before it is sent, and every fill 
 arrives; a restarted trader reads the log back: positions restored, unfilled orders replayed.
 After a disconnect (or an order unanswered within the request timeout) it reconnects with
 exponential backoff (base and max from the resilience config) and replays every unfilled
-order under the same order id, which the gateway executes at most once.
+order under the same order id, which the gateway executes at most once. SIGTERM is a
+graceful shutdown: no new orders, what is in flight is filled, then a "shutdown" record.
 
 A gateway's rate-limit reject is detected, not treated as a failure: the order is sent again
 under the same id after the wait the gateway names, and every retry after it no faster than
@@ -26,6 +27,7 @@ import argparse
 import contextlib
 import itertools
 import random
+import signal
 import socket
 import threading
 import time
@@ -62,6 +64,7 @@ class Trader:
         self.counts = {"placed": len(self.intents), "filled": len(self.filled), "replayed": 0, "rate_limited": 0,
                        "reconnects": 0, "timeouts": 0, "restored": len(self.intents)}
         self.connected = False
+        self.draining = False                          # shutting down: no new orders
         self.next_at = time.monotonic()                # when the strategy places its next order
         self.pause_until = 0.0
         self.retry: list[dict[str, Any]] = []  # rejected for the rate limit: sent again after the pause
@@ -144,7 +147,7 @@ class Trader:
                 held = bool(self.retry) or now < self.pause_until
             if retry:
                 self._send(conn, retry, replay=False)
-            elif rate and not held and self.due(rate, now):
+            elif rate and not held and not self.draining and self.due(rate, now):
                 self._send(conn, self.new_order(), replay=False)
             time.sleep(0.005)
 
@@ -160,7 +163,7 @@ class Trader:
         logged as intents and sent by the next connection's replay."""
         end = time.monotonic() + seconds
         while not stop.is_set() and (now := time.monotonic()) < end:
-            if self.queue_while_down and rate and self.due(rate, now):
+            if self.queue_while_down and rate and not self.draining and self.due(rate, now):
                 self.new_order()
             stop.wait(min(0.005, max(0.0, end - now)))
 
@@ -175,6 +178,20 @@ class Trader:
             return {**self.counts, "connected": self.connected, "unfilled": len(self.intents) - len(self.filled),
                     "retrying": len(self.retry),
                     "positions": dict(self.positions)}
+
+
+    def shutdown(self, stop: threading.Event, worker: threading.Thread) -> None:
+        """SIGTERM: place nothing new, let what is in flight be filled (up to three request
+        timeouts), close, and log how it ended: a restart then has nothing to replay."""
+        self.draining = True
+        deadline = time.monotonic() + 3 * self.cfg.request_timeout_s
+        while self.unfilled() and self.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.set()
+        worker.join(timeout=2)
+        left = len(self.unfilled())
+        self.log.append({"op": "shutdown", "unfilled": left, "t_ns": time.time_ns()})
+        self.counts["shutdown_unfilled"] = left
 
 
 def run(trader: Trader, host: str, port: int, rate: float, stop: threading.Event) -> None:
@@ -223,11 +240,15 @@ def main() -> None:
     args.dir.mkdir(parents=True, exist_ok=True)
     trader = Trader(args.dir, resilience.load(args.config), args.unsafe_replay, args.queue_while_down)
     host, _, port = args.connect.rpartition(":")
-    stop = threading.Event()
-    threading.Thread(target=run, args=(trader, host, int(port), args.rate, stop), daemon=True).start()
-    while True:
+    stop, term = threading.Event(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: term.set())
+    worker = threading.Thread(target=run, args=(trader, host, int(port), args.rate, stop), daemon=True)
+    worker.start()
+    while not term.is_set():
         write_json(args.dir / "stats.json", trader.stats())
-        time.sleep(0.1)
+        term.wait(0.1)
+    trader.shutdown(stop, worker)
+    write_json(args.dir / "stats.json", trader.stats())
 
 
 if __name__ == "__main__":

@@ -89,3 +89,32 @@ fi
     mech.heal("f-2")
     monkeypatch.setattr(signals, "systemd_running", lambda: False)
     assert "systemd is not running" in mech.refuses(spec("gateway.service"))
+
+
+def test_stop_is_a_sigterm_the_process_handles_and_the_restart_runs_at_heal(tmp_path):
+    """STOP (graceful): the target gets SIGTERM and shuts down its own way (here: a trap that
+    writes a file), recorded with its restart as the undo; healing runs the restart command."""
+    said, restarted = tmp_path / "said", tmp_path / "restarted"
+    child = subprocess.Popen(["/bin/sh", "-c", f'trap "echo bye > {said}; exit 0" TERM; '
+                              "while :; do sleep 0.05; done", "graceful-target-1019"])
+    try:
+        journal = Journal(tmp_path / "j")
+        mech = signals.ProcessSignaller(journal, tmp_path, "")
+        spec = FaultSpec(FaultKind.PROCESS, Selector(""), 1000, process=ProcessSpec(
+            ProcessAction.STOP, TargetBy.CMDLINE, "graceful-target-1019",
+            ("/bin/sh", "-c", f"echo again > {restarted}")))
+        mech.apply("f-1", spec, 0)
+        assert child.wait(timeout=5) == 0  # exited by its own handler, not killed by the signal
+        assert said.read_text() == "bye\n"
+        assert not journal.is_empty()  # the restart is recorded before the signal went
+        assert not restarted.exists()
+        assert mech.heal("f-1").dropped == 1
+        deadline = time.monotonic() + 5
+        while not restarted.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert restarted.read_text() == "again\n"
+        assert journal.is_empty()
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()

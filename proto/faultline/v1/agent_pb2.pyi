@@ -55,6 +55,7 @@ class ProcessAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROCESS_ACTION_PAUSE: _ClassVar[ProcessAction]
     PROCESS_ACTION_KILL: _ClassVar[ProcessAction]
     PROCESS_ACTION_RESTART_UNIT: _ClassVar[ProcessAction]
+    PROCESS_ACTION_STOP: _ClassVar[ProcessAction]
 
 class FaultState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -119,6 +120,7 @@ PROCESS_ACTION_UNSPECIFIED: ProcessAction
 PROCESS_ACTION_PAUSE: ProcessAction
 PROCESS_ACTION_KILL: ProcessAction
 PROCESS_ACTION_RESTART_UNIT: ProcessAction
+PROCESS_ACTION_STOP: ProcessAction
 FAULT_STATE_UNSPECIFIED: FaultState
 FAULT_STATE_ACTIVE: FaultState
 FAULT_STATE_HEALED: FaultState
