@@ -92,9 +92,10 @@ def p99(values: list[float]) -> float:
 def planes(run: Path, inject_ns: int, heal_ns: int) -> dict[str, int]:
     """p99 latency of each plane for what was sent in 2 s before the fault (ending 0.5 s before
     it) and while it was on (ms, rounded up). By send time: what a fault delays arrives after
-    it, maybe long after."""
-    orders = [(f["recv_ns"] - int(f["rtt_ms"] * 1e6), f["rtt_ms"]) for f in read_log(run / "trader" / "orders.jsonl")
-              if f["op"] == "fill" and "rtt_ms" in f]
+    it, maybe long after. Also the order path's throughput: fills received per minute, in the
+    same baseline and during the fault."""
+    fills = [f for f in read_log(run / "trader" / "orders.jsonl") if f["op"] == "fill" and "recv_ns" in f]
+    orders = [(f["recv_ns"] - int(f["rtt_ms"] * 1e6), f["rtt_ms"]) for f in fills if "rtt_ms" in f]
     md = [(t, age) for t, age in read_log(run / "consumer" / "md_age.jsonl")]
     out = {}
     for name, samples in (("order", orders), ("md", md)):
@@ -102,6 +103,10 @@ def planes(run: Path, inject_ns: int, heal_ns: int) -> dict[str, int]:
         during = p99([v for t, v in samples if inject_ns <= t <= heal_ns])
         out |= {f"{name}_p99_base_ms": math.ceil(base), f"{name}_p99_fault_ms": math.ceil(during),
                 f"{name}_p99_rise_ms": max(0, math.ceil(during - base))}
+    base_from = inject_ns - BASELINE_NS - GUARD_NS
+    for name, lo, hi in (("base", base_from, base_from + BASELINE_NS), ("fault", inject_ns, heal_ns)):
+        n = sum(1 for f in fills if lo <= f["recv_ns"] < hi)
+        out[f"fills_per_min_{name}"] = round(n * 60e9 / (hi - lo)) if hi > lo else 0
     return out
 
 

@@ -56,14 +56,15 @@ def _logs(run, orders, ticks):
 
 def test_planes_compare_p99_by_send_time(tmp_path):
     inject, heal = 10_000 * MS, 15_000 * MS
-    orders = [(t * MS, 2.0) for t in range(8_000, 10_000, 100)] + [(t * MS, 2.5) for t in range(10_000, 15_000, 100)]
+    orders = [(t * MS, 2.0) for t in range(7_000, 10_000, 100)] + [(t * MS, 2.5) for t in range(10_000, 15_000, 100)]
     # Ticks published during the fault arrive after the heal, 400 ms late: counted in the fault.
     ticks = [(t * MS, 5.0) for t in range(8_000, 10_000, 50)] + [(t * MS, 400.0) for t in range(10_000, 15_000, 50)]
     ticks.append((1_000 * MS, 900.0))  # long before the baseline window: not counted
     _logs(tmp_path, orders, ticks)
     assert check.planes(tmp_path, inject, heal) == {
         "order_p99_base_ms": 2, "order_p99_fault_ms": 3, "order_p99_rise_ms": 1,
-        "md_p99_base_ms": 5, "md_p99_fault_ms": 400, "md_p99_rise_ms": 395}
+        "md_p99_base_ms": 5, "md_p99_fault_ms": 400, "md_p99_rise_ms": 395,
+        "fills_per_min_base": 600, "fills_per_min_fault": 600}  # one fill each 100 ms
 
 
 def test_caught_up_needs_connected_nothing_unfilled_nothing_retrying(tmp_path):
