@@ -152,7 +152,7 @@ class Trader:
             time.sleep(0.005)
 
     def due(self, rate: float, now: float) -> bool:
-        """The strategy's clock: True when an order is due (and counts it as placed)."""
+        """The strategy's clock: True when an order is due (and moves the clock on to the next)."""
         if now < self.next_at:
             return False
         self.next_at = max(self.next_at + 1 / rate, now - 1)  # after a pause, no burst to catch up
@@ -178,7 +178,6 @@ class Trader:
             return {**self.counts, "connected": self.connected, "unfilled": len(self.intents) - len(self.filled),
                     "retrying": len(self.retry),
                     "positions": dict(self.positions)}
-
 
     def shutdown(self, stop: threading.Event, worker: threading.Thread) -> None:
         """SIGTERM: place nothing new, let what is in flight be filled (up to three request
