@@ -10,10 +10,16 @@ import pytest
 from tests.netns import why_no_lab
 
 
-def test_observe_cost_runs_and_records(tmp_path):
-    why = why_no_lab() or (None if shutil.which("iperf3") else "iperf3 missing (scripts/setup.sh --with-vm)")
+def needs(*tools: str) -> None:
+    """Skip, saying why, without the lab or a program the benchmark runs."""
+    why = why_no_lab() or next((f"{t} missing (scripts/setup.sh --with-vm)" for t in tools if not shutil.which(t)),
+                               None)
     if why:
         pytest.skip(why)
+
+
+def test_observe_cost_runs_and_records(tmp_path):
+    needs("iperf3")
     from bench import observe_cost
 
     out = tmp_path / "results.json"
@@ -30,9 +36,7 @@ def test_observe_cost_runs_and_records(tmp_path):
 
 
 def test_apply_latency_runs_and_records(tmp_path):
-    why = why_no_lab() or (None if shutil.which("clang") else "clang missing (scripts/setup.sh --with-vm)")
-    if why:
-        pytest.skip(why)
+    needs("clang")
     from bench import apply_latency
 
     out = tmp_path / "results.json"
@@ -47,9 +51,7 @@ def test_apply_latency_runs_and_records(tmp_path):
 
 
 def test_coordinated_start_runs_and_records(tmp_path):
-    why = why_no_lab()
-    if why:
-        pytest.skip(why)
+    needs()
     from bench import coordinated_start
 
     out = tmp_path / "results.json"
@@ -61,9 +63,7 @@ def test_coordinated_start_runs_and_records(tmp_path):
 
 
 def test_footprint_runs_and_records(tmp_path):
-    why = why_no_lab()
-    if why:
-        pytest.skip(why)
+    needs()
     from bench import footprint
 
     out = tmp_path / "results.json"
@@ -75,9 +75,7 @@ def test_footprint_runs_and_records(tmp_path):
 
 
 def test_accuracy_runs_and_records(tmp_path):
-    why = why_no_lab()
-    if why:
-        pytest.skip(why)
+    needs()
     from bench import accuracy
 
     out = tmp_path / "results.json"
@@ -92,10 +90,7 @@ def test_accuracy_runs_and_records(tmp_path):
 
 
 def test_detection_runs_and_records(tmp_path):
-    missing = None if shutil.which("redis-server") else "redis-server missing (scripts/setup.sh --with-vm)"
-    why = why_no_lab() or missing
-    if why:
-        pytest.skip(why)
+    needs("redis-server")
     from bench import detection
 
     out = tmp_path / "results.json"
