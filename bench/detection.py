@@ -29,6 +29,7 @@ from controller.client import WatchRecorder, fault_spec, watch_filter
 from controller.clocksync import now_ns
 from controller.hosts import connect, lab_endpoints
 from controller.lab import Lab
+from tests.netns import serving
 
 PARTITION_S = 3.0
 POLL_S = 1.0
@@ -46,11 +47,13 @@ def start_workload(lab: Lab, run_dir: Path) -> list[subprocess.Popen]:
         ("trader", [py, "-m", "examples.trading.trader", "--connect", f"{h['gateway'].ipv4}:{PORT}",
                     "--dir", str(run_dir / "trader"), "--rate", "10"]),
     ]
+    listens = {"broker": 6379, "gateway": PORT}
     procs = []
     for host, argv in argvs:
         procs.append(subprocess.Popen(lab.exec_argv(host, argv), stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
-        time.sleep(1.0)  # each listens before the next connects to it
+        if host in listens:  # each listens before the next connects to it
+            serving(procs[-1].pid, h[host].netns, listens[host])
     return procs
 
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import bench_lab, parser, report
 from controller.client import AgentClient, WatchRecorder, watch_filter
 from controller.lab import Lab
+from tests.netns import serving
 
 PORT = 5201
 SEGMENT = 1000  # bytes per write in the event-rate load
@@ -40,7 +40,7 @@ def iperf(lab: Lab, seconds: int, extra: Sequence[str] = ()) -> float:
     server = subprocess.Popen(lab.exec_argv("gateway", ["iperf3", "-s", "-1", "-B", gw.ipv4, "-p", str(PORT)]),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(0.5)  # the server binds
+        serving(server.pid, gw.netns, PORT)
         argv = ["iperf3", "-c", gw.ipv4, "-p", str(PORT), "-t", str(seconds), "-J", *extra]
         r = subprocess.run(lab.exec_argv("trader", argv), capture_output=True, text=True, timeout=seconds + 30)
         if r.returncode != 0:

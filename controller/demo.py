@@ -16,6 +16,7 @@ from pathlib import Path
 
 from controller import scenario
 from controller.lab import LabConfig
+from controller.programs import require
 
 TRADING = Path(__file__).resolve().parent.parent / "contracts" / "scenarios" / "trading"
 DEMO_SET = ("partition_trader_gateway_3s", "latency_gateway_500ms", "loss_broker_link_20", "broker_kill_restart")
@@ -24,7 +25,8 @@ DEMO_LAB = LabConfig(prefix="fld", subnet4="10.76.0.0/24", subnet6="fd76::/64", 
 
 
 def why_no_netem() -> str | None:
-    subprocess.run(["modprobe", "-q", "sch_netem"], check=False, capture_output=True)
+    if not Path("/sys/module/sch_netem").exists():
+        subprocess.run([require("modprobe"), "-q", "sch_netem"], check=False, capture_output=True)
     if Path("/sys/module/sch_netem").exists():
         return None
     return f"this kernel ({Path('/proc/sys/kernel/osrelease').read_text().strip()}) has no sch_netem"

@@ -26,6 +26,7 @@ from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from controller.client import AgentClient, AgentError
+from controller.programs import require
 
 IFA_F_NODAD = 0x02
 AGENT_PORT = 7070
@@ -298,11 +299,9 @@ def _stop_processes_in(ns: str, grace_s: float = 2.0) -> int:
 def _no_offloads(where: list[str]) -> None:
     """ethtool -K DEV tso off gso off gro off; `where` is [DEV] or an `ip netns exec NS DEV` prefix."""
     *prefix, dev = where
+    require("ethtool")  # a one-line error naming its package, not ENOENT from inside `ip netns exec`
     cmd = [*prefix, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off"]
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise RuntimeError("ethtool is missing (apt-get install ethtool, or scripts/setup.sh)") from None
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {(r.stderr or r.stdout).strip()}")
 

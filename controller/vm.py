@@ -12,13 +12,14 @@ from __future__ import annotations
 import glob
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from controller.programs import MissingProgram, require
 
 REPO = Path(__file__).resolve().parent.parent
 RC_FILE = "rc"
@@ -51,11 +52,11 @@ def find_kernel() -> str:
 
 
 def vng_path() -> str:
-    found = shutil.which("vng", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
-    if not found:
-        raise VmUnavailable("virtme-ng is not installed: pip install virtme-ng (scripts/setup.sh does)")
-    if shutil.which("qemu-system-x86_64") is None:
-        raise VmUnavailable("qemu-system-x86_64 is missing: apt-get install qemu-system-x86 (scripts/setup.sh does)")
+    try:
+        found = require("vng", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+        require("qemu-system-x86_64")
+    except MissingProgram as e:
+        raise VmUnavailable(str(e)) from None
     return found
 
 

@@ -9,15 +9,18 @@ STAMP="$VENV/.faultline-setup"
 need_root() { [ "$(id -u)" = 0 ] || { echo "setup: must run as root (bcc, tc and netns need it)" >&2; exit 1; }; }
 need_root
 
-# bpftool: to see from outside what the agent has attached (bpftool perf show, net show).
-pkgs=(python3-bpfcc bpfcc-tools bpftool iproute2 iputils-ping python3-venv linux-headers-amd64 ethtool)
+# The packages of the programs the code runs (scripts/programs.txt, group core; --with-vm adds
+# group vm), and what they run on: Debian's bcc, the kernel headers it compiles against, the venv.
+programs_of() { awk -v g="$1" '!/^#/ && NF >= 3 && $3 == g { print $2 }' scripts/programs.txt | sort -u; }
+pkgs=(python3-bpfcc bpfcc-tools python3-venv linux-headers-amd64)
+mapfile -t -O ${#pkgs[@]} pkgs < <(programs_of core)
 # --with-vm (make test, make bench): the VM stage's Debian kernel (it has netem, which some
-# hosts' kernels lack), booted by virtme-ng under qemu, iperf3 and clang for the benchmarks
-# (clang builds the BPF object the plain `tc` command loads in bench/apply_latency.py), and the
-# trading lab's broker (redis-server, started by the lab inside its broker host, never as a service).
-# Installing the image does not change what this host boots; an agent-only host needs none of it.
+# hosts' kernels lack), booted by virtme-ng under qemu (busybox-static is its guest init),
+# and the benchmarks' tools. Installing the image does not change what this host boots;
+# an agent-only host needs none of it.
 if [ "${1:-}" = "--with-vm" ]; then
-  pkgs+=(qemu-system-x86 linux-image-amd64 busybox-static iperf3 clang redis-server)
+  pkgs+=(linux-image-amd64 busybox-static)
+  mapfile -t -O ${#pkgs[@]} pkgs < <(programs_of vm)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

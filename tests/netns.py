@@ -6,13 +6,16 @@ import ctypes
 import json
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -82,6 +85,103 @@ def ping_gaps(out: str) -> tuple[int, list[int]]:
 
 def in_ns(ns: str, *argv: str) -> list[str]:
     return [sys.executable, "-m", "controller.nsexec", ns, "--", *argv]
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float, what: str, every_s: float = 0.02) -> object:
+    """condition()'s first truthy value, polled until the deadline; AssertionError naming `what` after it."""
+    deadline = time.monotonic() + timeout_s
+    while not (got := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:g} s: {what}")
+        time.sleep(every_s)
+    return got
+
+
+def proc_state(pid: int) -> str:
+    """The process state letter from /proc (S sleeping, T stopped, R running), '' once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return text[text.rindex(")") + 2]
+
+
+def netns_inode(ns: str) -> int:
+    return os.stat(f"/run/netns/{ns}").st_ino
+
+
+def in_netns(pid: int, ns: str) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == netns_inode(ns)
+    except OSError:
+        return False
+
+
+def listening(pid: int, port: int) -> bool:
+    """Does a TCP socket listen on `port` in pid's network namespace (read from /proc/PID/net/tcp*)."""
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: TCP_LISTEN
+                return True
+    return False
+
+
+def serving(pid: int, ns: str, port: int, timeout_s: float = 20.0) -> None:
+    """Wait until `pid`, started in `ns` through in_ns/exec_argv, listens on `port` there."""
+    wait_until(lambda: in_netns(pid, ns) and listening(pid, port), timeout_s, f"pid {pid} listening on {port} in {ns}")
+
+
+def read_until(stream: IO[str], pattern: str, timeout_s: float) -> str:
+    """Lines of a child's text stdout up to and including the first that matches `pattern`."""
+    deadline = time.monotonic() + timeout_s
+    seen = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([stream], [], [], left)[0]:
+            raise AssertionError(f"no line matching {pattern!r} within {timeout_s:g} s; got {''.join(seen)!r}")
+        line = stream.readline()
+        if not line:
+            raise AssertionError(f"the stream ended before a line matching {pattern!r}; got {''.join(seen)!r}")
+        seen.append(line)
+        if re.search(pattern, line):
+            return "".join(seen)
+
+
+def pids_running(argv: Sequence[str]) -> list[int]:
+    """Pids whose command line is exactly argv (what pgrep -f would find, without pgrep)."""
+    want = "\0".join(argv).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().rstrip(b"\0") == want:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def started_in(pid: int, ns: str, argv: Sequence[str], state: str = "S", timeout_s: float = 20.0) -> None:
+    """Wait until `pid` (started through in_ns, which execs) is inside `ns`, runs `argv` and is in `state`.
+
+    in_ns starts Python (it imports pyroute2) and then execs the command: until then the pid
+    is not yet in the namespace, or is the wrong program, or still running.
+    """
+    want = "\0".join(argv).encode()
+
+    def ready() -> bool:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0")
+        except OSError:
+            return False
+        return cmdline == want and in_netns(pid, ns) and proc_state(pid) == state
+
+    wait_until(ready, timeout_s, f"pid {pid} running {' '.join(argv)} in {ns}, state {state}")
 
 
 def udp_delivered(src_ns: str, dst_ns: str, dst_ip: str, port: int, n: int) -> set[int]:

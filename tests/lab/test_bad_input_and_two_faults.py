@@ -12,7 +12,7 @@ import pytest
 from faultline.v1 import agent_pb2 as pb
 
 from controller.client import InvalidRequest, Unsupported, fault_spec
-from tests.netns import in_ns, ping_gaps, socket_in, tc_state
+from tests.netns import in_ns, ping_gaps, read_until, socket_in, tc_state
 
 BAD = [
     (fault_spec("loss", "lab0", loss_percent=0), "spec.loss.percent"),
@@ -57,7 +57,8 @@ def test_two_faults_heal_one_other_holds_bystander_loses_nothing(lab, agents):
     # A continuous ping from trader to broker across every apply and heal below.
     ping = subprocess.Popen(in_ns(hosts["trader"].netns, "ping", "-i", "0.02", hosts["broker"].ipv4),
                             stdout=subprocess.PIPE, text=True)
-    time.sleep(1.0)  # let ping start (nsexec imports pyroute2)
+    assert ping.stdout is not None
+    first = read_until(ping.stdout, r"icmp_seq=\d+", 20)  # it runs and is answered before any fault
     gw = hosts["gateway"].ipv4
     a = trader.apply(fault_spec("disconnect", "lab0", peers=[gw + "/32"], protocol="icmp", lease_s=60))
     b = trader.apply(fault_spec("loss", "lab0", peers=[gw + "/32"], ports=[5300], protocol="udp",
@@ -90,6 +91,7 @@ def test_two_faults_heal_one_other_holds_bystander_loses_nothing(lab, agents):
     time.sleep(0.5)
     ping.send_signal(signal.SIGINT)  # ran across every apply and heal above
     out, _ = ping.communicate(timeout=10)
+    out = first + out
     replies, lost = ping_gaps(out)
     assert replies > 100 and lost == [], out
     tx.close()

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import grpc
 import pytest
 
 from controller.client import AgentClient, AgentError, fault_spec, process_spec
 from tests.lab.test_nothing_left_behind import agent_stopped_by, journal_size
-from tests.netns import in_ns, listener, socket_in, tc_state
+from tests.netns import (
+    in_netns,
+    in_ns,
+    listener,
+    pids_running,
+    proc_state,
+    socket_in,
+    started_in,
+    tc_state,
+    wait_until,
+)
 
 
 def state_of(pid: int) -> str:
-    """The process state letter from /proc (T: stopped), '' once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return text[text.rindex(")") + 2]
+    return proc_state(pid)
 
 
 def wait_state(pid: int, want: str, timeout_s: float = 5.0) -> str:
@@ -33,8 +38,10 @@ def wait_state(pid: int, want: str, timeout_s: float = 5.0) -> str:
 
 
 def start_in(lab, host: str, *argv: str) -> subprocess.Popen:
-    p = subprocess.Popen(in_ns(lab.state.hosts[host].netns, *argv))  # `ip netns exec` execs: same pid
-    time.sleep(0.2)
+    """argv started in the host's namespace; back once it is there and asleep (not on a fixed sleep)."""
+    ns = lab.state.hosts[host].netns
+    p = subprocess.Popen(in_ns(ns, *argv))  # `ip netns exec` execs: same pid
+    started_in(p.pid, ns, argv)
     return p
 
 
@@ -75,8 +82,7 @@ def test_pause_survives_agent_kill_9(lab, agents, sleeper):
     agents["broker"].apply(process_spec("pause", 300, pid=p.pid))
     assert wait_state(p.pid, "T") == "T"
     with agent_stopped_by(lab, "broker", signal.SIGKILL):
-        time.sleep(0.3)
-        assert state_of(p.pid) == "T"  # nobody resumed it: only the journal knows
+        assert state_of(p.pid) == "T"  # the agent is gone and nobody resumed it: only the journal knows
     assert wait_state(p.pid, "S") == "S"
     assert journal_size(lab.state.hosts["broker"]) == 0
     agents["broker"] = AgentClient(lab.state.hosts["broker"].agent)
@@ -86,16 +92,13 @@ def test_kill_then_restart_command_at_lease_end(lab, agents, sleeper):
     p = sleeper(seconds="1002")
     agents["broker"].apply(process_spec("kill", 0.5, pid=p.pid, restart_command=["/bin/sleep", "1003"]))
     assert p.wait(timeout=5) == -signal.SIGKILL
-    deadline = time.monotonic() + 5
-    found = b""
-    while time.monotonic() < deadline and not found:
-        found = subprocess.run(["pgrep", "-f", "sleep 1003"], capture_output=True).stdout.strip()
-        time.sleep(0.05)
-    assert found, "the restart command did not run"
-    for pid in found.split():
-        ns = Path(f"/proc/{int(pid)}/ns/net").stat().st_ino
-        assert ns == Path(f"/run/netns/{lab.state.hosts['broker'].netns}").stat().st_ino  # in the host's namespace
-        subprocess.run(["kill", pid.decode()], check=False)
+    ns = lab.state.hosts["broker"].netns
+
+    def restarted() -> list[int]:
+        return [pid for pid in pids_running(["/bin/sleep", "1003"]) if in_netns(pid, ns)]
+    found = wait_until(restarted, 10, "the restart command running in the broker's namespace")
+    for pid in found:
+        os.kill(pid, signal.SIGTERM)
 
 
 def test_bad_targets_change_nothing(lab, agents, sleeper):

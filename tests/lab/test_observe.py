@@ -4,6 +4,7 @@ kernel timestamps, without losing events silently, and detach when nobody watche
 from __future__ import annotations
 
 import json
+import select
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from faultline.v1 import agent_pb2 as pb
 
 from controller.client import AgentClient, WatchRecorder, fault_spec, watch_filter
 from controller.workload import BACKOFF_S, STALL_S
-from tests.netns import in_ns, listener, socket_in
+from tests.netns import in_ns, listener, serving, socket_in
 
 
 @contextmanager
@@ -188,7 +189,7 @@ def test_10k_events_per_second_counted_exactly(lab, agents):
         "c.close();print(n)\n"
     )
     with process(in_ns(gw.netns, sys.executable, "-c", sender)) as p:
-        time.sleep(0.5)
+        serving(p.pid, gw.netns, port)
         s = socket_in(trader.netns)
         s.connect((gw.ipv4, port))
         reader = threading.Thread(target=lambda: [None for _ in iter(lambda: s.recv(65536), b"")], daemon=True)
@@ -283,7 +284,7 @@ def resets_seen(c: AgentClient, here, there, port: int) -> tuple[pb.WatchEvent |
     conn, _ = srv.accept()
     srv.close()
     cli.sendall(b"never read")
-    time.sleep(0.2)
+    assert select.select([conn], [], [], 5)[0], "the data never arrived"  # unread on conn when it closes
     conn.close()  # unread data: the kernel sends a RST, not a FIN
     sent = rec.wait_for(lambda i: i.tcp.kind == pb.EVENT_KIND_RESET_SENT, 5)
     cli.close()

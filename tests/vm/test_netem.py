@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from controller.client import AgentClient, InvalidRequest, fault_spec
-from tests.netns import ping_gaps, ping_ms, tc_state, udp_delivered
+from tests.netns import ping_gaps, ping_ms, read_until, tc_state, udp_delivered
 from tests.stats import binomial_interval
 from tests.vm.conftest import median
 
@@ -134,8 +134,9 @@ def test_healing_one_fault_leaves_the_others_and_untargeted_traffic_alone(vlab, 
     a = trader.apply(fault_spec("delay", "lab0", peers=[gw + "/32"], delay_ms=50, jitter_ms=5, lease_s=120))
     pinger = subprocess.Popen(["ip", "netns", "exec", vlab.state.hosts["trader"].netns, "ping", "-n", "-i", "0.01",
                                "-W", "2", broker], stdout=subprocess.PIPE, text=True)
+    assert pinger.stdout is not None
     try:
-        time.sleep(0.5)
+        first = read_until(pinger.stdout, r"icmp_seq=\d+", 20)  # pinging before the second fault
         b = trader.apply(fault_spec("loss", "lab0", peers=[third + "/32"], loss_percent=50, mechanism="netem",
                                     direction="egress", lease_s=120))
         kept = [q for q in _tree(vlab) if q["kind"] == "netem" and "delay" in q.get("options", {})]
@@ -148,7 +149,7 @@ def test_healing_one_fault_leaves_the_others_and_untargeted_traffic_alone(vlab, 
         pinger.send_signal(signal.SIGINT)
         out = pinger.communicate(timeout=10)[0]
         trader.heal(a.fault_id)
-    replies, lost = ping_gaps(out)
+    replies, lost = ping_gaps(first + out)
     assert replies > 50 and lost == [], f"untargeted pings lost: {lost} of {replies}"
 
 
