@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     if args.netns:
         from pyroute2 import netns
 
@@ -146,9 +148,13 @@ def serve(args: argparse.Namespace) -> int:
         runtime.close()
         return 1
     server.start()
-    missing = [f.name for f in runtime.features if not f.available]
-    log.info("serving on %s (netns %s); missing kernel features: %s",
-             args.listen, args.netns or "-", ", ".join(missing) or "none")
+    runtime.start_compiling()
+    missing = [f.name for f in runtime.features if not f.available and f.name != "ebpf_tc_program"
+               and not f.name.startswith("tracepoint:") and f.name != "tcp_observation"]
+    steps = ", ".join(f"{name} {s:.2f} s" for name, s in runtime.timings)
+    log.info("serving on %s (netns %s) %.2f s after start (%s); BPF programs compiling in the background; "
+             "missing kernel features: %s", args.listen, args.netns or "-", time.monotonic() - started,
+             steps, ", ".join(missing) or "none")
     try:
         stop.wait()
     finally:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 import platform
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
+from agent.domain.deferred import BuildStatus, Deferred, compile_in_background
 from agent.domain.engine import FaultEngine
 from agent.domain.errors import FailedPrecondition, KernelError
 from agent.domain.journal import Journal
 from agent.domain.policy import Policy
-from agent.domain.spec import Counters, Direction, Fault, Mechanism
+from agent.domain.spec import Counters, Fault, Mechanism
 from agent.domain.validation import Limits
 from agent.domain.watch import WatchHub
 from agent.kernel import capabilities, ebpf_drop, netem_shape, signals
@@ -67,57 +72,60 @@ def recover(journal: Journal, tc: TcHooks) -> list[str]:
 
 
 class AgentRuntime:
+    """Serves as soon as the kernel is probed; the BPF programs compile behind (start_compiling)."""
+
     def __init__(self, config: AgentConfig, policy: Policy | None = None) -> None:
         self.config = config
         self.policy = policy or Policy()
         self.kernel_release = platform.release()
-        self.journal = Journal(config.state_dir)
-        self.hooks_journal = Journal(config.state_dir, Journal.HOOKS)
-        self.tc = TcHooks()
-        for line in recover(self.journal, self.tc) + recover(self.hooks_journal, self.tc):
-            log.warning("recovered from an earlier run: %s", line)
+        self.timings: list[tuple[str, float]] = []  # each start step and its seconds, for the log
+        with self._step("journal recovery"):
+            self.journal = Journal(config.state_dir)
+            self.hooks_journal = Journal(config.state_dir, Journal.HOOKS)
+            self.tc = TcHooks()
+            for line in recover(self.journal, self.tc) + recover(self.hooks_journal, self.tc):
+                log.warning("recovered from an earlier run: %s", line)
         unavailable: dict[Mechanism, str] = {}
-        mechanisms = []
+        mechanisms: list = []
         self.dropper: EbpfDropper | None = None
-        self.program: TcDropProgram | None = None
-        program_error = None
-        try:
-            self.program = TcDropProgram(config.all_excluded_ports())
-        except FailedPrecondition as e:
-            program_error = str(e)
-            unavailable[Mechanism.EBPF_TC] = program_error
-        fd = self.program.fd(Direction.EGRESS) if self.program else None
-        self.features = capabilities.probe(fd, program_error)
-        have = {f.name: f for f in self.features}
-        if self.program is not None:
-            if not (have["clsact"].available and have["cls_bpf"].available):
-                why = have["clsact"].reason if not have["clsact"].available else have["cls_bpf"].reason
-                unavailable[Mechanism.EBPF_TC] = f"clsact/cls_bpf missing: {why}"
-            else:
-                self.dropper = EbpfDropper(self.program, self.tc, self.journal, config.netns, self.hooks_journal)
+        ports = config.all_excluded_ports()
+        self.program: Deferred[TcDropProgram] = Deferred("tc_drop.c", lambda: TcDropProgram(ports),
+                                                         TcDropProgram.close)
+        self.observer: Deferred[TcpWatchProgram] = Deferred("tcp_watch.c", TcpWatchProgram, TcpWatchProgram.close)
+        with self._step("kernel probe"):
+            self._features = capabilities.probe("compiling in the background since agent start")
+        have = {f.name: f for f in self._features}
+        if not (have["clsact"].available and have["cls_bpf"].available):
+            why = have["clsact"].reason if not have["clsact"].available else have["cls_bpf"].reason
+            unavailable[Mechanism.EBPF_TC] = f"clsact/cls_bpf missing: {why}"
+        else:
+            self.dropper = EbpfDropper(self.program, self.tc, self.journal, config.netns, self.hooks_journal)
+            with self._step("clsact on allowed interfaces"):
                 for name in sorted((config.allowed_interfaces or set()) | (self.policy.interfaces or set())):
                     index = self.tc.link_index(name)
                     if index is not None:
                         self.dropper.prepare(index, name)
-                mechanisms.append(self.dropper)
+            mechanisms.append(self.dropper)
         if not have["netem"].available:
             unavailable[Mechanism.NETEM] = f"kernel: {have['netem'].reason}"
         elif not have["htb"].available:
             unavailable[Mechanism.NETEM] = f"netem faults are scoped by an htb root: {have['htb'].reason}"
-        elif self.program is None or Mechanism.EBPF_TC in unavailable:
-            unavailable[Mechanism.NETEM] = f"netem faults are scoped by the eBPF classifier: {program_error}"
+        elif Mechanism.EBPF_TC in unavailable:
+            unavailable[Mechanism.NETEM] = f"netem faults are scoped by the eBPF classifier: " \
+                                           f"{unavailable[Mechanism.EBPF_TC]}"
         else:
             mechanisms.append(NetemShaper(self.program, self.tc, self.journal, config.netns))
-        self.features.append(capabilities.Feature(
+        self._features.append(capabilities.Feature(
             "netem_ingress", False, "not offered: netem faults shape egress only (no IFB redirect yet)"))
         mechanisms.append(ProcessSignaller(self.journal, config.state_dir, config.netns))
-        self.features.append(capabilities.Feature(
+        self._features.append(capabilities.Feature(
             "process_faults", self.policy.allow_process_faults,
             f"signals to this host's processes; {'allowed' if self.policy.allow_process_faults else 'off'} "
             f"by policy ({self.policy.source})"))
-        self.diag: SockDiag | None = SockDiag()
-        why = self.diag.destroy_supported()
-        self.features.append(capabilities.Feature("sock_destroy", not why, why or "SOCK_DESTROY answered"))
+        with self._step("sock_diag"):
+            self.diag: SockDiag | None = SockDiag()
+            why = self.diag.destroy_supported()
+        self._features.append(capabilities.Feature("sock_destroy", not why, why or "SOCK_DESTROY answered"))
         if why:
             unavailable[Mechanism.SOCK_DESTROY] = why
             self.diag.close()
@@ -128,18 +136,50 @@ class AgentRuntime:
             mechanisms, unavailable, self.tc.link_index, self.tc.route_interface,
             Limits(max_lease_ms=config.max_lease_ms), config.allowed_interfaces, policy=self.policy,
         )
-        self.observer: TcpWatchProgram | None = None
-        observer_error = ""
-        try:
-            self.observer = TcpWatchProgram()
-        except FailedPrecondition as e:
-            observer_error = str(e)
-            log.warning("no TCP observation: %s", e)
-        status = ({s.tracepoint: (s.available, s.reason) for s in self.observer.status.values()}
-                  if self.observer else None)
-        self.features += capabilities.observation_features(status, observer_error)
-        self.hub = WatchHub(self.observer, observer_error, lambda: local_addresses(config.netns != ""),
-                            self._fault_counters)
+        self.hub = WatchHub(self.observer, "", lambda: local_addresses(config.netns != ""), self._fault_counters)
+        self._compiler: threading.Thread | None = None
+
+    @contextmanager
+    def _step(self, name: str) -> Iterator[None]:
+        """Time one start step; its start is logged so that a start stuck in it says where."""
+        log.debug("start: %s ...", name)
+        t0 = time.monotonic()
+        yield
+        self.timings.append((name, time.monotonic() - t0))
+
+    def start_compiling(self) -> None:
+        """Compile the programs behind a serving agent: the classifier first (faults), then the
+        observer (watches). One that fails withdraws what needs it, with the reason."""
+        builds = [self.program, self.observer] if self.dropper is not None else [self.observer]
+        if self.dropper is None:
+            self.program.close()  # nothing could attach it: never compiled
+        self._compiler = compile_in_background(builds, on_built=self._built)
+
+    def _built(self, build: Deferred) -> None:
+        if build is self.program and (why := build.failed()):
+            for m in (Mechanism.EBPF_TC, Mechanism.NETEM):
+                self.engine.withdraw(m, f"the tc classifier did not compile: {why}")
+
+    def program_status(self) -> list[BuildStatus]:
+        return [self.program.status(), self.observer.status()]
+
+    @property
+    def features(self) -> list[capabilities.Feature]:
+        """The kernel's features, with where each BPF program stands now."""
+        prog = self.program.status()
+        tc_feature = capabilities.Feature(
+            "ebpf_tc_program", prog.state == "ready",
+            {"ready": f"tc_drop.c compiled and verified ({prog.seconds:.1f} s, in the background)",
+             "failed": prog.error}.get(prog.state, f"tc_drop.c {prog.state} in the background "
+                                                   f"({prog.seconds:.0f} s so far)"))
+        feats = [tc_feature if f.name == "ebpf_tc_program" else f for f in self._features]
+        obs = self.observer.status()
+        observer = self.observer.ready()
+        if observer is not None:
+            status = {s.tracepoint: (s.available, s.reason) for s in observer.status.values()}
+            return feats + capabilities.observation_features(status, "")
+        why = obs.error or f"tcp_watch.c {obs.state} in the background ({obs.seconds:.0f} s so far)"
+        return feats + capabilities.observation_features(None, why)
 
     def _fault_counters(self) -> list[tuple[str, Counters]]:
         return [(f.fault_id, f.counters) for f in self.engine.list(False)]
@@ -147,13 +187,11 @@ class AgentRuntime:
     def close(self) -> list[Fault]:
         """Heal every fault (as SHUTDOWN), then release the program and the socket."""
         self.hub.close()
-        if self.observer is not None:
-            self.observer.close()
+        self.observer.close()
         healed = self.engine.close()
         if self.dropper is not None:
             self.dropper.close()
-        if self.program is not None:
-            self.program.close()
+        self.program.close()
         self.tc.close()
         if self.diag is not None:
             self.diag.close()

@@ -1,7 +1,8 @@
-"""Footprint: the agent's resident memory idle and with every probe attached, and its start-up
-time to the first served request (journal recovery and bcc compiles included). The peer,
-in the same run: a bare interpreter importing what the agent imports (bcc, grpc, pyroute2),
-so the figures separate faultline's own cost from its libraries'.
+"""Footprint: the agent's resident memory idle and with every probe attached, its start-up time
+to the first served request and to its BPF programs compiled (they compile behind a serving
+agent), and a four-agent lab's time to serving and to compiled. The peer, in the same run: a
+bare interpreter importing what the agent imports (bcc, grpc, pyroute2), so the figures
+separate faultline's own cost from its libraries'.
 
     python -m bench.footprint [--starts 3]
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from bench.common import bench_lab
 from bench.results import append_result, table
 from controller.client import AgentClient, WatchRecorder, watch_filter
+from controller.lab import LabState
 
 IMPORTS = "import bcc, grpc, pyroute2, faultline.v1.agent_pb2_grpc, time; print('ready', flush=True); time.sleep(30)"
 
@@ -45,7 +47,7 @@ def baseline() -> tuple[float, float]:
 
 def run(starts: int, out: Path | None) -> dict[str, object]:
     lab = bench_lab()
-    startup, idle, watched = [], [], []
+    serving, compiled, idle, watched = [], [], [], []
     try:
         lab.state = lab.up(["trader", "gateway"], agents=["trader"])  # down below even if this fails
         for _ in range(starts):
@@ -53,22 +55,29 @@ def run(starts: int, out: Path | None) -> dict[str, object]:
             os.kill(host.pid, signal.SIGTERM)  # it heals, removes its clsact, exits
             os.waitpid(host.pid, 0)  # our child (the lab started it here): reap it
             t0 = time.monotonic()
-            host = lab.restart_agent("trader")
-            startup.append(time.monotonic() - t0)
+            host = lab.restart_agent("trader", programs=False)
+            serving.append(time.monotonic() - t0)
+            lab.wait_programs(LabState(lab.state.prefix, lab.state.bridge, hosts={"trader": host}))
+            compiled.append(time.monotonic() - t0)
             lab.state.hosts["trader"] = host
-            time.sleep(0.5)
             idle.append(rss_mb(host.pid))
             with AgentClient(host.agent) as c:
                 rec = WatchRecorder(c.watch(watch_filter(kinds=["state", "retransmit", "reset-sent",
                                                                 "reset-received", "rtt"], rtt_interval_ms=100)))
-                time.sleep(0.5)
                 watched.append(rss_mb(host.pid))
                 rec.stop()
         base_s, base_mb = baseline()
     finally:
         lab.down()
+    four_serving, four_compiled = four_agent_lab()
     rows = [
-        {"what": "agent start to first served request", "faultline": round(statistics.median(startup), 3),
+        {"what": "agent start to first served request", "faultline": round(statistics.median(serving), 3),
+         "peer": round(base_s, 3), "unit": "s"},
+        {"what": "agent start to its BPF programs compiled", "faultline": round(statistics.median(compiled), 3),
+         "peer": round(base_s, 3), "unit": "s"},
+        {"what": "four-agent lab: every agent serving", "faultline": round(four_serving, 2),
+         "peer": round(base_s, 3), "unit": "s"},
+        {"what": "four-agent lab: every BPF program compiled", "faultline": round(four_compiled, 2),
          "peer": round(base_s, 3), "unit": "s"},
         {"what": "agent RSS idle", "faultline": round(statistics.median(idle), 1), "peer": round(base_mb, 1),
          "unit": "MB"},
@@ -84,6 +93,19 @@ def run(starts: int, out: Path | None) -> dict[str, object]:
     if out is not None:
         append_result(out, result)
     return result
+
+
+def four_agent_lab() -> tuple[float, float]:
+    """(seconds until all four agents serve, until all their programs are compiled), from lab up."""
+    lab = bench_lab()
+    t0 = time.monotonic()
+    try:
+        lab.state = lab.up(["trader", "gateway", "broker", "risk"], programs=False)
+        serving = time.monotonic() - t0
+        lab.wait_programs(lab.state)
+        return serving, time.monotonic() - t0
+    finally:
+        lab.down()
 
 
 def main(argv: list[str] | None = None) -> int:

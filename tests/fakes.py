@@ -57,6 +57,7 @@ def fake_agent(probe: FakeProbe | None = None, host: str = "127.0.0.1", tls_dir:
     from faultline.v1 import agent_pb2_grpc as pb_grpc
 
     from agent.domain.audit import AuditLog
+    from agent.domain.deferred import BuildStatus
     from agent.rpc.gate import Gate
     from agent.rpc.servicer import AgentServicer
     from agent.runtime import AgentConfig
@@ -69,6 +70,8 @@ def fake_agent(probe: FakeProbe | None = None, host: str = "127.0.0.1", tls_dir:
     runtime = SimpleNamespace(
         engine=engine, kernel_release="test", config=AgentConfig(listen="127.0.0.1:7070", state_dir=Path("/x")),
         features=[Feature("netem", False, "this kernel has no netem")], hub=hub,
+        program_status=lambda: [BuildStatus("tc_drop.c", "ready", 0.5, ""),
+                                BuildStatus("tcp_watch.c", "ready", 0.7, "")],
     )
     gate = [Gate(policy, AuditLog(audit), tls=tls_dir is not None)] if audit else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=gate)

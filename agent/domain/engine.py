@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 # A coordinated start further off than this is a clock mix-up, not a plan.
 MAX_START_AHEAD_NS = 60 * 10**9
 
+# How long apply waits, by default, for a mechanism's BPF program still compiling.
+PROGRAM_WAIT_S = 30.0
 
 class FaultMechanism(Protocol):
     mechanism: Mechanism
@@ -74,6 +76,12 @@ class FaultEngine:
             found[name] = index
         return index is not None
 
+    def withdraw(self, mechanism: Mechanism, why: str) -> None:
+        """A mechanism found unusable after start (its program did not compile): offered no more."""
+        with self._lock:
+            self._mechs.pop(mechanism, None)
+            self._unavailable[mechanism] = why
+
     def unavailable(self) -> dict[Mechanism, str]:
         """Mechanisms this host lacks, with the reason."""
         return dict(self._unavailable)
@@ -102,8 +110,11 @@ class FaultEngine:
             return len(self._active)
 
     # -- changes ---------------------------------------------------------
-    def apply(self, raw: RawSpec, start_at_realtime_ns: int = 0) -> Fault:
-        """Validate, then (for a coordinated start) wait until start_at on this host's clock, then apply."""
+    def apply(self, raw: RawSpec, start_at_realtime_ns: int = 0, wait_s: float = PROGRAM_WAIT_S) -> Fault:
+        """Validate, then (for a coordinated start) wait until start_at on this host's clock, then apply.
+
+        wait_s: how long to wait for the mechanism's BPF program if it is still compiling
+        (then Unavailable, nothing changed)."""
         if not raw.interface and raw.peer_cidrs and raw.kind not in HOST_KINDS:
             raw.interface = self._interface_for(raw.peer_cidrs)
         found: dict[str, int | None] = {}  # one netlink lookup per request (~1 ms each through pyroute2)
@@ -116,6 +127,8 @@ class FaultEngine:
                 raise InvalidArgument("start_at_realtime_ns",
                                       f"within {MAX_START_AHEAD_NS // 10**9} s of the agent's clock "
                                       f"(it is {ahead_ns / 1e9:+.3f} s from it)", start_at_realtime_ns)
+        if (ready := getattr(mech, "ready", None)) is not None:
+            ready(wait_s)  # its program may still be compiling: wait here, outside the lock
         with self._lock:
             ifindex = 0 if spec.kind in HOST_KINDS else found.get(spec.selector.interface)
             if ifindex is None:

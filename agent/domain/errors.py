@@ -41,3 +41,7 @@ class PermissionDenied(FaultlineError):
     def __init__(self, rule: str, why: str) -> None:
         self.rule = rule
         super().__init__(f"policy rule {rule}: {why}")
+
+
+class Unavailable(FaultlineError):
+    """Not yet: what the request needs is still being prepared (a BPF compile). Retry later."""

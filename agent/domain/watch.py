@@ -23,6 +23,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
 from agent.domain import clock
+from agent.domain.deferred import Deferred
 from agent.domain.errors import Exhausted, FailedPrecondition
 from agent.domain.events import (
     EventKind,
@@ -92,10 +93,12 @@ class Watcher:
 
 
 class WatchHub:
-    def __init__(self, probe: Probe | None, unavailable: str,
+    def __init__(self, probe: Probe | Deferred[Probe] | None, unavailable: str,
                  local_addrs: Callable[[], list[IPv4Address | IPv6Address]],
                  fault_counters: Callable[[], list[tuple[str, Counters]]]) -> None:
-        self.probe = probe
+        # The probe program compiles in the background at agent start: resolved at the first watch.
+        self._pending = probe if isinstance(probe, Deferred) else None
+        self.probe: Probe | None = None if isinstance(probe, Deferred) else probe
         self.unavailable = unavailable
         self._local_addrs = local_addrs
         self._fault_counters = fault_counters
@@ -106,12 +109,26 @@ class WatchHub:
         self._thread: threading.Thread | None = None
         self._offset = clock.measure_offset()
         self._addrs: tuple[str, ...] = ()
-        self._lost_seen = probe.totals()[1] if probe else 0
+        self._lost_seen = self.probe.totals()[1] if self.probe else 0
         self._counters_seen: dict[str, Counters] = {}
 
     # -- watchers ----------------------------------------------------------
-    def open(self, f: WatchFilter) -> Watcher:
-        probe = self.probe
+    def _resolve(self, wait_s: float) -> Probe | None:
+        """The probe, waiting up to wait_s for its compile (Unavailable if it is still compiling)."""
+        if self._pending is not None:
+            try:
+                probe = self._pending.get(wait_s)
+            except FailedPrecondition as e:
+                self.unavailable, self._pending = str(e), None
+                return None
+            with self._lock:
+                if self.probe is None:
+                    self.probe, self._lost_seen = probe, probe.totals()[1]
+                self._pending = None
+        return self.probe
+
+    def open(self, f: WatchFilter, wait_s: float = 0.0) -> Watcher:
+        probe = self._resolve(wait_s)
         if probe is None:
             raise FailedPrecondition(f"TCP observation unavailable: {self.unavailable}")
         if not f.kinds & probe.available():

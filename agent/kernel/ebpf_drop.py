@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agent.domain import deferred
+from agent.domain.deferred import Deferred
 from agent.domain.errors import KernelError
 from agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultKind, FaultSpec, Mechanism
 from agent.kernel.ebpf import Rule, TcDropProgram
@@ -46,9 +48,9 @@ class EbpfDropper:
     mechanism = Mechanism.EBPF_TC
     kinds = MECHANISM_KINDS[Mechanism.EBPF_TC]
 
-    def __init__(self, program: TcDropProgram, hooks: TcHooks, recorder: Recorder, netns: str,
+    def __init__(self, program: TcDropProgram | Deferred[TcDropProgram], hooks: TcHooks, recorder: Recorder, netns: str,
                  hook_recorder: Recorder) -> None:
-        self._prog = program
+        self._program = program  # compiled in the background at agent start: see ready()
         self._tc = hooks
         self._rec = recorder
         # Adding or removing a clsact qdisc makes the kernel deactivate the device for an RCU
@@ -62,6 +64,14 @@ class EbpfDropper:
         self._clsact: dict[int, _Clsact] = {}
 
     # -- apply -----------------------------------------------------------
+    def ready(self, wait_s: float) -> None:
+        """Wait for the classifier's compile; the engine calls this before apply, outside its lock."""
+        deferred.wait(self._program, wait_s)
+
+    @property
+    def _prog(self) -> TcDropProgram:
+        return deferred.now(self._program)
+
     def refuses(self, spec: FaultSpec) -> str:
         return spec.ebpf_cannot
 

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.domain import deferred
+from agent.domain.deferred import Deferred
 from agent.domain.errors import FailedPrecondition, KernelError
 from agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultSpec, Mechanism, Netem
 from agent.kernel import netem_nla
@@ -67,13 +69,22 @@ class NetemShaper:
     mechanism = Mechanism.NETEM
     kinds = MECHANISM_KINDS[Mechanism.NETEM]
 
-    def __init__(self, program: TcDropProgram, hooks: TcHooks, recorder: Recorder, netns: str) -> None:
-        self._prog = program
+    def __init__(self, program: TcDropProgram | Deferred[TcDropProgram], hooks: TcHooks, recorder: Recorder,
+                 netns: str) -> None:
+        self._program = program  # compiled in the background at agent start: see ready()
         self._tc = hooks
         self._rec = recorder
         self._netns = netns
         self._trees: dict[int, _Tree] = {}
         self._faults: dict[str, _Installed] = {}
+
+    def ready(self, wait_s: float) -> None:
+        """Wait for the classifier's compile; the engine calls this before apply, outside its lock."""
+        deferred.wait(self._program, wait_s)
+
+    @property
+    def _prog(self) -> TcDropProgram:
+        return deferred.now(self._program)
 
     def refuses(self, spec: FaultSpec) -> str:
         if spec.netem is None:

@@ -14,6 +14,7 @@ from faultline.v1 import agent_pb2_grpc as pb_grpc
 
 import agent
 from agent.domain import clock
+from agent.domain.engine import PROGRAM_WAIT_S
 from agent.domain.errors import (
     Exhausted,
     FailedPrecondition,
@@ -22,6 +23,7 @@ from agent.domain.errors import (
     KernelError,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 from agent.domain.spec import FaultState
 from agent.rpc import convert
@@ -37,6 +39,7 @@ STATUS = {
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Exhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     KernelError: grpc.StatusCode.INTERNAL,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 # A kernel change is not started with less time than this left on the caller's deadline.
 MIN_TIME_FOR_CHANGE_S = 0.05
@@ -119,7 +122,9 @@ class AgentServicer(pb_grpc.AgentServicer):
         if start_at and remaining is not None and \
                 (start_at - clock.now().realtime_ns) / 1e9 > remaining - MIN_TIME_FOR_CHANGE_S:
             raise InvalidArgument("start_at_realtime_ns", "an instant before the call's deadline", start_at)
-        f = self.engine.apply(raw, start_at)
+        # A program still compiling may take some of the deadline; the change keeps the rest.
+        wait_s = max(0.0, remaining - max(1.0, remaining / 5)) if remaining is not None else PROGRAM_WAIT_S
+        f = self.engine.apply(raw, start_at, wait_s=wait_s)
         return pb.ApplyFaultResponse(
             fault_id=f.fault_id,
             mechanism=convert.MECHANISM_PB[f.mechanism],
@@ -154,11 +159,15 @@ class AgentServicer(pb_grpc.AgentServicer):
             now=convert.stamp(clock.now()),
             started_at_realtime_ns=self.started_at,
             netns=self.rt.config.netns,
+            programs=[pb.ProgramStatus(name=s.name, state=s.state, seconds=s.seconds, error=s.error)
+                      for s in self.rt.program_status()],
         )
 
     @translated_stream
     def WatchEvents(self, request: pb.WatchEventsRequest, context: grpc.ServicerContext) -> Iterator[pb.WatchEvent]:
-        w = self.hub.open(convert.watch_filter(request.filter))
+        remaining = context.time_remaining()
+        w = self.hub.open(convert.watch_filter(request.filter),
+                          wait_s=PROGRAM_WAIT_S if remaining is None else min(remaining, PROGRAM_WAIT_S))
         context.add_callback(w.cancel)  # the client went away: stop waiting for events
         try:
             while context.is_active():

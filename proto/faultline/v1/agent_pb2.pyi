@@ -453,20 +453,34 @@ class HealthRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HealthResponse(_message.Message):
-    __slots__ = ("status", "agent_version", "active_faults", "now", "started_at_realtime_ns", "netns")
+    __slots__ = ("status", "agent_version", "active_faults", "now", "started_at_realtime_ns", "netns", "programs")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FAULTS_FIELD_NUMBER: _ClassVar[int]
     NOW_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_REALTIME_NS_FIELD_NUMBER: _ClassVar[int]
     NETNS_FIELD_NUMBER: _ClassVar[int]
+    PROGRAMS_FIELD_NUMBER: _ClassVar[int]
     status: str
     agent_version: str
     active_faults: int
     now: Timestamp
     started_at_realtime_ns: int
     netns: str
-    def __init__(self, status: _Optional[str] = ..., agent_version: _Optional[str] = ..., active_faults: _Optional[int] = ..., now: _Optional[_Union[Timestamp, _Mapping]] = ..., started_at_realtime_ns: _Optional[int] = ..., netns: _Optional[str] = ...) -> None: ...
+    programs: _containers.RepeatedCompositeFieldContainer[ProgramStatus]
+    def __init__(self, status: _Optional[str] = ..., agent_version: _Optional[str] = ..., active_faults: _Optional[int] = ..., now: _Optional[_Union[Timestamp, _Mapping]] = ..., started_at_realtime_ns: _Optional[int] = ..., netns: _Optional[str] = ..., programs: _Optional[_Iterable[_Union[ProgramStatus, _Mapping]]] = ...) -> None: ...
+
+class ProgramStatus(_message.Message):
+    __slots__ = ("name", "state", "seconds", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    seconds: float
+    error: str
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., seconds: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
 
 class WatchFilter(_message.Message):
     __slots__ = ("kinds", "ports", "peer_cidrs", "rtt_interval_ms", "no_fault_counters")
