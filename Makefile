@@ -4,7 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_SRC := proto/faultline/v1/agent.proto
 
-.PHONY: setup setup-vm demo test test-vm chaos bench lint proto clean-lab install
+.PHONY: setup setup-vm demo test test-vm chaos bench lint proto clean-lab install fresh-check
+
+# Everything but `proto` changes the kernel or the OS: one line and exit 1, before anything runs.
+ROOT_GOALS := setup setup-vm demo test test-vm chaos bench lint clean-lab install fresh-check
+ifneq ($(filter $(ROOT_GOALS),$(or $(MAKECMDGOALS),setup)),)
+ifneq ($(shell id -u),0)
+$(error needs root: network namespaces, tc and BPF (and setup installs OS packages); run it with sudo)
+endif
+endif
 
 setup:
 	./scripts/setup.sh
@@ -60,6 +68,15 @@ lint: setup
 # Regenerate the committed stubs; tests/test_proto_stubs.py fails when they are stale.
 proto:
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=proto --grpc_python_out=proto --pyi_out=proto $(PROTO_SRC)
+
+# The README's commands on a fresh Debian 12 root (debootstrap minbase, chroot, this kernel):
+# make demo, the unit tests and a few lab tests there, each step timed; log in build/fresh/.
+# FRESH=1 bootstraps again instead of reusing the base root cached by an earlier run here.
+# If it cannot run (no debootstrap, no mirror) it fails under CI and skips elsewhere.
+fresh-check:
+	@rc=0; python3 scripts/fresh_check.py $(if $(FRESH),--fresh) || rc=$$?; \
+	if [ $$rc -eq 75 ] && [ -z "$$CI" ]; then echo "fresh-check: SKIPPED (reason above)"; exit 0; fi; \
+	exit $$rc
 
 # Install the agent on this host: /opt/faultline, the systemd unit, /etc/faultline (policy, mTLS).
 install:

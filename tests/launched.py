@@ -20,7 +20,8 @@ import yaml
 
 LAUNCHERS = {"run", "Popen", "call", "check_call", "check_output", "execvp", "execv", "execvpe", "execlp"}
 MODULES = {"subprocess", "os"}
-ARGV_HELPERS = {"in_ns": 1, "exec_argv": 1}  # helper name -> index of the first argv element / argv list
+# helper name -> index of its argv (list) or first argv word; run: fresh_check's Log.run(NAME, argv)
+ARGV_HELPERS = {"in_ns": 1, "exec_argv": 1, "run": 1}
 SHELL_FUNCTIONS = {"inner_script"}  # functions whose string constants are shell commands run as root
 SHELL_KEYWORDS = {"for", "do", "done", "if", "then", "else", "fi", "while", "cd", "export", "echo", "exit",
                   "set", "true", "false", "test", "[", "exec", "trap", "wait", "read", "shift", "local"}
@@ -151,6 +152,7 @@ def in_scenario(text: str, where: str = "") -> Iterator[tuple[str, str]]:
         yield prog, where
 
 
+OWN = {"faultline", "faultline-agent", "python", "python3"}  # the project's own entry points and interpreter
 SOURCE_DIRS = ("agent", "controller", "examples", "tests", "bench", "scripts")
 SCENARIO_DIRS = ("contracts", "tests", "examples")
 
@@ -163,7 +165,10 @@ def scan(repo: Path) -> dict[str, list[str]]:
             if "fixtures" in f.parts:
                 continue
             for prog, where in in_python(f.read_text(), str(f.relative_to(repo))):
-                found.setdefault(Path(prog).name, []).append(where)
+                # A shell line given as one word (`bash -c "a | b"`): each of its commands.
+                for p in shell_commands(prog) if " " in prog else [prog]:
+                    if Path(p).name not in OWN:
+                        found.setdefault(Path(p).name, []).append(where)
     for d in SCENARIO_DIRS:
         for f in sorted((repo / d).rglob("*.yaml")):
             if "fixtures" in f.parts:
