@@ -34,7 +34,9 @@ LOG = OUT / "fresh-check.log"
 MIRROR = "http://deb.debian.org/debian"
 EX_UNAVAILABLE = 75
 # What every machine of this kind has before a project runs: its registry settings.
-REGISTRY_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pip.conf", "/etc/xdg/pip",
+# The CA bundle and the local CAs it is made from (Debian's ca-certificates, once the project's
+# setup pulls it in, rebuilds the bundle from them).
+REGISTRY_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/usr/local/share/ca-certificates", "/etc/pip.conf", "/etc/xdg/pip",
                   "/etc/apt/apt.conf.d/99artifact-registry", "/etc/apt/sources.list.d/debian.sources",
                   "/etc/resolv.conf")
 REGISTRY_ENV = ("PIP_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_INDEX_URL",
@@ -75,7 +77,7 @@ class Log:
         r = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
         took = time.monotonic() - t0
         self.file.write(r.stdout + r.stderr)
-        for line in (r.stdout + r.stderr).strip().splitlines()[-tail:]:
+        for line in (r.stdout + r.stderr).strip().splitlines()[-tail:] if tail else ():
             print("   " + line)
         ok = r.returncode == 0
         self.steps.append((name, took, ok))
