@@ -140,6 +140,8 @@ def furnish(log: Log) -> None:
 
 
 def mount_all(log: Log) -> None:
+    # The root a mount point of its own, as a real system's is: `ip netns exec` makes / rslave.
+    subprocess.run(["mount", "--bind", str(ROOT), str(ROOT)], check=True)
     for src, fstype, where in MOUNTS:
         target = ROOT / where
         target.mkdir(parents=True, exist_ok=True)
@@ -153,7 +155,7 @@ def mount_all(log: Log) -> None:
 def our_mounts() -> list[str]:
     prefix = str(ROOT) + "/"
     with open("/proc/mounts") as f:
-        return [line.split()[1] for line in f if line.split()[1].startswith(prefix)]
+        return [m for m in (line.split()[1] for line in f) if m.startswith(prefix) or m == str(ROOT)]
 
 
 def processes_in_root() -> list[int]:
