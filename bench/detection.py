@@ -39,6 +39,7 @@ PORT = 4002
 def start_workload(lab: Lab, run_dir: Path) -> list[subprocess.Popen]:
     h = lab.state.hosts
     py = sys.executable
+    run_dir.mkdir(parents=True, exist_ok=True)  # redis-server exits if its --dir is missing
     argvs = [
         ("broker", ["/usr/bin/redis-server", "--bind", h["broker"].ipv4, "--port", "6379", "--save", "",
                     "--appendonly", "no", "--protected-mode", "no", "--dir", str(run_dir)]),

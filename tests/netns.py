@@ -133,7 +133,11 @@ def listening(pid: int, port: int) -> bool:
 
 def serving(pid: int, ns: str, port: int, timeout_s: float = 20.0) -> None:
     """Wait until `pid`, started in `ns` through in_ns/exec_argv, listens on `port` there."""
-    wait_until(lambda: in_netns(pid, ns) and listening(pid, port), timeout_s, f"pid {pid} listening on {port} in {ns}")
+    def ready() -> bool:
+        if proc_state(pid) in ("", "Z"):
+            raise AssertionError(f"pid {pid} exited before listening on {port} in {ns}")
+        return in_netns(pid, ns) and listening(pid, port)
+    wait_until(ready, timeout_s, f"pid {pid} listening on {port} in {ns}")
 
 
 def read_until(stream: IO[str], pattern: str, timeout_s: float) -> str:
