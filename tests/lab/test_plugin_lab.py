@@ -23,8 +23,9 @@ def test_loss_shows_in_the_agents_counters_and_as_retransmits(order_flow, networ
                                                    on="trader") as fault:
         pass
     matched, dropped = fault.final["trader"]
-    # Some dropped, not all (its accuracy is tests/lab/test_loss.py's job).
-    assert matched > 30 and 0 < dropped < matched, (matched, dropped)
+    # Some dropped, not all (its accuracy is tests/lab/test_loss.py's job). The trader sends ~10
+    # orders/s: ~30 segments in the 3 s (30 exactly was seen, so "more than 30" was a coin flip).
+    assert matched >= 20 and 0 < dropped < matched, (matched, dropped)
     during = [e for e in recovery_timer.kernel_events()
               if e.kind == "RETRANSMIT" and fault.applied_ns <= e.t_ns <= fault.healed_ns + 1_000_000_000]
     assert during, recovery_timer.kernel_events()
