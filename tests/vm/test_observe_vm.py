@@ -11,10 +11,9 @@ def test_every_probe_verifies_with_matching_headers(trader):
     for tp in ("sock:inet_sock_set_state", "tcp:tcp_retransmit_skb", "tcp:tcp_send_reset",
                "tcp:tcp_receive_reset", "tcp:tcp_probe"):
         assert caps[f"tracepoint:{tp}"].available, caps[f"tracepoint:{tp}"].reason
-    # Even with the kernel's own headers bcc cannot build kfree_skb's struct (its enum is
-    # not in what bcc includes): Capabilities must say so rather than "absent".
+    # Not used by faultline, so never compiled at start (~35 s under TCG): said present, not "absent".
     kfree = caps["tracepoint:skb:kfree_skb"]
-    assert kfree.available or "skb_drop_reason" in kfree.reason, kfree.reason
+    assert kfree.reason.startswith("present; not compile-checked"), kfree.reason
     assert caps["kprobes"].available
 
 
