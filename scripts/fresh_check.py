@@ -36,8 +36,8 @@ EX_UNAVAILABLE = 75
 # What every machine of this kind has before a project runs: its registry settings.
 # The CA bundle and the local CAs it is made from (Debian's ca-certificates, once the project's
 # setup pulls it in, rebuilds the bundle from them).
-REGISTRY_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/usr/local/share/ca-certificates", "/etc/pip.conf", "/etc/xdg/pip",
-                  "/etc/apt/apt.conf.d/99artifact-registry", "/etc/apt/sources.list.d/debian.sources",
+REGISTRY_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/usr/local/share/ca-certificates", "/etc/pip.conf",
+                  "/etc/xdg/pip", "/etc/apt/apt.conf.d/99artifact-registry", "/etc/apt/sources.list.d/debian.sources",
                   "/etc/resolv.conf")
 REGISTRY_ENV = ("PIP_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_INDEX_URL",
                 "PIP_EXTRA_INDEX_URL", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
