@@ -170,7 +170,11 @@ def processes_in_root() -> list[int]:
     return pids
 
 
-def tear_down(log: Log) -> list[str]:
+def host_links() -> set[str]:
+    return set(os.listdir("/sys/class/net"))
+
+
+def tear_down(log: Log, links_before: set[str]) -> list[str]:
     """Stop what runs in the root, remove the labs it made, unmount; what is left, if anything."""
     if (ROOT / "root/faultline/.venv/bin/faultline").exists() and (ROOT / "proc/self").exists():
         log.run("lab down inside the root", ["cd /root/faultline && .venv/bin/faultline lab down"], chroot=True,
@@ -188,8 +192,14 @@ def tear_down(log: Log) -> list[str]:
         if subprocess.run(["umount", target], capture_output=True, check=False).returncode != 0:
             subprocess.run(["umount", "-l", target], capture_output=True, check=False)
     # A namespace made inside the root is a mount under the root's /run/netns: unmounted above,
-    # it is gone with the last process in it.
-    return [f"mount {m}" for m in our_mounts()] + [f"process {p}" for p in processes_in_root()]
+    # it is gone with the last process in it. A lab that failed part way inside the root may
+    # leave its bridge in this (shared) network namespace, its record gone with the root's /run.
+    for name in sorted(host_links() - links_before):
+        r = subprocess.run(["ip", "link", "del", name], capture_output=True, text=True, check=False)
+        log.say(f"fresh-check: removed link {name}, made inside the root and left by a lab that failed"
+                if r.returncode == 0 else f"fresh-check: could not remove link {name}: {r.stderr.strip()}")
+    left = [f"link {n}" for n in sorted(host_links() - links_before)]
+    return left + [f"mount {m}" for m in our_mounts()] + [f"process {p}" for p in processes_in_root()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log = Log(LOG)
     t0 = time.monotonic()
+    links_before = host_links()
     failed, left = False, []
     try:
         need_debootstrap(log)
@@ -230,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         log.say(f"fresh-check: FAILED: {type(e).__name__}: {e}")
         failed = True
     finally:
-        left = tear_down(log)
+        left = tear_down(log, links_before)
         if not a.keep and not left:
             shutil.rmtree(ROOT, ignore_errors=True)
     log.say("\nfresh-check steps:")
@@ -240,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     if left:
         log.say("fresh-check: LEFT BEHIND: " + "; ".join(left))
         return 1
-    log.say("fresh-check: " + ("FAILED" if failed else "passed") + "; nothing left behind (mounts, processes)")
+    log.say("fresh-check: " + ("FAILED" if failed else "passed") + "; nothing left behind (mounts, processes, links)")
     return 1 if failed else 0
 
 
