@@ -149,8 +149,7 @@ def serve(args: argparse.Namespace) -> int:
         return 1
     server.start()
     runtime.start_compiling()
-    missing = [f.name for f in runtime.features if not f.available and f.name != "ebpf_tc_program"
-               and not f.name.startswith("tracepoint:") and f.name != "tcp_observation"]
+    missing = [f.name for f in runtime.kernel_features if not f.available]
     steps = ", ".join(f"{name} {s:.2f} s" for name, s in runtime.timings)
     log.info("serving on %s (netns %s) %.2f s after start (%s); BPF programs compiling in the background; "
              "missing kernel features: %s", args.listen, args.netns or "-", time.monotonic() - started,

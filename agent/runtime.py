@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import platform
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,8 +92,8 @@ class AgentRuntime:
                                                          TcDropProgram.close)
         self.observer: Deferred[TcpWatchProgram] = Deferred("tcp_watch.c", TcpWatchProgram, TcpWatchProgram.close)
         with self._step("kernel probe"):
-            self._features = capabilities.probe("compiling in the background since agent start")
-        have = {f.name: f for f in self._features}
+            self.kernel_features = capabilities.probe()
+        have = {f.name: f for f in self.kernel_features}
         if not (have["clsact"].available and have["cls_bpf"].available):
             why = have["clsact"].reason if not have["clsact"].available else have["cls_bpf"].reason
             unavailable[Mechanism.EBPF_TC] = f"clsact/cls_bpf missing: {why}"
@@ -115,17 +114,17 @@ class AgentRuntime:
                                            f"{unavailable[Mechanism.EBPF_TC]}"
         else:
             mechanisms.append(NetemShaper(self.program, self.tc, self.journal, config.netns))
-        self._features.append(capabilities.Feature(
+        self.kernel_features.append(capabilities.Feature(
             "netem_ingress", False, "not offered: netem faults shape egress only (no IFB redirect yet)"))
         mechanisms.append(ProcessSignaller(self.journal, config.state_dir, config.netns))
-        self._features.append(capabilities.Feature(
+        self.kernel_features.append(capabilities.Feature(
             "process_faults", self.policy.allow_process_faults,
             f"signals to this host's processes; {'allowed' if self.policy.allow_process_faults else 'off'} "
             f"by policy ({self.policy.source})"))
         with self._step("sock_diag"):
             self.diag: SockDiag | None = SockDiag()
             why = self.diag.destroy_supported()
-        self._features.append(capabilities.Feature("sock_destroy", not why, why or "SOCK_DESTROY answered"))
+        self.kernel_features.append(capabilities.Feature("sock_destroy", not why, why or "SOCK_DESTROY answered"))
         if why:
             unavailable[Mechanism.SOCK_DESTROY] = why
             self.diag.close()
@@ -137,7 +136,6 @@ class AgentRuntime:
             Limits(max_lease_ms=config.max_lease_ms), config.allowed_interfaces, policy=self.policy,
         )
         self.hub = WatchHub(self.observer, "", lambda: local_addresses(config.netns != ""), self._fault_counters)
-        self._compiler: threading.Thread | None = None
 
     @contextmanager
     def _step(self, name: str) -> Iterator[None]:
@@ -150,13 +148,12 @@ class AgentRuntime:
     def start_compiling(self) -> None:
         """Compile the programs behind a serving agent: the classifier first (faults), then the
         observer (watches). One that fails withdraws what needs it, with the reason."""
-        builds = [self.program, self.observer] if self.dropper is not None else [self.observer]
         if self.dropper is None:
-            self.program.close()  # nothing could attach it: never compiled
-        self._compiler = compile_in_background(builds, on_built=self._built)
+            self.program.skip(f"not compiled: {self.engine.unavailable()[Mechanism.EBPF_TC]}")
+        compile_in_background([self.program, self.observer], on_built=self._built)
 
     def _built(self, build: Deferred) -> None:
-        if build is self.program and (why := build.failed()):
+        if build is self.program and self.dropper is not None and (why := build.failed()):
             for m in (Mechanism.EBPF_TC, Mechanism.NETEM):
                 self.engine.withdraw(m, f"the tc classifier did not compile: {why}")
 
@@ -165,14 +162,13 @@ class AgentRuntime:
 
     @property
     def features(self) -> list[capabilities.Feature]:
-        """The kernel's features, with where each BPF program stands now."""
+        """The kernel's features, then where each BPF program stands now."""
         prog = self.program.status()
-        tc_feature = capabilities.Feature(
+        feats = [*self.kernel_features, capabilities.Feature(
             "ebpf_tc_program", prog.state == "ready",
             {"ready": f"tc_drop.c compiled and verified ({prog.seconds:.1f} s, in the background)",
              "failed": prog.error}.get(prog.state, f"tc_drop.c {prog.state} in the background "
-                                                   f"({prog.seconds:.0f} s so far)"))
-        feats = [tc_feature if f.name == "ebpf_tc_program" else f for f in self._features]
+                                                   f"({prog.seconds:.0f} s so far)"))]
         obs = self.observer.status()
         observer = self.observer.ready()
         if observer is not None:

@@ -66,6 +66,7 @@ def end_to_end(agent: str, fault: str, ifname: str, peer: str, n: int) -> dict[s
 
 # -- inside a lab host's namespace (no agent there) ------------------------------------------
 def mechanism(fault: str, ifname: str, peer: str, n: int) -> dict[str, float]:
+    from agent.domain.deferred import Deferred
     from agent.domain.journal import Journal
     from agent.domain.spec import Direction, FaultKind
     from agent.domain.validation import Limits, RawSpec, validate
@@ -75,7 +76,8 @@ def mechanism(fault: str, ifname: str, peer: str, n: int) -> dict[str, float]:
     from agent.kernel.tc import TcHooks
 
     with tempfile.TemporaryDirectory() as state, TcHooks() as tc:
-        prog = TcDropProgram((7070, 22))
+        prog = Deferred("tc_drop.c", lambda: TcDropProgram((7070, 22)), TcDropProgram.close)
+        prog.run()  # compiled here, before the cycles: the agent does it in the background
         journal = Journal(Path(state))
         index = tc.link_index(ifname)
         assert index is not None, ifname

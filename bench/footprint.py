@@ -21,7 +21,6 @@ from pathlib import Path
 from bench.common import bench_lab
 from bench.results import append_result, table
 from controller.client import AgentClient, WatchRecorder, watch_filter
-from controller.lab import LabState
 
 IMPORTS = "import bcc, grpc, pyroute2, faultline.v1.agent_pb2_grpc, time; print('ready', flush=True); time.sleep(30)"
 
@@ -57,7 +56,7 @@ def run(starts: int, out: Path | None) -> dict[str, object]:
             t0 = time.monotonic()
             host = lab.restart_agent("trader", programs=False)
             serving.append(time.monotonic() - t0)
-            lab.wait_programs(LabState(lab.state.prefix, lab.state.bridge, hosts={"trader": host}))
+            lab.wait_programs([host])
             compiled.append(time.monotonic() - t0)
             lab.state.hosts["trader"] = host
             idle.append(rss_mb(host.pid))
@@ -102,7 +101,7 @@ def four_agent_lab() -> tuple[float, float]:
     try:
         lab.state = lab.up(["trader", "gateway", "broker", "risk"], programs=False)
         serving = time.monotonic() - t0
-        lab.wait_programs(lab.state)
+        lab.wait_programs(lab.state.hosts.values())
         return serving, time.monotonic() - t0
     finally:
         lab.down()

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,8 +40,8 @@ class LabConfig:
     subnet4: str = "10.77.0.0/24"
     subnet6: str = "fd77::/64"
     run_dir: Path = Path("/run/faultline-lab")
-    # An agent serves before it compiles its BPF programs: measured 1.2 s here, ~6 s under TCG
-    # (bench/footprint.py); the deadline leaves 10x for a loaded machine.
+    # An agent serves before it compiles its BPF programs: measured 1.0 s here, 15.5 s (one) and
+    # 33.9 s (four at once) under TCG (bench/footprint.py).
     ready_timeout_s: float = 60.0
 
     @property
@@ -142,17 +142,17 @@ class Lab:
         self.progress(f"agents serving after {time.monotonic() - t0:.1f} s")
         if programs:
             t0 = time.monotonic()
-            self.wait_programs(state)
+            self.wait_programs(state.hosts.values())
             self.progress(f"agents' BPF programs compiled after {time.monotonic() - t0:.1f} s more")
         return state
 
-    def wait_programs(self, state: LabState, timeout_s: float | None = None) -> None:
+    def wait_programs(self, hosts: Iterable[LabHost], timeout_s: float | None = None) -> None:
         """Wait until every agent's BPF programs are compiled (they compile behind a serving agent).
 
         The deadline comes from the measured compile time (one program: ~1 s here, ~35 s under
         TCG), the number compiling at once and the CPUs, times three for a loaded machine.
         """
-        hosts = [h for h in state.hosts.values() if h.with_agent]
+        hosts = [h for h in hosts if h.with_agent]
         timeout_s = timeout_s or programs_deadline_s(len(hosts))
         deadline = time.monotonic() + timeout_s
         for host in hosts:
@@ -258,10 +258,9 @@ class Lab:
         host = state.hosts[name]
         self._start_agent(host)
         self._save(state)
-        one = LabState(state.prefix, state.bridge, hosts={name: host})
-        self._wait_ready(one, self.config.ready_timeout_s)
+        self._wait_ready(LabState(state.prefix, state.bridge, hosts={name: host}), self.config.ready_timeout_s)
         if programs:
-            self.wait_programs(one)
+            self.wait_programs([host])
         return host
 
     # -- down ------------------------------------------------------------

@@ -174,6 +174,12 @@ def host_links() -> set[str]:
     return set(os.listdir("/sys/class/net"))
 
 
+def new_lab_links(before: set[str]) -> set[str]:
+    """Links that appeared during the check and are named as the labs inside the root name
+    theirs (the demo's fld-, the tests' flt-, a lab's fl-); never anything else on this machine."""
+    return {n for n in host_links() - before if n.startswith(("fld-", "flt-", "fl-"))}
+
+
 def tear_down(log: Log, links_before: set[str]) -> list[str]:
     """Stop what runs in the root, remove the labs it made, unmount; what is left, if anything."""
     if (ROOT / "root/faultline/.venv/bin/faultline").exists() and (ROOT / "proc/self").exists():
@@ -194,11 +200,11 @@ def tear_down(log: Log, links_before: set[str]) -> list[str]:
     # A namespace made inside the root is a mount under the root's /run/netns: unmounted above,
     # it is gone with the last process in it. A lab that failed part way inside the root may
     # leave its bridge in this (shared) network namespace, its record gone with the root's /run.
-    for name in sorted(host_links() - links_before):
+    for name in sorted(new_lab_links(links_before)):
         r = subprocess.run(["ip", "link", "del", name], capture_output=True, text=True, check=False)
         log.say(f"fresh-check: removed link {name}, made inside the root and left by a lab that failed"
                 if r.returncode == 0 else f"fresh-check: could not remove link {name}: {r.stderr.strip()}")
-    left = [f"link {n}" for n in sorted(host_links() - links_before)]
+    left = [f"link {n}" for n in sorted(new_lab_links(links_before))]
     return left + [f"mount {m}" for m in our_mounts()] + [f"process {p}" for p in processes_in_root()]
 
 

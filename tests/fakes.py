@@ -26,6 +26,9 @@ class FakeMechanism:
         self.installed: dict[str, tuple[FaultSpec, int]] = {}
         self.log: list[tuple[str, str]] = []
 
+    def ready(self, wait_s: float) -> None:
+        """Nothing to compile: always ready."""
+
     def refuses(self, spec: FaultSpec) -> str:
         return spec.ebpf_cannot
 

@@ -156,36 +156,27 @@ def read_until(stream: IO[str], pattern: str, timeout_s: float) -> str:
             return "".join(seen)
 
 
+def runs(pid: int, argv: Sequence[str]) -> bool:
+    """Is pid's command line exactly argv."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0") == "\0".join(argv).encode()
+    except OSError:
+        return False
+
+
 def pids_running(argv: Sequence[str]) -> list[int]:
     """Pids whose command line is exactly argv (what pgrep -f would find, without pgrep)."""
-    want = "\0".join(argv).encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "cmdline").read_bytes().rstrip(b"\0") == want:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and runs(int(e.name), argv)]
 
 
 def started_in(pid: int, ns: str, argv: Sequence[str], state: str = "S", timeout_s: float = 20.0) -> None:
     """Wait until `pid` (started through in_ns, which execs) is inside `ns`, runs `argv` and is in `state`.
 
-    in_ns starts Python (it imports pyroute2) and then execs the command: until then the pid
+    in_ns starts Python, enters the namespace and then execs the command: until then the pid
     is not yet in the namespace, or is the wrong program, or still running.
     """
-    want = "\0".join(argv).encode()
-
-    def ready() -> bool:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0")
-        except OSError:
-            return False
-        return cmdline == want and in_netns(pid, ns) and proc_state(pid) == state
-
-    wait_until(ready, timeout_s, f"pid {pid} running {' '.join(argv)} in {ns}, state {state}")
+    wait_until(lambda: runs(pid, argv) and in_netns(pid, ns) and proc_state(pid) == state, timeout_s,
+               f"pid {pid} running {' '.join(argv)} in {ns}, state {state}")
 
 
 def udp_delivered(src_ns: str, dst_ns: str, dst_ip: str, port: int, n: int) -> set[int]:

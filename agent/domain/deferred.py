@@ -45,11 +45,15 @@ class Deferred(Generic[T]):
         self._started = self._ended = 0.0
         self._closed = False
 
+    def skip(self, why: str) -> None:
+        """Never build it: every get() fails with `why`."""
+        self._closed, self._error = True, why
+        self._done.set()
+
     def run(self) -> None:
         """Build it (on the worker thread). A failure is kept as the reason, never raised."""
         if self._closed:  # the agent is stopping: no compile nobody will use
-            self._error = "not compiled: the agent stopped first"
-            self._done.set()
+            self.skip(self._error or "not compiled: the agent stopped first")
             return
         self._started = time.monotonic()
         try:
@@ -101,17 +105,6 @@ class Deferred(Generic[T]):
             value, self._value = self._value, None
         if value is not None:
             self._close(value)
-
-
-def now(x: T | Deferred[T]) -> T:
-    """x itself, or the program x stands for (Unavailable if it is not built yet)."""
-    return x.get(0) if isinstance(x, Deferred) else x
-
-
-def wait(x: object, wait_s: float) -> None:
-    """Wait up to wait_s for x if it is a Deferred (FailedPrecondition / Unavailable as get())."""
-    if isinstance(x, Deferred):
-        x.get(wait_s)
 
 
 def compile_in_background(builds: Sequence[Deferred], nice: int = COMPILE_NICE,

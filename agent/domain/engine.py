@@ -34,6 +34,8 @@ class FaultMechanism(Protocol):
     kinds: tuple[FaultKind, ...]
 
     def refuses(self, spec: FaultSpec) -> str: ...  # why it cannot do this fault; "" if it can
+    # Wait up to wait_s for what apply needs (a BPF program compiling); Unavailable after that.
+    def ready(self, wait_s: float) -> None: ...
     # armed=False: made in the kernel but not yet seen by packets, until arm() (one map update)
     def apply(self, fault_id: str, spec: FaultSpec, ifindex: int, armed: bool = True) -> None: ...
     def arm(self, fault_id: str) -> None: ...
@@ -127,8 +129,7 @@ class FaultEngine:
                 raise InvalidArgument("start_at_realtime_ns",
                                       f"within {MAX_START_AHEAD_NS // 10**9} s of the agent's clock "
                                       f"(it is {ahead_ns / 1e9:+.3f} s from it)", start_at_realtime_ns)
-        if (ready := getattr(mech, "ready", None)) is not None:
-            ready(wait_s)  # its program may still be compiling: wait here, outside the lock
+        mech.ready(wait_s)  # its program may still be compiling: wait here, outside the lock
         with self._lock:
             ifindex = 0 if spec.kind in HOST_KINDS else found.get(spec.selector.interface)
             if ifindex is None:

@@ -145,9 +145,9 @@ def trivial_tc_program() -> int | None:
     return fd if fd >= 0 else None
 
 
-def probe(program: str) -> list[Feature]:
-    """Kernel features; `program` says where the tc classifier stands (it compiles in the background)."""
-    feats = [headers_feature(), Feature("ebpf_tc_program", False, program)]
+def probe() -> list[Feature]:
+    """The kernel's features (the programs' own are the runtime's: they compile in the background)."""
+    feats = [headers_feature()]
     bpf_fd = trivial_tc_program()
     try:
         tc = probe_tc(bpf_fd)

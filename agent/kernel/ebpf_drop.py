@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agent.domain import deferred
 from agent.domain.deferred import Deferred
 from agent.domain.errors import KernelError
 from agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultKind, FaultSpec, Mechanism
@@ -48,7 +47,7 @@ class EbpfDropper:
     mechanism = Mechanism.EBPF_TC
     kinds = MECHANISM_KINDS[Mechanism.EBPF_TC]
 
-    def __init__(self, program: TcDropProgram | Deferred[TcDropProgram], hooks: TcHooks, recorder: Recorder, netns: str,
+    def __init__(self, program: Deferred[TcDropProgram], hooks: TcHooks, recorder: Recorder, netns: str,
                  hook_recorder: Recorder) -> None:
         self._program = program  # compiled in the background at agent start: see ready()
         self._tc = hooks
@@ -66,11 +65,11 @@ class EbpfDropper:
     # -- apply -----------------------------------------------------------
     def ready(self, wait_s: float) -> None:
         """Wait for the classifier's compile; the engine calls this before apply, outside its lock."""
-        deferred.wait(self._program, wait_s)
+        self._program.get(wait_s)
 
     @property
     def _prog(self) -> TcDropProgram:
-        return deferred.now(self._program)
+        return self._program.get(0)  # ready() has waited for it
 
     def refuses(self, spec: FaultSpec) -> str:
         return spec.ebpf_cannot

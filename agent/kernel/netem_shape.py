@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.domain import deferred
 from agent.domain.deferred import Deferred
 from agent.domain.errors import FailedPrecondition, KernelError
 from agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultSpec, Mechanism, Netem
@@ -69,7 +68,7 @@ class NetemShaper:
     mechanism = Mechanism.NETEM
     kinds = MECHANISM_KINDS[Mechanism.NETEM]
 
-    def __init__(self, program: TcDropProgram | Deferred[TcDropProgram], hooks: TcHooks, recorder: Recorder,
+    def __init__(self, program: Deferred[TcDropProgram], hooks: TcHooks, recorder: Recorder,
                  netns: str) -> None:
         self._program = program  # compiled in the background at agent start: see ready()
         self._tc = hooks
@@ -80,11 +79,11 @@ class NetemShaper:
 
     def ready(self, wait_s: float) -> None:
         """Wait for the classifier's compile; the engine calls this before apply, outside its lock."""
-        deferred.wait(self._program, wait_s)
+        self._program.get(wait_s)
 
     @property
     def _prog(self) -> TcDropProgram:
-        return deferred.now(self._program)
+        return self._program.get(0)  # ready() has waited for it
 
     def refuses(self, spec: FaultSpec) -> str:
         if spec.netem is None:

@@ -118,6 +118,9 @@ class ProcessSignaller:
         self._faults: dict[str, _Applied] = {}
         self._lock = threading.Lock()
 
+    def ready(self, wait_s: float) -> None:
+        """Nothing to compile: always ready."""
+
     def refuses(self, spec: FaultSpec) -> str:
         assert spec.process is not None
         if spec.process.by is TargetBy.UNIT and not systemd_running():

@@ -26,13 +26,9 @@ from tests.netns import (
 )
 
 
-def state_of(pid: int) -> str:
-    return proc_state(pid)
-
-
 def wait_state(pid: int, want: str, timeout_s: float = 5.0) -> str:
     deadline = time.monotonic() + timeout_s
-    while (got := state_of(pid)) != want and time.monotonic() < deadline:
+    while (got := proc_state(pid)) != want and time.monotonic() < deadline:
         time.sleep(0.02)
     return got
 
@@ -82,7 +78,7 @@ def test_pause_survives_agent_kill_9(lab, agents, sleeper):
     agents["broker"].apply(process_spec("pause", 300, pid=p.pid))
     assert wait_state(p.pid, "T") == "T"
     with agent_stopped_by(lab, "broker", signal.SIGKILL):
-        assert state_of(p.pid) == "T"  # the agent is gone and nobody resumed it: only the journal knows
+        assert proc_state(p.pid) == "T"  # the agent is gone and nobody resumed it: only the journal knows
     assert wait_state(p.pid, "S") == "S"
     assert journal_size(lab.state.hosts["broker"]) == 0
     agents["broker"] = AgentClient(lab.state.hosts["broker"].agent)
@@ -123,7 +119,7 @@ def test_bad_targets_change_nothing(lab, agents, sleeper):
     with pytest.raises(AgentError) as e:
         agents["broker"].apply(process_spec("pause", 5, name="sleep", restart_command=["/bin/true"]))
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "restart_command" in str(e.value)
-    assert state_of(other.pid) == "S"
+    assert proc_state(other.pid) == "S"
     assert agents["broker"].list() == []
     assert journal_size(host) == 0
     assert tc_state(host.netns, host.interface) == before
