@@ -127,7 +127,15 @@ def serve(args: argparse.Namespace) -> int:
     if args.insecure:
         log.warning("INSECURE: plaintext gRPC on %s, no client authentication: anyone who reaches this port can "
                     "fault this host", args.listen)
-    runtime = AgentRuntime(config, policy)
+    from agent.domain.errors import FailedPrecondition
+
+    try:
+        runtime = AgentRuntime(config, policy)
+    except FailedPrecondition as e:  # another agent holds the state dir
+        log.error("%s", e)
+        return 2
+    for line in runtime.pending_undos():
+        log.error("NOT UNDONE from an earlier run: %s (kept in the journal; shown in Health)", line)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -165,11 +173,19 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def cleanup(args: argparse.Namespace) -> int:
+    """Exit 0 when nothing is left; 1 (saying what) when something could not be undone."""
+    from agent.domain.errors import FaultlineError
     from agent.runtime import cleanup as do_cleanup
 
-    report, empty = do_cleanup(args.state_dir)
-    for line in report:
+    try:
+        report, empty = do_cleanup(args.state_dir)
+    except FaultlineError as e:
+        print(f"faultline-agent cleanup: {e}", file=sys.stderr)
+        return 1
+    for line in report.done:
         print(line)
+    for line in report.failed:
+        print(f"NOT UNDONE: {line} (kept in the journal; run cleanup again once fixed)")
     return 0 if empty else 1
 
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
 from agent.domain.deferred import BuildStatus, Deferred, compile_in_background
 from agent.domain.engine import FaultEngine
-from agent.domain.errors import FailedPrecondition, KernelError
+from agent.domain.errors import FailedPrecondition
 from agent.domain.journal import Journal
 from agent.domain.policy import Policy
 from agent.domain.spec import Counters, Fault, Mechanism
+from agent.domain.statelock import StateLock
 from agent.domain.validation import Limits
 from agent.domain.watch import WatchHub
 from agent.kernel import capabilities, ebpf_drop, netem_shape, signals
@@ -48,26 +49,47 @@ class AgentConfig:
         return tuple(dict.fromkeys((self.listen_port, *self.excluded_ports)))
 
 
+# Each mechanism declares the undo operations it journals; recovery dispatches on them.
+UNDOERS: dict[str, Callable[[TcHooks, dict], str]] = {
+    **{op: lambda _tc, undo: signals.revert(undo) for op in signals.UNDO_OPS},
+    **{op: netem_shape.revert for op in netem_shape.UNDO_OPS},
+    **{op: ebpf_drop.revert for op in ebpf_drop.UNDO_OPS},
+}
+
+
+@dataclass
+class Recovery:
+    """What a recovery undid, and what it could not (those stay journalled for the next try)."""
+
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def __add__(self, other: Recovery) -> Recovery:
+        return Recovery(self.done + other.done, self.failed + other.failed)
+
+
 def revert(tc: TcHooks, undo: dict) -> str:
-    if undo["op"] in signals.UNDO_OPS:
-        return signals.revert(undo)
-    if undo["op"] in netem_shape.UNDO_OPS:
-        return netem_shape.revert(tc, undo)
-    return ebpf_drop.revert(tc, undo)
+    undoer = UNDOERS.get(str(undo.get("op")))
+    if undoer is None:
+        raise ValueError(f"unknown undo op {undo.get('op')!r} (journalled by a newer agent?)")
+    return undoer(tc, undo)
 
 
-def recover(journal: Journal, tc: TcHooks) -> list[str]:
-    """Undo, newest first, every change an earlier run left in the kernel."""
-    report = []
+def recover(journal: Journal, tc: TcHooks) -> Recovery:
+    """Undo, newest first, every change an earlier run left in the kernel. Each undo runs on
+    its own: one that fails is reported and kept in the journal, and the rest still run."""
+    out = Recovery()
     for entry in reversed(journal.pending()):
         try:
             what = revert(tc, entry.undo)
-        except KernelError as e:
-            report.append(f"FAILED to undo {entry.change} ({e}); kept in the journal")
+        except Exception as e:  # any failure of one undo must not stop the others
+            out.failed.append(f"{entry.change.get('op', '?')} of {entry.fault_id} "
+                              f"(undo {entry.undo.get('op', '?')}): {type(e).__name__}: {e}")
+            log.error("could not undo %s: %s; kept in the journal for the next try", entry.change, e)
             continue
         journal.release(entry.seq)
-        report.append(what)
-    return report
+        out.done.append(what)
+    return out
 
 
 class AgentRuntime:
@@ -79,10 +101,12 @@ class AgentRuntime:
         self.kernel_release = platform.release()
         self.timings: list[tuple[str, float]] = []  # each start step and its seconds, for the log
         with self._step("journal recovery"):
+            self.lock = StateLock(config.state_dir, "serve")
             self.journal = Journal(config.state_dir)
             self.hooks_journal = Journal(config.state_dir, Journal.HOOKS)
             self.tc = TcHooks()
-            for line in recover(self.journal, self.tc) + recover(self.hooks_journal, self.tc):
+            self.recovery = recover(self.journal, self.tc) + recover(self.hooks_journal, self.tc)
+            for line in self.recovery.done:
                 log.warning("recovered from an earlier run: %s", line)
         unavailable: dict[Mechanism, str] = {}
         mechanisms: list = []
@@ -191,7 +215,12 @@ class AgentRuntime:
         self.tc.close()
         if self.diag is not None:
             self.diag.close()
+        self.lock.release()
         return healed
+
+    def pending_undos(self) -> list[str]:
+        """Undos an earlier run left that could not be done (still journalled)."""
+        return list(self.recovery.failed)
 
 
 def local_addresses(in_lab_namespace: bool) -> list[IPv4Address | IPv6Address]:
@@ -207,19 +236,24 @@ def local_addresses(in_lab_namespace: bool) -> list[IPv4Address | IPv6Address]:
     return [a for a in addrs if not (in_lab_namespace and a.is_loopback)]
 
 
-def cleanup(state_dir: Path) -> tuple[list[str], bool]:
-    """Revert what a previous run left, without serving. Returns (report, journal empty)."""
-    journal, hooks = Journal(state_dir), Journal(state_dir, Journal.HOOKS)
-    pending = journal.pending() + hooks.pending()
-    if not pending:
-        return ["journal empty: nothing to undo"], True
-    netns = {e.change.get("netns", "") for e in pending} - {""}
-    if len(netns) > 1:
-        raise FailedPrecondition(f"journal spans several namespaces: {sorted(netns)}")
-    if netns:
-        from pyroute2 import netns as pnetns
+def cleanup(state_dir: Path) -> tuple[Recovery, bool]:
+    """Revert what a previous run left, without serving. Returns (what was done, journal empty).
+    Refuses (FailedPrecondition) beside a live agent on the same state dir."""
+    lock = StateLock(state_dir, "cleanup")
+    try:
+        journal, hooks = Journal(state_dir), Journal(state_dir, Journal.HOOKS)
+        pending = journal.pending() + hooks.pending()
+        if not pending:
+            return Recovery(done=["journal empty: nothing to undo"]), True
+        netns = {e.change.get("netns", "") for e in pending} - {""}
+        if len(netns) > 1:
+            raise FailedPrecondition(f"journal spans several namespaces: {sorted(netns)}")
+        if netns:
+            from pyroute2 import netns as pnetns
 
-        pnetns.setns(netns.pop(), flags=0)
-    with TcHooks() as tc:
-        report = recover(journal, tc) + recover(hooks, tc)
-    return report, journal.is_empty() and hooks.is_empty()
+            pnetns.setns(netns.pop(), flags=0)
+        with TcHooks() as tc:
+            report = recover(journal, tc) + recover(hooks, tc)
+        return report, journal.is_empty() and hooks.is_empty()
+    finally:
+        lock.release()

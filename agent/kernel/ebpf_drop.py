@@ -203,6 +203,9 @@ def _foreign_filters(tc: TcHooks, ifindex: int) -> bool:
     )
 
 
+UNDO_OPS = ("clear_rule", "del_filter", "del_clsact")
+
+
 def revert(tc: TcHooks, undo: dict[str, Any]) -> str:
     """Undo one journalled change left by an earlier run. Returns what was done.
 

@@ -36,3 +36,24 @@ def test_release_of_unknown_seq_is_harmless(tmp_path):
     j = Journal(tmp_path)
     j.release(99)
     assert j.is_empty()
+
+
+def test_a_record_after_a_torn_tail_survives_the_next_recovery(tmp_path):
+    """Torn tail, then a new record, then a crash: the new record is read back (issue 19)."""
+    Journal(tmp_path).record("f-1", {"op": "a"}, {"op": "undo-a"})
+    with open(tmp_path / Journal.FILE, "a") as f:
+        f.write('{"seq": 2, "at_ns": 1, "fault')  # crash mid-write
+    j = Journal(tmp_path)  # the restarted agent
+    j.record("f-2", {"op": "b"}, {"op": "undo-b"})
+    assert (tmp_path / Journal.FILE).read_text().count("\n") == 2  # the torn bytes are gone
+    assert [e.undo["op"] for e in Journal(tmp_path).pending()] == ["undo-a", "undo-b"]
+
+
+def test_an_unreadable_line_in_the_middle_is_skipped_not_cut(tmp_path):
+    j = Journal(tmp_path)
+    j.record("f-1", {"op": "a"}, {"op": "undo-a"})
+    with open(tmp_path / Journal.FILE, "a") as f:
+        f.write('{"seq": "x"}\n')  # well-formed JSON, not a record
+    j.record("f-2", {"op": "b"}, {"op": "undo-b"})
+    assert [e.undo["op"] for e in Journal(tmp_path).pending()] == ["undo-a", "undo-b"]
+    assert (tmp_path / Journal.FILE).read_text().count("\n") == 3

@@ -1,0 +1,38 @@
+"""One agent per state dir: `serve` and `cleanup` hold an exclusive lock on STATE_DIR/agent.lock.
+
+A second one beside a live agent would undo that agent's faults from the shared journal
+(or record into it); it refuses instead, naming the holder. The kernel drops the lock when
+its holder dies, so a crashed agent never blocks the next start.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from agent.domain.errors import FailedPrecondition
+
+LOCK_FILE = "agent.lock"
+
+
+class StateLock:
+    def __init__(self, state_dir: Path, role: str) -> None:
+        self.path = Path(state_dir) / LOCK_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(self._fd)
+            raise FailedPrecondition(f"state dir {state_dir} is in use by {holder}; stop it first "
+                                     "(one agent per state dir)") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"pid {os.getpid()} (faultline-agent {role})\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing drops the flock
+            self._fd = -1

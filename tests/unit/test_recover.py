@@ -1,0 +1,32 @@
+"""Recovery never stops at one bad record; one agent per state dir (issue 19)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.domain.errors import FailedPrecondition
+from agent.domain.journal import Journal
+from agent.domain.statelock import StateLock
+from agent.runtime import recover
+
+
+def test_one_failing_undo_does_not_stop_the_others_and_stays_journalled(tmp_path):
+    j = Journal(tmp_path)
+    j.record("f-1", {"op": "sigstop"}, {"op": "sigcont", "pid": 999_999_999, "start": 1})
+    j.record("f-2", {"op": "kill"}, {"op": "run", "argv": ["/nonexistent"], "log": str(tmp_path / "r.log")})
+    j.record("f-3", {"op": "mystery"}, {"op": "from-the-future"})
+    j.record("f-4", {"op": "sigstop"}, {"op": "sigcont", "pid": 999_999_998, "start": 1})
+    out = recover(Journal(tmp_path), tc=None)  # no undo here needs tc
+    assert len(out.done) == 2 and all("nothing to resume" in d for d in out.done)
+    assert len(out.failed) == 2
+    assert any("/nonexistent" in f for f in out.failed)
+    assert any("unknown undo op 'from-the-future'" in f for f in out.failed)
+    assert sorted(e.fault_id for e in Journal(tmp_path).pending()) == ["f-2", "f-3"]  # for the next try
+
+
+def test_a_second_holder_of_the_state_dir_is_refused_naming_the_first(tmp_path):
+    first = StateLock(tmp_path, "serve")
+    with pytest.raises(FailedPrecondition, match=r"in use by pid \d+ \(faultline-agent serve\)"):
+        StateLock(tmp_path, "cleanup")
+    first.release()
+    StateLock(tmp_path, "cleanup").release()  # free again once the holder is gone
