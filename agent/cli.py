@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what may be faulted here (default /etc/faultline/agent.yaml if it exists, else built-in "
                         "defaults: any interface but lo, any peer)")
     s.add_argument("--audit-log", type=Path, default=None, metavar="PATH",
-                   help="one JSON line per request (default STATE_DIR/audit.jsonl)")
+                   help="one JSON line per request and per kernel change (default STATE_DIR/audit.jsonl)")
     s.add_argument("--insecure", action="store_true",
                    help="serve plaintext gRPC without client authentication (labs only; logged loudly)")
     s.add_argument("--clock-skew-ms", type=float, default=0.0, metavar="MS",
@@ -83,7 +83,6 @@ def serve(args: argparse.Namespace) -> int:
     from faultline.v1 import agent_pb2_grpc as pb_grpc
 
     from agent.domain import policy as policies
-    from agent.domain.audit import AuditLog
     from agent.kernel.tcp_watch import MAX_WATCHERS
     from agent.rpc.gate import Gate
     from agent.rpc.servicer import AgentServicer
@@ -123,6 +122,7 @@ def serve(args: argparse.Namespace) -> int:
         listen=args.listen, state_dir=args.state_dir, netns=args.netns,
         excluded_ports=args.exclude_ports, max_lease_ms=int(args.max_lease * 1000),
         allowed_interfaces=frozenset(args.allow_interface) if args.allow_interface else None,
+        audit_log=args.audit_log,
     )
     if args.insecure:
         log.warning("INSECURE: plaintext gRPC on %s, no client authentication: anyone who reaches this port can "
@@ -136,13 +136,13 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     for line in runtime.pending_undos():
         log.error("NOT UNDONE from an earlier run: %s (kept in the journal; shown in Health)", line)
-    stop = threading.Event()
+    stop, reload = threading.Event(), threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: (reload.set(), stop.set()))  # wakes the loop below
     # Each watch stream holds a worker for its life: room for every watch slot and 8 calls besides.
-    audit = AuditLog(args.audit_log or args.state_dir / "audit.jsonl")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8 + MAX_WATCHERS),
-                         interceptors=[Gate(policy, audit, tls=bool(args.tls_dir))])
+                         interceptors=[Gate(lambda: runtime.policy, runtime.audit, tls=bool(args.tls_dir))])
     pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime), server)
     if args.tls_dir:
         d = args.tls_dir
@@ -163,13 +163,37 @@ def serve(args: argparse.Namespace) -> int:
              "missing kernel features: %s", args.listen, args.netns or "-", time.monotonic() - started,
              steps, ", ".join(missing) or "none")
     try:
-        stop.wait()
+        while True:
+            stop.wait()
+            if not reload.is_set():
+                break
+            reload.clear()
+            stop.clear()
+            _reload(runtime, policy_path, args.allow_client, log)
     finally:
         log.info("stopping: healing every fault")
         healed = runtime.close()
         server.stop(grace=1).wait()
         log.info("stopped; healed %d fault(s), journal empty: %s", len(healed), runtime.journal.is_empty())
     return 0
+
+
+def _reload(runtime: object, path: Path | None, allow_client: list[str], log: logging.Logger) -> None:
+    """SIGHUP: read the policy file again. A bad file is refused and the policy in force stays."""
+    from agent.domain import policy as policies
+
+    if path is None:
+        log.warning("SIGHUP: no policy file to reload (built-in defaults stay)")
+        return
+    try:
+        new = policies.load(path)
+    except policies.PolicyError as e:
+        log.error("SIGHUP: policy NOT reloaded, the one in force stays: %s", e)
+        return
+    new = dataclasses.replace(new, allowed_clients=new.allowed_clients | set(allow_client))
+    runtime.reload_policy(new)  # type: ignore[attr-defined]
+    log.info("SIGHUP: policy reloaded from %s (restart commands: %s)", path,
+             ", ".join(sorted(new.restart_commands)) or "none")
 
 
 def cleanup(args: argparse.Namespace) -> int:

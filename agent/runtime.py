@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
+from agent.domain.audit import AuditLog
 from agent.domain.deferred import BuildStatus, Deferred, compile_in_background
 from agent.domain.engine import FaultEngine
 from agent.domain.errors import FailedPrecondition
@@ -40,6 +41,7 @@ class AgentConfig:
     excluded_ports: tuple[int, ...] = (22,)
     max_lease_ms: int = 3_600_000
     allowed_interfaces: frozenset[str] | None = None
+    audit_log: Path | None = None  # default STATE_DIR/audit.jsonl
 
     @property
     def listen_port(self) -> int:
@@ -102,12 +104,17 @@ class AgentRuntime:
         self.timings: list[tuple[str, float]] = []  # each start step and its seconds, for the log
         with self._step("journal recovery"):
             self.lock = StateLock(config.state_dir, "serve")
+            self.audit = AuditLog(config.audit_log or config.state_dir / "audit.jsonl")
             self.journal = Journal(config.state_dir)
             self.hooks_journal = Journal(config.state_dir, Journal.HOOKS)
             self.tc = TcHooks()
             self.recovery = recover(self.journal, self.tc) + recover(self.hooks_journal, self.tc)
             for line in self.recovery.done:
                 log.warning("recovered from an earlier run: %s", line)
+                self.audit.write("agent", "Recovery", "OK", sync=True, change=line)
+            for line in self.recovery.failed:
+                self.audit.write("agent", "Recovery", "FAILED", sync=True, change=line,
+                                 undo="kept in the journal: the next start or `faultline-agent cleanup` tries again")
         unavailable: dict[Mechanism, str] = {}
         mechanisms: list = []
         self.dropper: EbpfDropper | None = None
@@ -140,11 +147,9 @@ class AgentRuntime:
             mechanisms.append(NetemShaper(self.program, self.tc, self.journal, config.netns))
         self.kernel_features.append(capabilities.Feature(
             "netem_ingress", False, "not offered: netem faults shape egress only (no IFB redirect yet)"))
-        mechanisms.append(ProcessSignaller(self.journal, config.state_dir, config.netns))
-        self.kernel_features.append(capabilities.Feature(
-            "process_faults", self.policy.allow_process_faults,
-            f"signals to this host's processes; {'allowed' if self.policy.allow_process_faults else 'off'} "
-            f"by policy ({self.policy.source})"))
+        self.signaller = ProcessSignaller(self.journal, config.state_dir, config.netns,
+                                          self.policy.restart_commands, self.policy.max_processes)
+        mechanisms.append(self.signaller)
         with self._step("sock_diag"):
             self.diag: SockDiag | None = SockDiag()
             why = self.diag.destroy_supported()
@@ -158,6 +163,7 @@ class AgentRuntime:
         self.engine = FaultEngine(
             mechanisms, unavailable, self.tc.link_index, self.tc.route_interface,
             Limits(max_lease_ms=config.max_lease_ms), config.allowed_interfaces, policy=self.policy,
+            audit=lambda method, verdict, **fields: self.audit.write("agent", method, verdict, **fields),
         )
         self.hub = WatchHub(self.observer, "", lambda: local_addresses(config.netns != ""), self._fault_counters)
 
@@ -184,11 +190,26 @@ class AgentRuntime:
     def program_status(self) -> list[BuildStatus]:
         return [self.program.status(), self.observer.status()]
 
+    def reload_policy(self, policy: Policy) -> None:
+        """A new policy (SIGHUP): applies to requests from now on; faults already made stay."""
+        self.policy = policy
+        self.engine.policy = policy
+        self.signaller.set_policy(policy.restart_commands, policy.max_processes)
+
+    def _process_feature(self) -> capabilities.Feature:
+        p = self.policy
+        restarts = ", ".join(sorted(p.restart_commands)) or "none"
+        return capabilities.Feature(
+            "process_faults", p.allow_process_faults,
+            f"signals to this host's processes; {'allowed' if p.allow_process_faults else 'off'} by policy "
+            f"({p.source}); restart commands: {restarts}; units: {', '.join(sorted(p.units)) or 'none'}; "
+            f"at most {p.max_processes} processes per fault")
+
     @property
     def features(self) -> list[capabilities.Feature]:
         """The kernel's features, then where each BPF program stands now."""
         prog = self.program.status()
-        feats = [*self.kernel_features, capabilities.Feature(
+        feats = [*self.kernel_features, self._process_feature(), capabilities.Feature(
             "ebpf_tc_program", prog.state == "ready",
             {"ready": f"tc_drop.c compiled and verified ({prog.seconds:.1f} s, in the background)",
              "failed": prog.error}.get(prog.state, f"tc_drop.c {prog.state} in the background "
@@ -217,6 +238,9 @@ class AgentRuntime:
             self.diag.close()
         self.lock.release()
         return healed
+
+    def audit_error(self) -> str:
+        return self.audit.last_error
 
     def pending_undos(self) -> list[str]:
         """Undos an earlier run left that could not be done (still journalled)."""

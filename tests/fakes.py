@@ -75,6 +75,7 @@ def fake_agent(probe: FakeProbe | None = None, host: str = "127.0.0.1", tls_dir:
         features=[Feature("netem", False, "this kernel has no netem")], hub=hub,
         program_status=lambda: [BuildStatus("tc_drop.c", "ready", 0.5, ""),
                                 BuildStatus("tcp_watch.c", "ready", 0.7, "")],
+        pending_undos=lambda: [], audit_error=lambda: "",
     )
     gate = [Gate(policy, AuditLog(audit), tls=tls_dir is not None)] if audit else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=gate)

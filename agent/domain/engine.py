@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from agent.domain import clock
-from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from agent.domain.errors import FailedPrecondition, FaultlineError, InvalidArgument, NotFound, PermissionDenied
 from agent.domain.leases import Leases
 from agent.domain.policy import Policy
 from agent.domain.spec import HOST_KINDS, MECHANISM_KINDS, Counters, Fault, FaultKind, FaultSpec, FaultState, Mechanism
@@ -28,6 +28,10 @@ MAX_START_AHEAD_NS = 60 * 10**9
 
 # How long apply waits, by default, for a mechanism's BPF program still compiling.
 PROGRAM_WAIT_S = 30.0
+
+# A failed heal is tried again after 0.5 s, then twice as long each time, at most a minute apart.
+HEAL_RETRY_FIRST_S = 0.5
+HEAL_RETRY_MAX_S = 60.0
 
 class FaultMechanism(Protocol):
     mechanism: Mechanism
@@ -54,6 +58,7 @@ class FaultEngine:
         allowed_interfaces: frozenset[str] | None = None,
         history: int = 100,
         policy: Policy | None = None,
+        audit: Callable[..., None] = lambda *_, **__: None,
     ) -> None:
         self._mechs = {m.mechanism: m for m in mechanisms}
         self._unavailable = dict(unavailable)
@@ -67,6 +72,8 @@ class FaultEngine:
         self._prepared: dict[str, FaultMechanism] = {}  # made, waiting for their start instant
         self._healed: deque[Fault] = deque(maxlen=history)
         self._leases = Leases(self._expire)
+        # audit(method, verdict, **fields): changes no request made (expiry, retries, shutdown).
+        self._audit = audit
 
     # -- queries ---------------------------------------------------------
     def interface_allowed(self, name: str, found: dict[str, int | None] | None = None) -> bool:
@@ -103,7 +110,8 @@ class FaultEngine:
     def list(self, include_healed: bool = False) -> list[Fault]:
         with self._lock:
             for f in self._active.values():
-                f.counters = self._mechs[f.mechanism].counters(f.fault_id)
+                if f.state is FaultState.ACTIVE:  # a failed heal keeps its last counters
+                    f.counters = self._mechs[f.mechanism].counters(f.fault_id)
             faults = list(self._active.values())
             return faults + list(self._healed) if include_healed else faults
 
@@ -197,12 +205,26 @@ class FaultEngine:
         raise FailedPrecondition(f"no mechanism on this host does {spec.kind.name} ({detail})")
 
     def heal(self, fault_id: str, state: FaultState = FaultState.HEALED) -> Fault:
+        """Undo a fault. A heal that fails never wedges the engine: the fault stays listed as
+        HEAL_FAILED with the error, and the lease timer retries it with backoff."""
         with self._lock:
             fault = self._active.get(fault_id)
             if fault is None:
                 raise NotFound(f"no active fault {fault_id!r}")
             self._leases.revoke(fault_id)
-            fault.counters = self._mechs[fault.mechanism].heal(fault_id)
+            state = fault.heal_as or state
+            try:
+                counters = self._mechs[fault.mechanism].heal(fault_id)
+            except Exception as e:  # a kernel refusal, a vanished target, a restart that cannot run
+                fault.state, fault.heal_as = FaultState.HEAL_FAILED, state
+                fault.heal_error = f"{type(e).__name__}: {e}" if not isinstance(e, FaultlineError) else str(e)
+                fault.heal_attempts += 1
+                backoff_s = min(HEAL_RETRY_MAX_S, HEAL_RETRY_FIRST_S * 2 ** (fault.heal_attempts - 1))
+                self._leases.grant(fault_id, clock.now().plus(round(backoff_s * 1e9)).monotonic_ns)
+                log.error("heal of %s failed (attempt %d): %s; retrying in %.1f s", fault_id,
+                          fault.heal_attempts, fault.heal_error, backoff_s)
+                return fault
+            fault.counters = counters
             del self._active[fault_id]
             fault.state = state
             fault.healed_at = clock.now()
@@ -215,23 +237,44 @@ class FaultEngine:
         with self._lock:
             return [self.heal(fid, state) for fid in list(self._active)]
 
+    def heal_failed_count(self) -> int:
+        with self._lock:
+            return sum(f.state is FaultState.HEAL_FAILED for f in self._active.values())
+
     def renew(self, fault_id: str, lease_ms: int) -> Fault:
         lim = self.limits
-        if not lim.min_lease_ms <= lease_ms <= lim.max_lease_ms:
-            raise InvalidArgument("lease_ms", f"{lim.min_lease_ms} ms to {lim.max_lease_ms} ms", lease_ms)
+        max_ms = min(lim.max_lease_ms, round(self.policy.max_lease_s * 1000))
+        if lease_ms > self.policy.max_lease_s * 1000:
+            raise PermissionDenied("max_lease_s", f"lease {lease_ms / 1000:g} s is over {self.policy.max_lease_s:g} s")
+        if not lim.min_lease_ms <= lease_ms <= max_ms:
+            raise InvalidArgument("lease_ms", f"{lim.min_lease_ms} ms to {max_ms} ms", lease_ms)
         with self._lock:
             fault = self._active.get(fault_id)
             if fault is None:
                 raise NotFound(f"no active fault {fault_id!r} (healed or lease already expired)")
+            if fault.state is FaultState.HEAL_FAILED:
+                raise FailedPrecondition(f"fault {fault_id} is being healed (its heal failed: {fault.heal_error}); "
+                                         "its lease cannot be renewed")
             fault.lease_expires_at = clock.now().plus(lease_ms * 1_000_000)
             self._leases.grant(fault_id, fault.lease_expires_at.monotonic_ns)
             return fault
 
     def _expire(self, fault_id: str) -> None:
+        """A lease ran out, or a failed heal is due for another try."""
+        with self._lock:
+            fault = self._active.get(fault_id)
+            retry = fault is not None and fault.state is FaultState.HEAL_FAILED
         try:
-            self.heal(fault_id, FaultState.EXPIRED)
+            fault = self.heal(fault_id, FaultState.EXPIRED)
         except NotFound:
-            pass  # healed by a request at the same moment
+            return  # healed by a request at the same moment
+        self._audit_heal("HealRetry" if retry else "LeaseExpired", fault)
+
+    def _audit_heal(self, method: str, fault: Fault) -> None:
+        self._audit(method, fault.state.name, sync=True, fault_id=fault.fault_id, kind=fault.spec.kind.name,
+                    interface=fault.spec.selector.interface, error=fault.heal_error,
+                    change=f"healed {fault.fault_id}" if fault.state is not FaultState.HEAL_FAILED
+                    else f"heal of {fault.fault_id} failed; retried")
 
     def close(self, state: FaultState = FaultState.SHUTDOWN) -> list[Fault]:
         """Heal everything (also faults made but still waiting for their start) and stop the lease timer."""
@@ -239,6 +282,8 @@ class FaultEngine:
             for fault_id, mech in list(self._prepared.items()):
                 mech.heal(fault_id)
                 del self._prepared[fault_id]
+        self._leases.stop()  # no retry or expiry races the shutdown heals
         healed = self.heal_all(state)
-        self._leases.stop()
+        for fault in healed:
+            self._audit_heal("Shutdown", fault)
         return healed

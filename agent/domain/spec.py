@@ -63,6 +63,7 @@ class FaultState(Enum):
     HEALED = "healed"
     EXPIRED = "expired"
     SHUTDOWN = "shutdown"
+    HEAL_FAILED = "heal_failed"  # still (maybe) in the kernel: the heal is retried with backoff
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -143,7 +144,7 @@ class ProcessSpec:
     action: ProcessAction
     by: TargetBy
     value: str  # the pid as text for PID
-    restart_command: tuple[str, ...] = ()
+    restart: str = ""  # KILL/STOP: the name of one of the policy's restart_commands, run at heal
 
 
 @dataclass(frozen=True)
@@ -180,3 +181,6 @@ class Fault:
     state: FaultState = FaultState.ACTIVE
     healed_at: Stamp | None = None
     counters: Counters = field(default_factory=Counters)
+    heal_error: str = ""   # HEAL_FAILED: the last attempt's error
+    heal_attempts: int = 0
+    heal_as: FaultState | None = None  # the state a retried heal ends in (HEALED, EXPIRED, SHUTDOWN)

@@ -38,6 +38,7 @@ MAX_GAP = 1_000_000
 MAX_PID = 4_194_304  # the kernel's PID_MAX_LIMIT on 64-bit
 UNIT_RE = re.compile(r"^[A-Za-z0-9:_.\\@-]{1,200}\.(service|scope)$")
 CGROUP_RE = re.compile(r"^[A-Za-z0-9:_.@-]+(/[A-Za-z0-9:_.@-]+)*$")
+RESTART_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 NETEM_ONLY = (FaultKind.DELAY, FaultKind.DUPLICATE, FaultKind.CORRUPT, FaultKind.REORDER, FaultKind.RATE)
 
 
@@ -81,7 +82,7 @@ class RawSpec:
     process_action: ProcessAction | None = None  # None: unspecified or unknown
     target_by: TargetBy | None = None
     target_value: str = ""
-    restart_command: Sequence[str] = ()
+    restart: str = ""
 
 
 def parse_cidr(text: str, where: str) -> Network:
@@ -222,22 +223,22 @@ def _host_fault(raw: RawSpec, limits: Limits) -> FaultSpec:
         raise InvalidArgument(where, "a process name (comm) of 1 to 15 characters, no '/'", value)
     if by is TargetBy.CMDLINE and not (1 <= len(value) <= 200 and "\0" not in value):
         raise InvalidArgument(where, "1 to 200 characters of the command line", value)
-    if by is TargetBy.CGROUP and not (len(value) <= 200 and CGROUP_RE.match(value) and ".." not in value.split("/")):
-        raise InvalidArgument(where, "a cgroup path relative to /sys/fs/cgroup, e.g. system.slice/x.service", value)
+    if by is TargetBy.CGROUP and not (len(value) <= 200 and CGROUP_RE.match(value)
+                                      and not {".", ".."} & set(value.split("/"))):
+        # "." would be the root cgroup: every process on the host.
+        raise InvalidArgument(where, "a cgroup path below /sys/fs/cgroup's root, e.g. system.slice/x.service "
+                              "(no '.' or '..')", value)
     if by is TargetBy.UNIT and not UNIT_RE.match(value):
         raise InvalidArgument(where, "a systemd unit name ending in .service or .scope", value)
     if action is ProcessAction.RESTART_UNIT and by is not TargetBy.UNIT:
         raise InvalidArgument("spec.process.target", "a unit for RESTART_UNIT", by.value)
-    cmd = tuple(raw.restart_command)
-    if cmd and action not in (ProcessAction.KILL, ProcessAction.STOP):
-        raise InvalidArgument("spec.process.restart_command", f"only with action KILL or STOP, not {action.name}",
-                              cmd[0])
-    if cmd and not cmd[0].startswith("/"):
-        raise InvalidArgument("spec.process.restart_command[0]", "an absolute path (run without a shell)", cmd[0])
-    if len(cmd) > 64 or any(len(a) > 4096 or "\0" in a for a in cmd):
-        raise InvalidArgument("spec.process.restart_command", "at most 64 arguments of at most 4096 characters",
-                              len(cmd))
-    return FaultSpec(selector=Selector(""), process=ProcessSpec(action, by, value, cmd),
+    if raw.restart and action not in (ProcessAction.KILL, ProcessAction.STOP):
+        raise InvalidArgument("spec.process.restart", f"only with action KILL or STOP, not {action.name}",
+                              raw.restart)
+    if raw.restart and not RESTART_NAME_RE.match(raw.restart):
+        raise InvalidArgument("spec.process.restart", "the name of one of the host policy's restart_commands "
+                              "(1 to 64 of A-Z a-z 0-9 . _ -)", raw.restart)
+    return FaultSpec(selector=Selector(""), process=ProcessSpec(action, by, value, raw.restart),
                      **common)  # type: ignore[arg-type]
 
 

@@ -30,6 +30,7 @@ class _Installed:
     ifindex: int
     directions: tuple[Direction, ...]
     rule_seq: int
+    final: Counters | None = None  # set once the rule is cleared: a retried heal skips that step
 
 
 @dataclass
@@ -171,17 +172,21 @@ class EbpfDropper:
 
     # -- heal ------------------------------------------------------------
     def counters(self, fault_id: str) -> Counters:
-        return self._prog.counters(self._faults[fault_id].slot)
+        inst = self._faults[fault_id]
+        return inst.final if inst.final is not None else self._prog.counters(inst.slot)
 
     def heal(self, fault_id: str) -> Counters:
-        inst = self._faults.pop(fault_id)
-        self._prog.clear_rule(inst.slot)
-        final = self._prog.counters(inst.slot)
-        self._prog.give_back(inst.slot)
-        self._rec.release(inst.rule_seq)
+        """Idempotent step by step: if a detach fails, a retry picks up where this one stopped."""
+        inst = self._faults[fault_id]
+        if inst.final is None:
+            self._prog.clear_rule(inst.slot)
+            inst.final = self._prog.counters(inst.slot)
+            self._prog.give_back(inst.slot)
+            self._rec.release(inst.rule_seq)
         for d in reversed(inst.directions):
             self._detach(fault_id, inst.ifindex, d)
-        return final
+        del self._faults[fault_id]
+        return inst.final
 
     def _detach(self, fault_id: str, ifindex: int, d: Direction) -> None:
         hook = self._hooks.get((ifindex, d))

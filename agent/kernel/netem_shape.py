@@ -62,6 +62,7 @@ class _Installed:
     ifindex: int
     band_seq: int
     rule_seq: int
+    final: Counters | None = None  # set once the rule is cleared: a retried heal skips that step
 
 
 class NetemShaper:
@@ -194,21 +195,25 @@ class NetemShaper:
     # -- counters and heal ------------------------------------------------
     def counters(self, fault_id: str) -> Counters:
         inst = self._faults[fault_id]
+        if inst.final is not None:
+            return inst.final
         matched = self._prog.counters(inst.slot).matched
         state = self._tc.netem_state(inst.ifindex, inst.band)
         sent, dropped = (state[1], state[2]) if state else (0, 0)
         return Counters(matched=matched, dropped=dropped, shaped=sent)
 
     def heal(self, fault_id: str) -> Counters:
+        """Idempotent step by step: if a kernel call fails, a retry picks up where this one stopped."""
         inst = self._faults[fault_id]
-        self._prog.clear_rule(inst.slot)
-        final = self.counters(fault_id)
-        del self._faults[fault_id]
-        self._rec.release(inst.rule_seq)
-        self._prog.give_back(inst.slot)
+        if inst.final is None:
+            self._prog.clear_rule(inst.slot)
+            inst.final = self.counters(fault_id)
+            self._rec.release(inst.rule_seq)
+            self._prog.give_back(inst.slot)
         self._drop_band(inst.ifindex, inst.band, inst.band_seq)
         self._maybe_drop_tree(inst.ifindex)
-        return final
+        del self._faults[fault_id]
+        return inst.final
 
     def _drop_band(self, ifindex: int, band: int, seq: int) -> None:
         self._tc.del_band(ifindex, band)
@@ -221,8 +226,8 @@ class NetemShaper:
         tree = self._trees.get(ifindex)
         if tree is None or tree.bands:
             return
-        del self._trees[ifindex]
         self._tc.restore_root(ifindex, tree.snapshot)
+        del self._trees[ifindex]  # only once restored: a failed restore is retried
         _check_restored(self._tc, ifindex, tree.snapshot)
         self._rec.release(tree.seq)
 

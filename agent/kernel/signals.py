@@ -1,6 +1,11 @@
 """PROCESS faults: pause (SIGSTOP, SIGCONT at heal), kill (SIGKILL, restart command at heal),
 restart of a systemd unit.
 
+Least privilege: a request names a restart command of the host's policy, never a command line;
+it runs as the policy's user, outside the agent's cgroup and sandbox (a transient systemd
+service where systemd runs). A target may reach at most the policy's max_processes, never
+the root cgroup (an inactive unit has no cgroup: it is refused, not widened to everything).
+
 Each signal that needs undoing is journalled with its undo before it is sent, so a paused
 process is resumed when the fault heals, when the agent stops, and by the next start (or
 `faultline-agent cleanup`) after a crash. A process is named by its pid and start time
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -21,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.domain.errors import InvalidArgument, KernelError, NotFound
+from agent.domain.errors import InvalidArgument, KernelError, NotFound, PermissionDenied
+from agent.domain.policy import RestartCommand
 from agent.domain.spec import MECHANISM_KINDS, Counters, FaultSpec, Mechanism, ProcessAction, ProcessSpec, TargetBy
 from agent.kernel.ebpf_drop import Recorder
 
@@ -67,13 +74,26 @@ def systemd_running() -> bool:
     return Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
 
 
-def spawn(argv: list[str], log_path: str) -> int:
-    """Start a restart command detached (own session), output to log_path; reaped by a thread."""
-    with open(log_path, "ab") as out:
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True, close_fds=True)
+def spawn(argv: list[str], log_path: str, user: str = "root", in_lab: bool = False) -> str:
+    """Start a restart command as `user`, detached. Where systemd runs (and not in a lab
+    namespace): a transient service, so it is outside the agent's cgroup and sandbox and
+    survives the agent's restart. Else its own session, output to log_path, reaped by a thread."""
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise KernelError(f"restart as user {user!r}: no such user on this host") from None
+    if systemd_running() and not in_lab:
+        out = subprocess.run(["systemd-run", "--quiet", "--collect", f"--uid={pw.pw_uid}", f"--gid={pw.pw_gid}",
+                              "--", *argv], capture_output=True, text=True, timeout=30, check=False)
+        if out.returncode:
+            raise KernelError(f"systemd-run {argv[0]}: {out.stderr.strip()}")
+        return f"a transient service as {user}"
+    ids = {} if pw.pw_uid == 0 else {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+    with open(log_path, "ab") as out_f:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_f, stderr=subprocess.STDOUT,
+                                 start_new_session=True, close_fds=True, cwd="/", **ids)  # type: ignore[arg-type]
     threading.Thread(target=child.wait, name=f"reap-{child.pid}", daemon=True).start()
-    return child.pid
+    return f"pid {child.pid} as {user}"
 
 
 def revert(undo: dict[str, Any]) -> str:
@@ -84,8 +104,8 @@ def revert(undo: dict[str, Any]) -> str:
         os.kill(undo["pid"], signal.SIGCONT)
         return f"resumed pid {undo['pid']} ({undo.get('comm', '')})"
     if undo["op"] == "run":
-        pid = spawn(undo["argv"], undo["log"])
-        return f"restarted {undo['argv'][0]} as pid {pid}"
+        how = spawn(undo["argv"], undo["log"], undo.get("user", "root"), bool(undo.get("netns")))
+        return f"restarted {undo.get('name', undo['argv'][0])} ({undo['argv'][0]}) as {how}"
     raise ValueError(f"unknown undo op {undo['op']!r}")
 
 
@@ -109,8 +129,11 @@ class ProcessSignaller:
     mechanism = Mechanism.SIGNAL
     kinds = MECHANISM_KINDS[Mechanism.SIGNAL]
 
-    def __init__(self, recorder: Recorder, state_dir: Path, netns: str) -> None:
+    def __init__(self, recorder: Recorder, state_dir: Path, netns: str,
+                 restart_commands: dict[str, RestartCommand] | None = None, max_processes: int = 8) -> None:
         self._rec = recorder
+        self._restarts = dict(restart_commands or {})
+        self._max_processes = max_processes
         self._state_dir = Path(state_dir)
         self._netns = netns
         self._own_ns = os.stat("/proc/self/ns/net").st_ino
@@ -120,6 +143,10 @@ class ProcessSignaller:
 
     def ready(self, wait_s: float) -> None:
         """Nothing to compile: always ready."""
+
+    def set_policy(self, restart_commands: dict[str, RestartCommand], max_processes: int) -> None:
+        """A reloaded policy: faults from now on see it (a journalled restart keeps its own argv)."""
+        self._restarts, self._max_processes = dict(restart_commands), max_processes
 
     def refuses(self, spec: FaultSpec) -> str:
         assert spec.process is not None
@@ -178,6 +205,12 @@ class ProcessSignaller:
                 raise NotFound(f"{where}: no process matches {p.value!r} {here}")
         else:
             cgroup = CGROUP_ROOT / p.value if p.by is TargetBy.CGROUP else self._unit_cgroup(p.value)
+            if cgroup is None:  # an inactive unit: nothing to signal (a restart needs no process)
+                if p.action is ProcessAction.RESTART_UNIT:
+                    return []
+                raise NotFound(f"{where}: unit {p.value} is not running (it has no cgroup)")
+            if cgroup.resolve() == CGROUP_ROOT.resolve():
+                raise PermissionDenied("cgroups", f"{where}: {p.value} resolves to the root cgroup (every process)")
             if not (cgroup / "cgroup.procs").is_file():
                 raise NotFound(f"{where}: no cgroup {cgroup}")
             candidates = [pid for pid in self._cgroup_pids(cgroup) if self._ours(pid)]
@@ -186,15 +219,19 @@ class ProcessSignaller:
         procs = [x for pid in candidates if (x := identify(pid)) is not None]
         if not procs and p.action is not ProcessAction.RESTART_UNIT:
             raise NotFound(f"{where}: {p.value} exited meanwhile")
+        if len(procs) > self._max_processes:
+            raise PermissionDenied("max_processes", f"{where} {p.value!r} matches {len(procs)} processes; "
+                                                    f"one fault may reach at most {self._max_processes}")
         return procs
 
-    def _unit_cgroup(self, unit: str) -> Path:
+    def _unit_cgroup(self, unit: str) -> Path | None:
         out = subprocess.run(["systemctl", "show", "-p", "LoadState", "-p", "ControlGroup", "--", unit],
                              capture_output=True, text=True, timeout=10)
         props = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
         if props.get("LoadState") != "loaded":
             raise NotFound(f"spec.process.target.unit: no unit {unit!r} ({props.get('LoadState', out.stderr.strip())})")
-        return CGROUP_ROOT / props.get("ControlGroup", "").lstrip("/")
+        cg = props.get("ControlGroup", "").strip("/")
+        return CGROUP_ROOT / cg if cg else None
 
     # -- changes ---------------------------------------------------------
     def apply(self, fault_id: str, spec: FaultSpec, ifindex: int, armed: bool = True) -> None:
@@ -221,14 +258,19 @@ class ProcessSignaller:
         a.armed = True
         p = a.spec
         if p.action is ProcessAction.RESTART_UNIT:
-            out = subprocess.run(["systemctl", "restart", "--", p.value], capture_output=True, text=True, timeout=120)
+            # --no-block: queued, not waited for, so no slow unit holds the engine (and SIGTERM) up.
+            out = subprocess.run(["systemctl", "restart", "--no-block", "--", p.value], capture_output=True, text=True,
+                                 timeout=10)
             if out.returncode:
                 raise KernelError(f"systemctl restart {p.value}: {out.stderr.strip()}")
             return
         ends = {ProcessAction.KILL: signal.SIGKILL, ProcessAction.STOP: signal.SIGTERM}
         sig = ends.get(p.action)
-        if sig and p.restart_command:
-            undo = {"op": "run", "argv": list(p.restart_command),
+        if sig and p.restart:
+            cmd = self._restarts.get(p.restart)
+            if cmd is None:  # the policy checked it; a policy reloaded since could differ
+                raise PermissionDenied("restart_commands", f"{p.restart!r} is not one of this host's restart commands")
+            undo = {"op": "run", "name": p.restart, "argv": list(cmd.argv), "user": cmd.user, "netns": self._netns,
                     "log": str(self._state_dir / f"restart-{fault_id}.log")}
             a.undos.append((self._rec.record(fault_id, self._change(sig.name.lower(), a.procs), undo), undo))
         for proc in a.procs:
@@ -250,13 +292,24 @@ class ProcessSignaller:
         return {"op": op, "netns": self._netns, "pids": [[x.pid, x.start, x.comm] for x in procs]}
 
     def heal(self, fault_id: str) -> Counters:
+        """Every undo is tried; those that fail stay for the engine's retry (KernelError says which)."""
         with self._lock:
-            a = self._faults.pop(fault_id, None)
+            a = self._faults.get(fault_id)
         if a is None:
             return Counters()
-        for seq, undo in a.undos:
-            log.info("%s: %s", fault_id, revert(undo))
+        failed = []
+        for seq, undo in list(a.undos):
+            try:
+                log.info("%s: %s", fault_id, revert(undo))
+            except Exception as e:  # a restart that cannot run must not keep a paused process paused
+                failed.append(f"{undo['op']}: {type(e).__name__}: {e}")
+                continue
             self._rec.release(seq)
+            a.undos.remove((seq, undo))
+        if failed:
+            raise KernelError(f"{len(failed)} undo(s) of {fault_id} failed: {'; '.join(failed)}")
+        with self._lock:
+            self._faults.pop(fault_id, None)
         return self.counters_of(a)
 
     @staticmethod

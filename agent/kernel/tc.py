@@ -101,6 +101,11 @@ class FilterInfo:
     name: str
 
 
+# A delete that finds nothing to delete succeeds: ENOENT/EINVAL (not there), ENODEV (the
+# interface itself is gone, and the kernel dropped its qdiscs and filters with it).
+GONE = (errno.ENOENT, errno.EINVAL, errno.ENODEV)
+
+
 class TcHooks:
     """Owns one netlink socket; close() it (or use `with`)."""
 
@@ -153,7 +158,7 @@ class TcHooks:
         self._call("add clsact", lambda: self._ipr.tc("add", "clsact", ifindex))
 
     def del_clsact(self, ifindex: int) -> None:
-        self._call("delete clsact", lambda: self._ipr.tc("del", "clsact", ifindex), ok=(errno.ENOENT, errno.EINVAL))
+        self._call("delete clsact", lambda: self._ipr.tc("del", "clsact", ifindex), ok=GONE)
 
     # root qdiscs (netem) ------------------------------------------------
     def root_qdisc(self, ifindex: int) -> RootQdisc | None:
@@ -186,11 +191,11 @@ class TcHooks:
         msg["attrs"] = [("TCA_KIND", snap.kind)] + ([("TCA_OPTIONS", snap.options)] if snap.options else [])
         msg["header"]["type"] = RTM_NEWQDISC
         msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
-        self._call("restore root qdisc", lambda: self._ipr.nlm_request_batch([msg]))
+        self._call("restore root qdisc", lambda: self._ipr.nlm_request_batch([msg]), ok=(errno.ENODEV,))
 
     def del_root(self, ifindex: int) -> None:
         self._call("delete root qdisc", lambda: self._ipr.tc("del", index=ifindex, parent=TC_H_ROOT),
-                   ok=(errno.ENOENT, errno.EINVAL))
+                   ok=GONE)
 
     def add_shape_root(self, ifindex: int) -> None:
         """Replace the root with faultline's htb in one step (no moment without a qdisc)."""
@@ -217,7 +222,7 @@ class TcHooks:
     def del_band(self, ifindex: int, band: int) -> None:
         """Delete a fault's class; its netem leaf (and what it still holds) goes with it."""
         self._call("delete htb class", lambda: self._ipr.tc(
-            "del-class", index=ifindex, handle=SHAPE_ROOT | band, parent=SHAPE_ROOT), ok=(errno.ENOENT, errno.EINVAL))
+            "del-class", index=ifindex, handle=SHAPE_ROOT | band, parent=SHAPE_ROOT), ok=GONE)
 
     def netem_state(self, ifindex: int, band: int) -> tuple[dict[str, int], int, int] | None:
         """(options as netem_nla.observed reads them, packets sent, packets dropped) of a band's netem."""
@@ -233,7 +238,7 @@ class TcHooks:
         try:
             msgs = list(self._ipr.get_filters(index=ifindex, parent=PARENT[direction]))
         except NetlinkError as e:
-            if e.code in (errno.EINVAL, errno.ENOENT):  # no clsact: no filters
+            if e.code in GONE:  # no clsact (or no interface any more): no filters
                 return []
             raise KernelError("list filters", e.code) from e
         for m in msgs:
@@ -261,7 +266,7 @@ class TcHooks:
                 "del-filter", "bpf", ifindex, FILTER_HANDLE,
                 parent=PARENT[direction], prio=FILTER_PRIO, protocol=ETH_P_ALL,
             ),
-            ok=(errno.ENOENT, errno.EINVAL),
+            ok=GONE,
         )
 
     def _call(self, what: str, fn: Callable[[], object], ok: tuple[int, ...] = ()) -> None:

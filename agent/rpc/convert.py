@@ -55,6 +55,7 @@ DISTRIBUTION = {
 STATE = {
     FaultState.ACTIVE: pb.FAULT_STATE_ACTIVE, FaultState.HEALED: pb.FAULT_STATE_HEALED,
     FaultState.EXPIRED: pb.FAULT_STATE_EXPIRED, FaultState.SHUTDOWN: pb.FAULT_STATE_SHUTDOWN,
+    FaultState.HEAL_FAILED: pb.FAULT_STATE_HEAL_FAILED,
 }
 
 
@@ -111,7 +112,7 @@ def raw_spec(spec: pb.FaultSpec) -> RawSpec:
         by = p.target.WhichOneof("by")
         if by is not None:
             raw.target_by, raw.target_value = TargetBy(by), str(getattr(p.target, by))
-        raw.restart_command = list(p.restart_command)
+        raw.restart = p.restart
     return raw
 
 
@@ -146,6 +147,7 @@ def fault(f: Fault) -> pb.Fault:
         lease_expires_at=stamp(f.lease_expires_at),
         healed_at=stamp(f.healed_at),
         counters=pb.Counters(matched=f.counters.matched, dropped=f.counters.dropped, shaped=f.counters.shaped),
+        heal_error=f.heal_error,
     )
 
 
@@ -182,7 +184,7 @@ def _params(kind: FaultKind, loss_percent: float, n: Netem | None, spec: pb.Faul
 
 def _process(p: ProcessSpec) -> pb.ProcessParams:
     target = pb.ProcessTarget(pid=int(p.value)) if p.by is TargetBy.PID else pb.ProcessTarget(**{p.by.value: p.value})
-    return pb.ProcessParams(action=PROCESS_ACTION_PB[p.action], target=target, restart_command=p.restart_command)
+    return pb.ProcessParams(action=PROCESS_ACTION_PB[p.action], target=target, restart=p.restart)
 
 
 # -- observation -------------------------------------------------------------

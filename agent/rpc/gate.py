@@ -52,8 +52,10 @@ def _change(method: str, response: Any) -> dict[str, Any]:
 
 
 class Gate(grpc.ServerInterceptor):
-    def __init__(self, policy: Policy, audit: AuditLog, tls: bool) -> None:
-        self.policy, self.audit, self.tls = policy, audit, tls
+    def __init__(self, policy: Policy | Callable[[], Policy], audit: AuditLog, tls: bool) -> None:
+        # A callable: the policy in force now (the agent reloads it on SIGHUP).
+        self._policy = policy if callable(policy) else (lambda: policy)
+        self.audit, self.tls = audit, tls
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
@@ -72,9 +74,9 @@ class Gate(grpc.ServerInterceptor):
 
     def _admit(self, method: str, request: Any, context: grpc.ServicerContext) -> str:
         who, names = identity(context, self.tls)
-        if self.tls and not names & self.policy.allowed_clients:
+        if self.tls and not names & self._policy().allowed_clients:
             why = f"client {who or 'without a name'} is not in this agent's allowed_clients"
-            self.audit.write(who, method, "PERMISSION_DENIED", reason=why, request=_summary(request), sync=True)
+            self.audit.refusal(who, method, "PERMISSION_DENIED", reason=why, request=_summary(request))
             context.abort(grpc.StatusCode.PERMISSION_DENIED, why)
         return who
 

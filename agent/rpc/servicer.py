@@ -161,6 +161,9 @@ class AgentServicer(pb_grpc.AgentServicer):
             netns=self.rt.config.netns,
             programs=[pb.ProgramStatus(name=s.name, state=s.state, seconds=s.seconds, error=s.error)
                       for s in self.rt.program_status()],
+            heal_failed=self.engine.heal_failed_count(),
+            pending_undos=self.rt.pending_undos(),
+            audit_error=self.rt.audit_error(),
         )
 
     @translated_stream

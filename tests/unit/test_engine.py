@@ -3,7 +3,8 @@ import time
 import pytest
 
 from agent.domain.engine import FaultEngine
-from agent.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from agent.domain.errors import FailedPrecondition, InvalidArgument, KernelError, NotFound, PermissionDenied
+from agent.domain.policy import Policy
 from agent.domain.spec import Direction, FaultKind, FaultState, Mechanism
 from agent.domain.validation import RawSpec
 from tests.fakes import LINKS, FakeMechanism
@@ -132,3 +133,66 @@ def test_a_fault_waiting_for_its_start_is_healed_when_the_agent_stops(engine):
     t.join()
     assert errors == ["the agent is stopping"]
     assert [op for op, _ in engine.mech.log] == ["prepare", "heal"] and engine.mech.installed == {}
+
+
+class FailingHeal(FakeMechanism):
+    """Its heals fail until `fixed` is set (an undo the kernel refuses, a restart that cannot run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fixed = False
+        self.attempts = 0
+
+    def heal(self, fault_id):
+        self.attempts += 1
+        if not self.fixed:
+            raise KernelError("detach bpf filter", 16)
+        return super().heal(fault_id)
+
+
+def test_a_failed_heal_is_listed_retried_with_backoff_and_never_wedges_the_engine():
+    mech = FailingHeal()
+    audit = []
+    e = FaultEngine([mech], {}, LINKS.get, audit=lambda method, verdict, **f: audit.append((method, verdict)))
+    try:
+        bad = e.apply(raw(lease_ms=100))
+        deadline = time.monotonic() + 5
+        while mech.attempts < 2 and time.monotonic() < deadline:  # expiry, then the first retry (0.5 s)
+            time.sleep(0.02)
+        [listed] = e.list()
+        assert listed.state is FaultState.HEAL_FAILED and "detach bpf filter (errno 16)" in listed.heal_error
+        assert e.heal_failed_count() == 1
+        assert ("LeaseExpired", "HEAL_FAILED") in audit and ("HealRetry", "HEAL_FAILED") in audit
+        with pytest.raises(FailedPrecondition, match="is being healed"):
+            e.renew(bad.fault_id, 5000)
+        # Everything else keeps working meanwhile.
+        mech.fixed = True
+        other = e.apply(raw(kind=FaultKind.LOSS, loss_percent=5.0))
+        assert e.heal(other.fault_id).state is FaultState.HEALED
+        while e.list() and time.monotonic() < deadline:  # the next retry succeeds
+            time.sleep(0.02)
+        assert e.list() == [] and e.heal_failed_count() == 0
+        [done] = [f for f in e.list(include_healed=True) if f.fault_id == bad.fault_id]
+        assert done.state is FaultState.EXPIRED  # the state it was healing into
+        assert audit[-1] == ("HealRetry", "EXPIRED")
+    finally:
+        e.close()
+
+
+def test_shutdown_with_a_heal_that_fails_still_heals_the_rest():
+    mech = FailingHeal()
+    e = FaultEngine([mech], {}, LINKS.get)
+    e.apply(raw())
+    healed = e.close()
+    assert [f.state for f in healed] == [FaultState.HEAL_FAILED]  # said, not raised
+
+
+def test_renew_stays_within_the_policys_max_lease():
+    e = FaultEngine([FakeMechanism()], {}, LINKS.get, policy=Policy(max_lease_s=60))
+    try:
+        f = e.apply(raw(lease_ms=10_000))
+        with pytest.raises(PermissionDenied, match="max_lease_s: lease 120 s is over 60 s"):
+            e.renew(f.fault_id, 120_000)
+        e.renew(f.fault_id, 60_000)
+    finally:
+        e.close()

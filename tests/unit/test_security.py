@@ -121,3 +121,27 @@ def test_a_malformed_policy_names_the_key(tmp_path, text, error):
     p.write_text(text)
     with pytest.raises(policies.PolicyError, match=error):
         policies.load(p)
+
+
+def test_audit_lines_are_bounded_and_refusals_rate_limited(tmp_path):
+    from agent.domain import audit as audit_mod
+
+    log = audit_mod.AuditLog(tmp_path / "audit.jsonl")
+    log.write("CN=qa", "ApplyFault", "INVALID_ARGUMENT", sync=True, request={"label": "x" * 4_000_000})
+    size = (tmp_path / "audit.jsonl").stat().st_size
+    assert size < 2_000
+    [line] = audit_lines(tmp_path / "audit.jsonl")
+    assert "[4000000 chars, sha256 " in line["request"]["label"]
+    for _ in range(audit_mod.REFUSALS_PER_MINUTE + 50):
+        log.refusal("CN=intruder", "ApplyFault", "PERMISSION_DENIED", reason="not allowed")
+    assert len(audit_lines(tmp_path / "audit.jsonl")) == 1 + audit_mod.REFUSALS_PER_MINUTE
+
+
+def test_an_audit_write_that_fails_is_kept_for_health_not_raised(tmp_path):
+    from agent.domain.audit import AuditLog
+
+    (tmp_path / "ro").mkdir()
+    log = AuditLog(tmp_path / "ro" / "audit.jsonl")
+    (tmp_path / "ro" / "audit.jsonl").mkdir()  # writing it now fails (EISDIR), even as root
+    log.write("CN=qa", "ApplyFault", "OK", sync=True)
+    assert "Is a directory" in log.last_error

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from agent.domain.errors import PermissionDenied
 from agent.domain.journal import Journal
+from agent.domain.policy import RestartCommand
 from agent.domain.spec import FaultKind, FaultSpec, ProcessAction, ProcessSpec, Selector, TargetBy
 from agent.kernel import signals
 
@@ -85,7 +91,7 @@ fi
         mech.apply("f-1", spec("nosuch.service"), 0)
     assert "restart" not in calls.read_text()  # nothing restarted for a unit systemd does not know
     mech.apply("f-2", spec("gateway.service"), 0)
-    assert calls.read_text().splitlines()[-1] == "restart -- gateway.service"
+    assert calls.read_text().splitlines()[-1] == "restart --no-block -- gateway.service"
     mech.heal("f-2")
     monkeypatch.setattr(signals, "systemd_running", lambda: False)
     assert "systemd is not running" in mech.refuses(spec("gateway.service"))
@@ -95,14 +101,22 @@ def test_stop_is_a_sigterm_the_process_handles_and_the_restart_runs_at_heal(tmp_
     """STOP (graceful): the target gets SIGTERM and shuts down its own way (here: a trap that
     writes a file), recorded with its restart as the undo; healing runs the restart command."""
     said, restarted = tmp_path / "said", tmp_path / "restarted"
-    child = subprocess.Popen(["/bin/sh", "-c", f'trap "echo bye > {said}; exit 0" TERM; '
-                              "while :; do sleep 0.05; done", "graceful-target-1019"])
+    # One process that never forks: a shell loop's `sleep` children would match the cmdline too.
+    handler = (f"import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: "
+               f"(pathlib.Path({str(said)!r}).write_text('bye\\n'), sys.exit(0))); "
+               f"pathlib.Path({str(tmp_path / 'ready')!r}).touch(); time.sleep(3600)")
+    child = subprocess.Popen([sys.executable, "-c", handler, "graceful-target-1019"])
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "ready").exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # until its handler is in place
+    assert (tmp_path / "ready").exists()
     try:
         journal = Journal(tmp_path / "j")
-        mech = signals.ProcessSignaller(journal, tmp_path, "")
+        # The policy names the command and its user; the request only names it.
+        mech = signals.ProcessSignaller(journal, tmp_path, "", {"again": RestartCommand(
+            ("/bin/sh", "-c", f"echo again $(id -u) > {restarted}"), "root")})
         spec = FaultSpec(FaultKind.PROCESS, Selector(""), 1000, process=ProcessSpec(
-            ProcessAction.STOP, TargetBy.CMDLINE, "graceful-target-1019",
-            ("/bin/sh", "-c", f"echo again > {restarted}")))
+            ProcessAction.STOP, TargetBy.CMDLINE, "graceful-target-1019", "again"))
         mech.apply("f-1", spec, 0)
         assert child.wait(timeout=5) == 0  # exited by its own handler, not killed by the signal
         assert said.read_text() == "bye\n"
@@ -112,9 +126,35 @@ def test_stop_is_a_sigterm_the_process_handles_and_the_restart_runs_at_heal(tmp_
         deadline = time.monotonic() + 5
         while not restarted.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert restarted.read_text() == "again\n"
+        assert restarted.read_text() == "again 0\n"
         assert journal.is_empty()
     finally:
         if child.poll() is None:
             child.kill()
         child.wait()
+
+
+def test_a_restart_runs_as_the_policys_user_and_a_target_over_max_processes_is_refused(tmp_path):
+    out = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own tmp is 0700 root: nobody could not write there
+    out.chmod(0o777)
+    assert "as nobody" in signals.spawn(["/bin/sh", "-c", f"id -u > {out}/uid"], str(out / "log"), "nobody",
+                                        in_lab=True)
+    deadline = time.monotonic() + 5
+    while not ((out / "uid").exists() and (out / "uid").read_text().endswith("\n")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (out / "uid").read_text().strip() == str(pwd.getpwnam("nobody").pw_uid)
+    children = [subprocess.Popen(["/bin/sh", "-c", "sleep 3600; :", "many-1019"], start_new_session=True)
+                for _ in range(3)]
+    try:
+        mech = signals.ProcessSignaller(Journal(tmp_path / "j"), tmp_path, "", max_processes=2)
+        spec = FaultSpec(FaultKind.PROCESS, Selector(""), 1000,
+                         process=ProcessSpec(ProcessAction.PAUSE, TargetBy.CMDLINE, "many-1019"))
+        with pytest.raises(PermissionDenied, match=r"max_processes: .* matches [3-6] processes; .* at most 2"):
+            mech.apply("f-1", spec, 0)
+        # Nothing signalled: none of them stopped (T).
+        assert all(Path(f"/proc/{c.pid}/stat").read_text().split(") ")[1][0] != "T" for c in children)
+    finally:
+        shutil.rmtree(out)
+        for c in children:
+            os.killpg(c.pid, signal.SIGKILL)  # its sleep too
+            c.wait()

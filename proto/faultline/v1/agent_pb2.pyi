@@ -64,6 +64,7 @@ class FaultState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FAULT_STATE_HEALED: _ClassVar[FaultState]
     FAULT_STATE_EXPIRED: _ClassVar[FaultState]
     FAULT_STATE_SHUTDOWN: _ClassVar[FaultState]
+    FAULT_STATE_HEAL_FAILED: _ClassVar[FaultState]
 
 class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -126,6 +127,7 @@ FAULT_STATE_ACTIVE: FaultState
 FAULT_STATE_HEALED: FaultState
 FAULT_STATE_EXPIRED: FaultState
 FAULT_STATE_SHUTDOWN: FaultState
+FAULT_STATE_HEAL_FAILED: FaultState
 EVENT_KIND_UNSPECIFIED: EventKind
 EVENT_KIND_STATE: EventKind
 EVENT_KIND_RETRANSMIT: EventKind
@@ -255,14 +257,14 @@ class ProcessTarget(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., name: _Optional[str] = ..., cmdline: _Optional[str] = ..., cgroup: _Optional[str] = ..., unit: _Optional[str] = ...) -> None: ...
 
 class ProcessParams(_message.Message):
-    __slots__ = ("action", "target", "restart_command")
+    __slots__ = ("action", "target", "restart")
     ACTION_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
-    RESTART_COMMAND_FIELD_NUMBER: _ClassVar[int]
+    RESTART_FIELD_NUMBER: _ClassVar[int]
     action: ProcessAction
     target: ProcessTarget
-    restart_command: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, action: _Optional[_Union[ProcessAction, str]] = ..., target: _Optional[_Union[ProcessTarget, _Mapping]] = ..., restart_command: _Optional[_Iterable[str]] = ...) -> None: ...
+    restart: str
+    def __init__(self, action: _Optional[_Union[ProcessAction, str]] = ..., target: _Optional[_Union[ProcessTarget, _Mapping]] = ..., restart: _Optional[str] = ...) -> None: ...
 
 class FaultSpec(_message.Message):
     __slots__ = ("kind", "selector", "lease_ms", "mechanism", "label", "disconnect", "loss", "delay", "duplicate", "corrupt", "reorder", "rate", "reset", "process", "queue_limit_packets")
@@ -317,7 +319,7 @@ class Counters(_message.Message):
     def __init__(self, matched: _Optional[int] = ..., dropped: _Optional[int] = ..., shaped: _Optional[int] = ...) -> None: ...
 
 class Fault(_message.Message):
-    __slots__ = ("fault_id", "spec", "mechanism", "state", "applied_at", "lease_expires_at", "healed_at", "counters")
+    __slots__ = ("fault_id", "spec", "mechanism", "state", "applied_at", "lease_expires_at", "healed_at", "counters", "heal_error")
     FAULT_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     MECHANISM_FIELD_NUMBER: _ClassVar[int]
@@ -326,6 +328,7 @@ class Fault(_message.Message):
     LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     HEALED_AT_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    HEAL_ERROR_FIELD_NUMBER: _ClassVar[int]
     fault_id: str
     spec: FaultSpec
     mechanism: Mechanism
@@ -334,7 +337,8 @@ class Fault(_message.Message):
     lease_expires_at: Timestamp
     healed_at: Timestamp
     counters: Counters
-    def __init__(self, fault_id: _Optional[str] = ..., spec: _Optional[_Union[FaultSpec, _Mapping]] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., state: _Optional[_Union[FaultState, str]] = ..., applied_at: _Optional[_Union[Timestamp, _Mapping]] = ..., lease_expires_at: _Optional[_Union[Timestamp, _Mapping]] = ..., healed_at: _Optional[_Union[Timestamp, _Mapping]] = ..., counters: _Optional[_Union[Counters, _Mapping]] = ...) -> None: ...
+    heal_error: str
+    def __init__(self, fault_id: _Optional[str] = ..., spec: _Optional[_Union[FaultSpec, _Mapping]] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., state: _Optional[_Union[FaultState, str]] = ..., applied_at: _Optional[_Union[Timestamp, _Mapping]] = ..., lease_expires_at: _Optional[_Union[Timestamp, _Mapping]] = ..., healed_at: _Optional[_Union[Timestamp, _Mapping]] = ..., counters: _Optional[_Union[Counters, _Mapping]] = ..., heal_error: _Optional[str] = ...) -> None: ...
 
 class GetCapabilitiesRequest(_message.Message):
     __slots__ = ()
@@ -453,7 +457,7 @@ class HealthRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HealthResponse(_message.Message):
-    __slots__ = ("status", "agent_version", "active_faults", "now", "started_at_realtime_ns", "netns", "programs")
+    __slots__ = ("status", "agent_version", "active_faults", "now", "started_at_realtime_ns", "netns", "programs", "heal_failed", "pending_undos", "audit_error")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FAULTS_FIELD_NUMBER: _ClassVar[int]
@@ -461,6 +465,9 @@ class HealthResponse(_message.Message):
     STARTED_AT_REALTIME_NS_FIELD_NUMBER: _ClassVar[int]
     NETNS_FIELD_NUMBER: _ClassVar[int]
     PROGRAMS_FIELD_NUMBER: _ClassVar[int]
+    HEAL_FAILED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_UNDOS_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_ERROR_FIELD_NUMBER: _ClassVar[int]
     status: str
     agent_version: str
     active_faults: int
@@ -468,7 +475,10 @@ class HealthResponse(_message.Message):
     started_at_realtime_ns: int
     netns: str
     programs: _containers.RepeatedCompositeFieldContainer[ProgramStatus]
-    def __init__(self, status: _Optional[str] = ..., agent_version: _Optional[str] = ..., active_faults: _Optional[int] = ..., now: _Optional[_Union[Timestamp, _Mapping]] = ..., started_at_realtime_ns: _Optional[int] = ..., netns: _Optional[str] = ..., programs: _Optional[_Iterable[_Union[ProgramStatus, _Mapping]]] = ...) -> None: ...
+    heal_failed: int
+    pending_undos: _containers.RepeatedScalarFieldContainer[str]
+    audit_error: str
+    def __init__(self, status: _Optional[str] = ..., agent_version: _Optional[str] = ..., active_faults: _Optional[int] = ..., now: _Optional[_Union[Timestamp, _Mapping]] = ..., started_at_realtime_ns: _Optional[int] = ..., netns: _Optional[str] = ..., programs: _Optional[_Iterable[_Union[ProgramStatus, _Mapping]]] = ..., heal_failed: _Optional[int] = ..., pending_undos: _Optional[_Iterable[str]] = ..., audit_error: _Optional[str] = ...) -> None: ...
 
 class ProgramStatus(_message.Message):
     __slots__ = ("name", "state", "seconds", "error")
