@@ -202,10 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     k = kinds.add_parser(
         "process", help="pause, stop, kill or restart processes of the agent's host",
         description="pause: SIGSTOP now, SIGCONT when --duration ends (also after an agent crash: the "
-                    "next start resumes it). kill: SIGKILL now; --restart-command runs when --duration ends. "
-                    "stop: SIGTERM now (a graceful shutdown), --restart-command as for kill. "
-                    "restart-unit: systemctl restart (hosts running systemd). Only processes in the agent's "
-                    "network namespace; never PID 1 or the agent. Needs allow_process_faults in the policy.")
+                    "next start resumes it). kill: SIGKILL now; the --restart named runs when --duration ends. "
+                    "stop: SIGTERM now (a graceful shutdown), --restart as for kill. "
+                    "restart-unit: systemctl restart of one of the policy's units (hosts running systemd). "
+                    "Only processes in the agent's network namespace, at most the policy's max_processes; "
+                    "never PID 1 or the agent. Needs allow_process_faults in the host's policy, which also "
+                    "names the restart commands (no command line is ever sent).")
     k.add_argument("action", choices=("pause", "stop", "kill", "restart-unit"))
     g = k.add_mutually_exclusive_group(required=True)
     g.add_argument("--pid", type=int)
@@ -213,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cmdline", help="text in the command line, as pgrep -f")
     g.add_argument("--cgroup", help="cgroup v2 path under /sys/fs/cgroup")
     g.add_argument("--unit", help="systemd unit, e.g. broker.service")
-    k.add_argument("--restart-command", nargs="+", default=[], metavar="ARG",
-                   help="kill and stop: absolute path and arguments run (no shell) when --duration ends")
+    k.add_argument("--restart", default="", metavar="NAME",
+                   help="kill and stop: one of the host policy's restart_commands, run when --duration ends "
+                        "(see `faultline caps`: process_faults lists them)")
     k.add_argument("--duration", type=duration, default=30.0,
                    help="pause: how long; kill, stop: until the restart command runs (default 30s)")
     k.add_argument("--label", default="", help="free text shown in listings")
@@ -350,7 +353,7 @@ def _run_agent_command(args: argparse.Namespace) -> int:
                              f"netns {h.netns or '-'}, clock {fmt.when(h.now)}, offset from this host {offset}")
         elif args.command == "inject" and args.kind == "process":
             target = {by: getattr(args, by) for by in TARGET_BY if getattr(args, by) is not None}
-            spec = process_spec(args.action, args.duration, restart_command=args.restart_command, label=args.label,
+            spec = process_spec(args.action, args.duration, restart=args.restart, label=args.label,
                                 **target)
             r = c.apply(spec)
             out(r, lambda r: f"{r.fault_id}: {args.action} {fmt.describe(spec)}; "

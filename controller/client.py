@@ -79,14 +79,15 @@ MECHANISMS = {"auto": pb.MECHANISM_UNSPECIFIED, "ebpf": pb.MECHANISM_EBPF_TC, "n
               "signal": pb.MECHANISM_SIGNAL, "sock-destroy": pb.MECHANISM_SOCK_DESTROY}
 
 
-def process_spec(action: str, lease_s: float, *, restart_command: Sequence[str] = (), label: str = "",
+def process_spec(action: str, lease_s: float, *, restart: str = "", label: str = "",
                  **target: int | str) -> pb.FaultSpec:
-    """A PROCESS fault: `action` pause|kill|restart-unit, target one of pid=, name=, cmdline=, cgroup=, unit=."""
+    """A PROCESS fault: `action` pause|stop|kill|restart-unit, target one of pid=, name=, cmdline=, cgroup=,
+    unit=; `restart`: the name of one of the host policy's restart_commands (kill, stop)."""
     if len(target) != 1 or next(iter(target)) not in TARGET_BY:
         raise ValueError(f"process target: exactly one of {', '.join(TARGET_BY)}; got {sorted(target)}")
     return pb.FaultSpec(kind=pb.FAULT_KIND_PROCESS, lease_ms=round(lease_s * 1000), label=label,
                         process=pb.ProcessParams(action=PROCESS_ACTIONS[action], target=pb.ProcessTarget(**target),
-                                                 restart_command=list(restart_command)))
+                                                 restart=restart))
 
 
 def fault_spec(

@@ -33,7 +33,7 @@ def describe(spec: pb.FaultSpec) -> str:
         p = spec.process
         by = p.target.WhichOneof("by") or "?"
         text = f"{kind} {enum_name(pb.ProcessAction, p.action, 'PROCESS_ACTION_')} {by} {getattr(p.target, by, '')}"
-        return text + (f" then {' '.join(p.restart_command)}" if p.restart_command else "")
+        return text + (f" then restart {p.restart}" if p.restart else "")
     parts = [kind] if spec.kind == pb.FAULT_KIND_RESET else \
         [kind, f"on {s.interface}", enum_name(pb.Direction, s.direction, "DIRECTION_")]
     if s.peer_cidrs:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -67,6 +68,8 @@ class LabHost:
     pid: int = 0
     with_agent: bool = True
     clock_skew_ms: float = 0.0  # lab-only agent option: its realtime reported this far off
+    # Its policy's restart commands (name -> argv), set by a scenario for its processes.
+    restart_commands: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -212,14 +215,57 @@ class Lab:
                     if e.code != 17:  # EEXIST: up again after a partial run
                         raise
 
+    def replug(self, name: str) -> None:
+        """The host's link vanishes and a new one takes its place (a NIC replaced, a VM's interface
+        re-created): same names and addresses, a new device (new ifindex, no qdiscs or filters)."""
+        state = self.load()
+        if state is None:
+            raise RuntimeError("no lab is up")
+        host = state.hosts[name]
+        with IPRoute() as ipr:
+            for idx in ipr.link_lookup(ifname=host.veth):
+                _delete_link(ipr, idx)  # takes its peer, the host's interface, with it
+            self._host(ipr, state, host)
+
+    def _write_policy(self, host: LabHost) -> Path:
+        """An explicit policy, so that a host's /etc/faultline/agent.yaml never applies to the lab:
+        its own interface only; process faults on its own namespace's processes (the agent checks),
+        restarting only the commands a scenario's processes were started with (as root, like them)."""
+        policy = Path(host.log).parent / "policy.yaml"
+        body = {"interfaces": [host.interface], "allow_process_faults": True,
+                "restart_commands": {n: {"argv": argv, "user": "root"} for n, argv in host.restart_commands.items()}}
+        tmp = policy.with_suffix(".tmp")
+        tmp.write_text(f"# lab host {host.name}, written by the lab\n" + yaml.safe_dump(body, sort_keys=True))
+        tmp.replace(policy)
+        return policy
+
+    def set_restart_commands(self, name: str, commands: Mapping[str, Sequence[str]],
+                             timeout_s: float = 15.0) -> None:
+        """Make `commands` the host's restart commands: its policy file is rewritten and the agent
+        reloads it (SIGHUP); returns once the agent lists exactly these names."""
+        state = self.load()
+        if state is None:
+            raise RuntimeError("no lab is up")
+        host = state.hosts[name]
+        host.restart_commands = {n: list(a) for n, a in commands.items()}
+        self._save(state)
+        self._write_policy(host)
+        os.kill(host.pid, signal.SIGHUP)
+        want = f"restart commands: {', '.join(sorted(commands)) or 'none'};"
+        deadline = time.monotonic() + timeout_s
+        with AgentClient(host.agent) as c:
+            while True:
+                feats = {f.name: f.reason for f in c.capabilities().features}
+                if want in feats.get("process_faults", ""):
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"agent of {name} did not take its new policy in {timeout_s:.0f} s "
+                                       f"(it says: {feats.get('process_faults')}); see {host.log}")
+                time.sleep(0.05)
+
     def _start_agent(self, host: LabHost) -> None:
         Path(host.log).parent.mkdir(parents=True, exist_ok=True)
-        # An explicit policy, so that a host's /etc/faultline/agent.yaml never applies to the lab.
-        policy = Path(host.log).parent / "policy.yaml"
-        if not policy.exists():
-            # Process faults reach only processes in the host's own namespace (the agent checks).
-            policy.write_text(f"# lab host {host.name}: its own interface only\ninterfaces: [{host.interface}]\n"
-                              "allow_process_faults: true\n")
+        policy = self._write_policy(host)
         with open(host.log, "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "agent.cli", "serve", "--netns", host.netns,

@@ -120,6 +120,10 @@ class Run:
             self.lab_made = before is None
             self.opt.event(f"lab up: {', '.join(self.scn.lab)}" + ("" if self.lab_made else " (reusing the lab)"))
             self.endpoints = lab_endpoints(self.lab.up(self.scn.lab), self.scn.lab)
+            # Each lab host may restart only its own processes, as they were started (its policy).
+            for host in self.scn.lab:
+                self.lab.set_restart_commands(host, {p.name: [self.resolve(a) for a in p.command]
+                                                     for p in self.scn.processes if p.host == host})
         else:
             self.endpoints = {n: Endpoint(n, h.agent, h.ipv4, h.ipv6, h.interface) for n, h in self.scn.hosts.items()}
         for name, ep in self.endpoints.items():
@@ -231,8 +235,7 @@ class Run:
         p = step.params
         if p["kind"] == "process":
             target = {k: (self.resolve(v) if isinstance(v, str) else v) for k, v in p["target"].items()}
-            return [(h, process_spec(p["action"], lease, label=label, **target,
-                                     restart_command=[self.resolve(a) for a in p.get("restart_command", [])]))
+            return [(h, process_spec(p["action"], lease, label=label, **target, restart=p.get("restart", "")))
                     for h in p["hosts"]]
         peers = [self.resolve(x) for x in p.get("peers", [])] + addrs(p.get("peer_hosts", []))
         if p["kind"] == "reset":

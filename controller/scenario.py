@@ -190,8 +190,11 @@ def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
         "action": Str(("pause", "stop", "kill", "restart-unit")),
         "target": Map({"pid": Num(2, 4_194_304, integer=True), "name": Str(), "cmdline": tpl, "cgroup": Str(),
                        "unit": Str()}),
-        "restart_command": argv,
-    }, required=frozenset({"hosts", "kind", "duration_s"}))
+        "restart": Str(),
+    }, required=frozenset({"hosts", "kind", "duration_s"}), gone={
+        "restart_command": "gone: a request never carries a command line (the agent would run it as root); "
+                           "write `restart: NAME`, a process of this scenario (lab) or one of the host "
+                           "policy's restart_commands"})
     partition = Map({"a": List(host, 1), "b": List(host, 1), "duration_s": SECONDS},
                     required=frozenset({"a", "b", "duration_s"}))
     return Map({
@@ -339,8 +342,8 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
             if "action" not in body or len(body.get("target", {})) != 1:
                 raise fail(f"method[{i}].fault", "action and a target with one of pid, name, cmdline, cgroup, unit "
                                                  "for a process fault", sorted(body.get("target", {})) or None)
-        elif body.get("action") or body.get("target") or body.get("restart_command"):
-            raise fail(f"method[{i}].fault", "action, target and restart_command only for kind process", body["kind"])
+        elif body.get("action") or body.get("target") or body.get("restart"):
+            raise fail(f"method[{i}].fault", "action, target and restart only for kind process", body["kind"])
         if kind == "fault" and body["kind"] == "reset" and not (body.get("peers") or body.get("peer_hosts")
                                                                  or body.get("ports")):
             raise fail(f"method[{i}].fault", "peers, peer_hosts or ports: which connections to reset", None)
@@ -360,6 +363,14 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
             raise fail(f"processes[{i}].host", "only in a lab scenario (real hosts run their own processes)",
                        p["host"])
         processes.append(Process(p["name"], p["command"], p.get("host", ""), p.get("ready", "")))
+    if "lab" in raw:  # a lab host's policy lists its processes' commands as its restart commands
+        for step in steps:
+            name = step.params.get("restart") if step.kind == "fault" else None
+            for h in step.params.get("hosts", []) if name else []:
+                if not any(p.name == name and p.host == h for p in processes):
+                    on_host = sorted(p.name for p in processes if p.host == h) or ["none"]
+                    raise fail(f"method[{step.index}].fault.restart",
+                               f"a process of this scenario on host {h} ({', '.join(on_host)})", name)
     rec = raw.get("recovery", {})
     if not rec.get("watch") and not rec.get("probe"):
         raise fail("recovery", "watch (host, port) and/or probe: how recovery is seen", rec or None)

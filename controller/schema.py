@@ -92,6 +92,7 @@ class List(Spec):
 class Map(Spec):
     fields: Mapping[str, Spec]
     required: frozenset[str] = field(default_factory=frozenset)
+    gone: Mapping[str, str] = field(default_factory=dict)  # a key that no longer exists -> what to write now
 
     def check(self, node: Node, path: str, file: str) -> Any:
         if not isinstance(node, MappingNode):
@@ -100,6 +101,8 @@ class Map(Spec):
         for k, v in node.value:
             key = _scalar(k)
             where = f"{path}.{key}" if path else str(key)
+            if key in self.gone:
+                raise SchemaError(file, _line(k), where, self.gone[key], key)
             if key not in self.fields:
                 raise SchemaError(file, _line(k), where, f"not a known key; allowed: {', '.join(self.fields)}", key)
             if key in out:

@@ -84,17 +84,31 @@ def test_pause_survives_agent_kill_9(lab, agents, sleeper):
     agents["broker"] = AgentClient(lab.state.hosts["broker"].agent)
 
 
-def test_kill_then_restart_command_at_lease_end(lab, agents, sleeper):
+def test_kill_then_the_policys_restart_command_at_lease_end(lab, agents, sleeper):
+    """The request names a restart command; the host's policy says what it runs."""
     p = sleeper(seconds="1002")
-    agents["broker"].apply(process_spec("kill", 0.5, pid=p.pid, restart_command=["/bin/sleep", "1003"]))
-    assert p.wait(timeout=5) == -signal.SIGKILL
-    ns = lab.state.hosts["broker"].netns
+    lab.set_restart_commands("broker", {"sleeper": ["/bin/sleep", "1003"]})
+    try:
+        agents["broker"].apply(process_spec("kill", 0.5, pid=p.pid, restart="sleeper"))
+        assert p.wait(timeout=5) == -signal.SIGKILL
+        ns = lab.state.hosts["broker"].netns
 
-    def restarted() -> list[int]:
-        return [pid for pid in pids_running(["/bin/sleep", "1003"]) if in_netns(pid, ns)]
-    found = wait_until(restarted, 10, "the restart command running in the broker's namespace")
-    for pid in found:
-        os.kill(pid, signal.SIGTERM)
+        def restarted() -> list[int]:
+            return [pid for pid in pids_running(["/bin/sleep", "1003"]) if in_netns(pid, ns)]
+        found = wait_until(restarted, 10, "the restart command running in the broker's namespace")
+        for pid in found:
+            os.kill(pid, signal.SIGTERM)
+    finally:
+        lab.set_restart_commands("broker", {})
+
+
+def test_a_restart_outside_the_policys_list_is_refused_and_nothing_signalled(lab, agents, sleeper):
+    p = sleeper(seconds="1004")
+    with pytest.raises(AgentError) as e:
+        agents["broker"].apply(process_spec("kill", 5, pid=p.pid, restart="rm-rf"))
+    assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "restart_commands: 'rm-rf' is not one of this host's restart commands" in e.value.message
+    assert proc_state(p.pid) == "S" and agents["broker"].list() == []
 
 
 def test_bad_targets_change_nothing(lab, agents, sleeper):
@@ -106,10 +120,11 @@ def test_bad_targets_change_nothing(lab, agents, sleeper):
         (dict(pid=4_000_000), grpc.StatusCode.NOT_FOUND, "spec.process.target.pid"),
         (dict(pid=other.pid), grpc.StatusCode.NOT_FOUND, "spec.process.target.pid"),
         (dict(name="no-such-proc"), grpc.StatusCode.NOT_FOUND, "spec.process.target.name"),
-        (dict(cgroup="no/such/group"), grpc.StatusCode.NOT_FOUND, "spec.process.target.cgroup"),
+        (dict(cgroup="no/such/group"), grpc.StatusCode.PERMISSION_DENIED, "cgroups"),
+        (dict(cgroup="."), grpc.StatusCode.INVALID_ARGUMENT, "spec.process.target.cgroup"),
         (dict(pid=1), grpc.StatusCode.INVALID_ARGUMENT, "spec.process.target.pid"),
         (dict(name="a/b"), grpc.StatusCode.INVALID_ARGUMENT, "spec.process.target.name"),
-        (dict(unit="broker.service"), grpc.StatusCode.FAILED_PRECONDITION, "systemd"),
+        (dict(unit="broker.service"), grpc.StatusCode.PERMISSION_DENIED, "units"),
     ]
     for target, code, named in cases:
         with pytest.raises(AgentError) as e:
@@ -117,8 +132,8 @@ def test_bad_targets_change_nothing(lab, agents, sleeper):
         assert e.value.code == code, (target, e.value)
         assert named in str(e.value), (target, e.value)
     with pytest.raises(AgentError) as e:
-        agents["broker"].apply(process_spec("pause", 5, name="sleep", restart_command=["/bin/true"]))
-    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "restart_command" in str(e.value)
+        agents["broker"].apply(process_spec("pause", 5, name="sleep", restart="sleeper"))
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "spec.process.restart" in str(e.value)
     assert proc_state(other.pid) == "S"
     assert agents["broker"].list() == []
     assert journal_size(host) == 0
