@@ -15,8 +15,10 @@ from pathlib import Path
 EPILOG = """\
 examples:
   faultline-agent serve --tls-dir /etc/faultline/tls --policy /etc/faultline/agent.yaml
-  faultline-agent serve --insecure --listen 0.0.0.0:7070 --state-dir /var/lib/faultline
-  faultline-agent serve --insecure --netns fl-trader --listen 10.77.0.1:7070 --state-dir /run/fl/trader
+  faultline-agent serve --insecure --listen 127.0.0.1:7070 --state-dir /tmp/faultline   (a try on one machine)
+  faultline-agent serve --tls-dir /run/faultline-lab/fl-tls --allow-client CN=faultline-lab-controller \
+      --netns fl-trader --listen 10.77.0.1:7070 --state-dir /run/faultline-lab/fl-trader/state   (what the lab runs)
+  kill -HUP $(pidof -s faultline-agent)   # reload the policy (restart commands, units, limits)
   faultline-agent cleanup --state-dir /var/lib/faultline
 
 Every kernel change is journalled under --state-dir before it is made. On start, and
@@ -63,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--audit-log", type=Path, default=None, metavar="PATH",
                    help="one JSON line per request and per kernel change (default STATE_DIR/audit.jsonl)")
     s.add_argument("--insecure", action="store_true",
-                   help="serve plaintext gRPC without client authentication (labs only; logged loudly)")
+                   help="serve plaintext gRPC without client authentication: only on a loopback --listen or "
+                        "inside --netns (logged loudly)")
     s.add_argument("--clock-skew-ms", type=float, default=0.0, metavar="MS",
                    help="lab only (needs --netns): report realtime MS off, to test the controller's clock "
                         "correction")
@@ -92,6 +95,10 @@ def serve(args: argparse.Namespace) -> int:
     if bool(args.tls_dir) == bool(args.insecure):
         log.error("give --tls-dir DIR (mTLS) or, for a lab, --insecure (plaintext: anyone who reaches %s can "
                   "fault this host); exactly one of them", args.listen)
+        return 2
+    if args.insecure and not (args.netns or _loopback(args.listen)):
+        log.error("--insecure listens only on loopback (e.g. --listen 127.0.0.1:7070) or inside --netns: "
+                  "plaintext on %s would let anyone who reaches it fault this host as root", args.listen)
         return 2
     policy_path = args.policy or (policies.DEFAULT_PATH if policies.DEFAULT_PATH.exists() else None)
     try:
@@ -176,6 +183,16 @@ def serve(args: argparse.Namespace) -> int:
         server.stop(grace=1).wait()
         log.info("stopped; healed %d fault(s), journal empty: %s", len(healed), runtime.journal.is_empty())
     return 0
+
+
+def _loopback(listen: str) -> bool:
+    import ipaddress
+
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _reload(runtime: object, path: Path | None, allow_client: list[str], log: logging.Logger) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import threading
 import time
@@ -16,21 +18,52 @@ from faultline.v1 import agent_pb2_grpc as pb_grpc
 DEFAULT_TIMEOUT_S = 10.0
 # A directory with ca.pem, controller.pem and controller-key.pem (`faultline certs init`): mTLS.
 TLS_ENV = "FAULTLINE_TLS_DIR"
+# Each lab that is up registers here its subnets and its certificates (root-only key):
+# an address inside a lab's subnet is reached with that lab's mTLS, without being told.
+LAB_INDEX = Path("/run/faultline-labs")
+AGENT_NAME = "faultline-agent"  # every agent certificate names it: a lab agent is checked by it
+
+
+def lab_tls_dir(address: str) -> Path | None:
+    """The TLS dir of the lab whose subnet holds `address`, None if it is no lab's."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+        entries = sorted(LAB_INDEX.glob("*.json"))
+    except (ValueError, OSError):
+        return None
+    for entry in entries:
+        try:
+            lab = json.loads(entry.read_text())
+            if any(ip in ipaddress.ip_network(n) for n in (lab["subnet4"], lab["subnet6"])):
+                return Path(lab["tls_dir"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
 
 
 def open_channel(address: str, tls_dir: Path | str | None = None) -> grpc.Channel:
-    """mTLS when a TLS dir is given (or in $FAULTLINE_TLS_DIR), else plaintext."""
+    """mTLS when a TLS dir is given (or in $FAULTLINE_TLS_DIR, or the address is a lab's), else plaintext."""
     tls = Path(tls_dir) if tls_dir else (Path(os.environ[TLS_ENV]) if os.environ.get(TLS_ENV) else None)
+    options: list[tuple[str, str]] = []
+    if tls is None and (tls := lab_tls_dir(address)) is not None:
+        options = [("grpc.ssl_target_name_override", AGENT_NAME)]  # lab hosts come and go; the name stays
     if tls is None:
         return grpc.insecure_channel(address)
 
     def read(name: str) -> bytes | None:
-        return (tls / name).read_bytes() if (tls / name).exists() else None
+        try:
+            return (tls / name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except PermissionError:
+            raise PermissionError(f"{tls / name}: not readable by this user; the agents at {address} speak mTLS "
+                                  "and only their owner (root, for a lab) holds the key") from None
 
     if read("ca.pem") is None:
         raise FileNotFoundError(f"{tls / 'ca.pem'}: the CA that signed the agents' certificates is missing")
     creds = grpc.ssl_channel_credentials(read("ca.pem"), read("controller-key.pem"), read("controller.pem"))
-    return grpc.secure_channel(address, creds)
+    return grpc.secure_channel(address, creds, options=options)
 
 
 class AgentError(Exception):

@@ -4,6 +4,12 @@ Everything the lab makes is written to its record (lab.json) *before* it is made
 `down` removes exactly what `up` made - including after a crash half-way through `up` -
 and nothing else. Names carry the lab's prefix (fl-trader, fl-br0) so they are
 recognisable in `ip netns` / `ip link`.
+
+Secure by default: the bridge's address in the root namespace reaches every lab agent, so
+any local user could. Each lab makes its own CA and certificates (keys root-only); its
+agents speak mTLS, admit only the lab's controller certificate, and listen on their lab
+address only. The lab registers its subnets in /run/faultline-labs, so the controller,
+runner, plugin and benchmarks use its certificates without being told.
 """
 
 from __future__ import annotations
@@ -26,11 +32,12 @@ import yaml
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from controller.client import AgentClient, AgentError
+from controller.client import LAB_INDEX, AgentClient, AgentError
 from controller.programs import require
 
 IFA_F_NODAD = 0x02
 AGENT_PORT = 7070
+LAB_CONTROLLER = "faultline-lab-controller"  # the one client subject a lab's agents admit
 HOST_IFNAME = "lab0"
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
@@ -87,7 +94,26 @@ class Lab:
     def __init__(self, config: LabConfig = LabConfig(), progress: Callable[[str], None] = lambda _: None) -> None:
         self.config = config
         self.record = config.run_dir / f"{config.prefix}-lab.json"
+        self.tls_dir = config.run_dir / f"{config.prefix}-tls"
+        self.index = LAB_INDEX / f"{config.prefix}.json"
         self.progress = progress
+
+    def _certificates(self) -> None:
+        """The lab's CA, agent and controller certificates (once per lab), and its index entry."""
+        if not (self.tls_dir / "ca.pem").exists():
+            from controller import certs
+
+            self.config.run_dir.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(self.tls_dir, ignore_errors=True)  # a half-made one
+            self.tls_dir.mkdir(mode=0o700)
+            certs.init(self.tls_dir, [], controller_name=LAB_CONTROLLER, ca_name=f"faultline lab {self.config.prefix}")
+            self.progress(f"lab certificates in {self.tls_dir} (mTLS; keys readable by root only)")
+        LAB_INDEX.mkdir(parents=True, exist_ok=True)
+        entry = {"subnet4": self.config.subnet4, "subnet6": self.config.subnet6, "tls_dir": str(self.tls_dir),
+                 "record": str(self.record)}
+        tmp = self.index.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entry))
+        tmp.replace(self.index)
 
     # -- record ----------------------------------------------------------
     def load(self) -> LabState | None:
@@ -117,6 +143,8 @@ class Lab:
         if len(set(names)) != len(names) or not 1 <= len(names) <= 200:
             raise ValueError("host names must be distinct, 1 to 200 of them")
         state = self.load() or LabState(self.config.prefix, self.config.bridge)
+        self._save(state)  # recorded before the certificates and the index entry are made
+        self._certificates()
         with IPRoute() as ipr:
             self._bridge(ipr, state)
             net4, net6 = ipaddress.ip_network(self.config.subnet4), ipaddress.ip_network(self.config.subnet6)
@@ -269,8 +297,9 @@ class Lab:
         with open(host.log, "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "agent.cli", "serve", "--netns", host.netns,
-                 "--listen", f"0.0.0.0:{AGENT_PORT}", "--state-dir", host.state_dir,
-                 "--allow-interface", host.interface, "--insecure", "--policy", str(policy),
+                 "--listen", host.agent, "--state-dir", host.state_dir,
+                 "--allow-interface", host.interface, "--policy", str(policy),
+                 "--tls-dir", str(self.tls_dir), "--allow-client", f"CN={LAB_CONTROLLER}",
                  *(["--clock-skew-ms", str(host.clock_skew_ms)] if host.clock_skew_ms else [])],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
@@ -313,6 +342,8 @@ class Lab:
     def down(self) -> list[str]:
         state = self.load()
         if state is None:
+            self.index.unlink(missing_ok=True)
+            shutil.rmtree(self.tls_dir, ignore_errors=True)
             return ["no lab recorded: nothing to remove"]
         done = []
         for host in state.hosts.values():
@@ -336,7 +367,13 @@ class Lab:
                 for idx in ipr.link_lookup(ifname=state.bridge):
                     _delete_link(ipr, idx)
                     done.append(f"removed bridge {state.bridge}")
+        self.index.unlink(missing_ok=True)
+        shutil.rmtree(self.tls_dir, ignore_errors=True)
         self.record.unlink(missing_ok=True)
+        try:
+            LAB_INDEX.rmdir()  # only if no other lab is up
+        except OSError:
+            pass
         try:
             self.config.run_dir.rmdir()  # only if no other lab lives there
         except OSError:
