@@ -122,7 +122,7 @@ class Run:
             self.endpoints = lab_endpoints(self.lab.up(self.scn.lab), self.scn.lab)
             # Each lab host may restart only its own processes, as they were started (its policy).
             for host in self.scn.lab:
-                self.lab.set_restart_commands(host, {p.name: [self.resolve(a) for a in p.command]
+                self.lab.set_restart_commands(host, {p.name: [self.resolve(a) for a in p.argv]
                                                      for p in self.scn.processes if p.host == host})
         else:
             self.endpoints = {n: Endpoint(n, h.agent, h.ipv4, h.ipv6, h.interface) for n, h in self.scn.hosts.items()}

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pyroute2 import NetNS
 
 from agent.kernel.tc import FILTER_HANDLE, FILTER_PRIO
-from controller.client import AgentClient, AgentError, Forbidden, UnknownFault, fault_spec
+from controller.client import AgentClient, AgentError, Forbidden, UnknownFault, fault_spec, process_spec
 from controller.lab import agent_alive
 from tests.lab.test_nothing_left_behind import agent_stopped_by
 
@@ -187,11 +187,24 @@ def test_a_fault_outside_the_hosts_policy_is_refused_and_the_kernel_untouched(la
     host = lab.state.hosts["broker"]
     policy = Path(host.log).parent / "policy.yaml"
     original = policy.read_text()
-    policy.write_text("interfaces: [lab0]\npeer_cidrs: [10.78.0.0/24]\nmax_lease_s: 30\nmax_loss_percent: 25\n")
+    policy.write_text("interfaces: [lab0]\npeer_cidrs: [10.78.0.0/24]\nmax_lease_s: 30\nmax_loss_percent: 25\n"
+                      "max_delay_ms: 200\nmin_rate_bps: 1000000\nallow_process_faults: true\n"
+                      "restart_commands: {redis: [/usr/bin/redis-server]}\nunits: [redis-server.service]\n"
+                      "cgroups: [system.slice/redis-server.service]\n")
     gateway = lab.state.hosts["gateway"].ipv4 + "/32"
+    # Issue 19: the policy caps the effect, not one field: every way to the same harm is refused.
     refused = [(fault_spec("disconnect", "lab0", peers=["fd78::1/128"]), "peer_cidrs"),
                (fault_spec("disconnect", "lab0", peers=[gateway], lease_s=60), "max_lease_s"),
-               (fault_spec("loss", "lab0", peers=[gateway], loss_percent=50), "max_loss_percent")]
+               (fault_spec("loss", "lab0", peers=[gateway], loss_percent=50), "max_loss_percent"),
+               (fault_spec("loss", "lab0", peers=[gateway], gilbert_elliott=(50, 10, 100, 0)),
+                "max_loss_percent"),
+               (fault_spec("corrupt", "lab0", peers=[gateway], percent=100), "max_loss_percent"),
+               (fault_spec("duplicate", "lab0", peers=[gateway], percent=100), "max_loss_percent"),
+               (fault_spec("delay", "lab0", peers=[gateway], delay_ms=150, jitter_ms=100), "max_delay_ms"),
+               (fault_spec("rate", "lab0", peers=[gateway], rate_bps=8), "min_rate_bps"),
+               (process_spec("kill", 5, name="sleep", restart="sh"), "restart_commands"),
+               (process_spec("restart-unit", 5, unit="ssh.service"), "units"),
+               (process_spec("pause", 5, cgroup="system.slice"), "cgroups")]
     try:
         with agent_stopped_by(lab, "broker", signal.SIGTERM):
             pass  # it starts again with the tight policy
@@ -202,6 +215,8 @@ def test_a_fault_outside_the_hosts_policy_is_refused_and_the_kernel_untouched(la
                     c.apply(spec)
                 assert kernel(host.netns, host.interface) == before
             r = c.apply(fault_spec("loss", "lab0", peers=[gateway], loss_percent=25, lease_s=30))
+            with pytest.raises(Forbidden, match="policy rule max_lease_s: lease 60 s is over 30 s"):
+                c.renew(r.fault_id, 60)  # a renewal is no way round the lease cap either
             c.heal(r.fault_id)
     finally:
         policy.write_text(original)
