@@ -148,7 +148,10 @@ def serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: (reload.set(), stop.set()))  # wakes the loop below
     # Each watch stream holds a worker for its life: room for every watch slot and 8 calls besides.
+    # Keepalives: a watch stream whose controller vanished (no FIN: a partition) is noticed and freed.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8 + MAX_WATCHERS),
+                         options=[("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 10_000),
+                                  ("grpc.keepalive_permit_without_calls", 1)],
                          interceptors=[Gate(lambda: runtime.policy, runtime.audit, tls=bool(args.tls_dir))])
     pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime), server)
     if args.tls_dir:
@@ -178,9 +181,10 @@ def serve(args: argparse.Namespace) -> int:
             stop.clear()
             _reload(runtime, policy_path, args.allow_client, log)
     finally:
-        log.info("stopping: healing every fault")
+        log.info("stopping: no new requests; healing every fault")
+        stopped = server.stop(grace=1)  # refuses new calls at once; in-flight ones get 1 s
         healed = runtime.close()
-        server.stop(grace=1).wait()
+        stopped.wait()
         log.info("stopped; healed %d fault(s), journal empty: %s", len(healed), runtime.journal.is_empty())
     return 0
 

@@ -34,7 +34,9 @@ from controller.lab import Lab, LabConfig
 from controller.probes import FlowStates, Prober, ProbeResult
 from controller.scenario import Probe, Scenario, Step
 
-READY_TIMEOUT_S = 15.0
+# A process's ready probe: ~0.3 s here, ~5 s under TCG, over 15 s under TCG on a loaded host.
+# A deadline on a condition: a long one costs nothing when the process is quick.
+READY_TIMEOUT_S = 60.0
 
 
 @dataclass
