@@ -14,6 +14,7 @@ from faultline.v1 import agent_pb2_grpc as pb_grpc
 
 import agent
 from agent.domain import clock
+from agent.domain.audit import bounded
 from agent.domain.engine import PROGRAM_WAIT_S
 from agent.domain.errors import (
     Exhausted,
@@ -41,6 +42,7 @@ STATUS = {
     KernelError: grpc.StatusCode.INTERNAL,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
+MESSAGE_MAX = 1000  # characters of an error message (a longer one is cut, with its length and hash)
 # A kernel change is not started with less time than this left on the caller's deadline.
 MIN_TIME_FOR_CHANGE_S = 0.05
 # A watch stream wakes this often when idle, to notice its client has gone.
@@ -51,12 +53,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _abort(method: str, e: Exception, context: grpc.ServicerContext) -> None:
     """Called from an except block: the status for e, logged (with its traceback if a bug)."""
+    # Bounded: a message echoes what was sent (a 1 MB fault id), and gRPC refuses status
+    # details over 16 kB (the client would see RESOURCE_EXHAUSTED instead of the answer).
     if isinstance(e, FaultlineError):
         code = STATUS.get(type(e), grpc.StatusCode.INTERNAL)
-        log.info("%s refused: %s: %s", method, code.name, e)
-        context.abort(code, str(e))
+        log.info("%s refused: %s: %s", method, code.name, bounded(str(e)))
+        context.abort(code, bounded(str(e), MESSAGE_MAX))
     log.exception("%s failed", method)
-    context.abort(grpc.StatusCode.INTERNAL, f"agent bug: {type(e).__name__}: {e}")
+    context.abort(grpc.StatusCode.INTERNAL, bounded(f"agent bug: {type(e).__name__}: {e}", MESSAGE_MAX))
 
 
 def translated(fn: F) -> F:

@@ -223,3 +223,94 @@ def test_a_fault_outside_the_hosts_policy_is_refused_and_the_kernel_untouched(la
         with agent_stopped_by(lab, "broker", signal.SIGTERM):
             pass
     assert kernel(host.netns, host.interface) == before
+
+
+MB = 1 << 20
+huge = st.sampled_from(["x" * MB, "\0" * 1000, "../" * 300, "a", ""]) | st.text(max_size=64)
+RESTRICTIVE = ("interfaces: [lab0]\npeer_cidrs: [10.78.0.0/24]\nmax_lease_s: 30\nmax_loss_percent: 25\n"
+               "max_delay_ms: 200\nmin_rate_bps: 1000000\nallow_process_faults: true\nmax_processes: 2\n"
+               "restart_commands: {ok: [/bin/true]}\nunits: [redis-server.service]\n"
+               "cgroups: [system.slice/redis-server.service]\n")
+
+
+@st.composite
+def other_specs(draw: st.DrawFn) -> pb.FaultSpec:
+    """RESET and PROCESS, with strings up to 1 MB in every text field."""
+    if draw(st.integers(0, 4)) == 0:  # well formed and allowed: reset whatever is connected to 4002 (nothing)
+        return pb.FaultSpec(kind=pb.FAULT_KIND_RESET, lease_ms=1000, reset=pb.ResetParams(), label=draw(huge),
+                            selector=pb.Selector(ports=[4002], peer_cidrs=["10.78.0.2/32"]))
+    kind = draw(st.sampled_from([pb.FAULT_KIND_RESET, pb.FAULT_KIND_PROCESS]))
+    spec = pb.FaultSpec(kind=kind, lease_ms=draw(st.sampled_from([100, 5000, 60_000]) | st.integers(0, 2**64 - 1)),
+                        label=draw(huge), selector=pb.Selector(
+                            interface=draw(st.sampled_from(["", "lab0"]) | huge),
+                            peer_cidrs=draw(st.lists(cidrs() | huge, max_size=3)),
+                            ports=draw(st.lists(st.integers(0, 70000), max_size=3))))
+    if kind == pb.FAULT_KIND_RESET:
+        spec.reset.SetInParent()
+    else:
+        target = draw(st.sampled_from(["pid", "name", "cmdline", "cgroup", "unit"]))
+        value = draw(st.integers(0, 2**32 - 1)) if target == "pid" else draw(huge | st.sampled_from(
+            ["sleep", "redis-server.service", ".", "system.slice", "system.slice/redis-server.service"]))
+        spec.process.CopyFrom(pb.ProcessParams(action=draw(st.integers(0, 5)), target=pb.ProcessTarget(
+            **{target: value}), restart=draw(st.sampled_from(["", "ok", "sh"]) | huge)))
+    return spec
+
+
+def test_every_call_fuzzed_under_a_restrictive_policy(lab, agents):
+    """Issue 19 must-show 6: ApplyFault of every kind (RESET and PROCESS too), RenewLease,
+    HealFault and WatchEvents, strings up to 1 MB, with a restrictive policy in place. Every
+    answer is OK or a clear refusal (or NOT_FOUND), the kernel matches it after each case,
+    the agent serves throughout, and the audit log stays bounded."""
+    host = lab.state.hosts["broker"]
+    policy = Path(host.log).parent / "policy.yaml"
+    original = policy.read_text()
+    policy.write_text(RESTRICTIVE)
+    audit = Path(host.state_dir) / "audit.jsonl"
+    cases = max(CASES // 8, 100)
+    seen: dict[str, int] = {}
+    try:
+        with agent_stopped_by(lab, "broker", signal.SIGTERM):
+            pass  # it starts again with the restrictive policy
+        audit_before = audit.stat().st_size if audit.exists() else 0
+        baseline = kernel(host.netns, host.interface)
+        with AgentClient(lab.state.hosts["broker"].agent) as c:
+            @seed(20261130)
+            @settings(max_examples=cases, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @given(st.sampled_from(["apply", "renew", "heal", "watch"]), st.one_of(other_specs(), specs()),
+                   huge, st.integers(0, 2**64 - 1))
+            def case(call: str, spec: pb.FaultSpec, text: str, number: int) -> None:
+                try:
+                    if call == "apply":
+                        r = c.apply(spec)
+                        seen["OK"] = seen.get("OK", 0) + 1
+                        c.heal(r.fault_id)
+                    elif call == "renew":
+                        c.renew(text, number / 1000)
+                    elif call == "heal":
+                        c.heal(text)
+                    else:
+                        port = number % 70000
+                        with c.watch(pb.WatchFilter(peer_cidrs=[text] if text else [],
+                                                    ports=[port] if port % 2 else []), ready_timeout_s=5):
+                            seen["OK"] = seen.get("OK", 0) + 1
+                except AgentError as e:
+                    seen[e.code.name] = seen.get(e.code.name, 0) + 1
+                    assert e.code in CLEAR | {grpc.StatusCode.NOT_FOUND}, (e, call, str(spec)[:300])
+                    assert e.message and len(e.message) < 2000, e  # bounded, whatever was sent
+                    assert ":" in e.message or e.code == grpc.StatusCode.NOT_FOUND, e  # names a field or rule
+                except ValueError as e:  # the controller's own check (a renew past 2**64 ms)
+                    seen["client ValueError"] = seen.get("client ValueError", 0) + 1
+                    assert "lease" in str(e) or "out of range" in str(e), e
+                assert kernel(host.netns, host.interface) == baseline, (call, str(spec)[:300])
+
+            case()
+            assert c.health().status == "SERVING" and c.list() == []
+        grown = audit.stat().st_size - audit_before
+        print(f"extended fuzz over {cases} cases: {seen}; audit log grew {grown} bytes "
+              f"({grown / cases:.0f} per case)")
+        assert grown < cases * 4096, grown  # each line bounded, whatever a request carried (1 MB strings)
+        assert agent_alive(lab.state.hosts["broker"])
+    finally:
+        policy.write_text(original)
+        with agent_stopped_by(lab, "broker", signal.SIGTERM):
+            pass
