@@ -11,6 +11,10 @@ import threading
 import time
 from concurrent import futures
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the agent's heavy imports happen in serve(), after --netns is entered
+    from agent.runtime import AgentRuntime
 
 EPILOG = """\
 examples:
@@ -86,6 +90,7 @@ def serve(args: argparse.Namespace) -> int:
     from faultline.v1 import agent_pb2_grpc as pb_grpc
 
     from agent.domain import policy as policies
+    from agent.domain.errors import FailedPrecondition
     from agent.kernel.tcp_watch import MAX_WATCHERS
     from agent.rpc.gate import Gate
     from agent.rpc.servicer import AgentServicer
@@ -134,8 +139,6 @@ def serve(args: argparse.Namespace) -> int:
     if args.insecure:
         log.warning("INSECURE: plaintext gRPC on %s, no client authentication: anyone who reaches this port can "
                     "fault this host", args.listen)
-    from agent.domain.errors import FailedPrecondition
-
     try:
         runtime = AgentRuntime(config, policy)
     except FailedPrecondition as e:  # another agent holds the state dir
@@ -199,7 +202,7 @@ def _loopback(listen: str) -> bool:
         return host == "localhost"
 
 
-def _reload(runtime: object, path: Path | None, allow_client: list[str], log: logging.Logger) -> None:
+def _reload(runtime: AgentRuntime, path: Path | None, allow_client: list[str], log: logging.Logger) -> None:
     """SIGHUP: read the policy file again. A bad file is refused and the policy in force stays."""
     from agent.domain import policy as policies
 
@@ -212,7 +215,7 @@ def _reload(runtime: object, path: Path | None, allow_client: list[str], log: lo
         log.error("SIGHUP: policy NOT reloaded, the one in force stays: %s", e)
         return
     new = dataclasses.replace(new, allowed_clients=new.allowed_clients | set(allow_client))
-    runtime.reload_policy(new)  # type: ignore[attr-defined]
+    runtime.reload_policy(new)
     log.info("SIGHUP: policy reloaded from %s (restart commands: %s)", path,
              ", ".join(sorted(new.restart_commands)) or "none")
 

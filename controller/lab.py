@@ -15,6 +15,7 @@ runner, plugin and benchmarks use its certificates without being told.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import os
@@ -255,31 +256,37 @@ class Lab:
                 _delete_link(ipr, idx)  # takes its peer, the host's interface, with it
             self._host(ipr, state, host)
 
-    def _write_policy(self, host: LabHost) -> Path:
+    def _write_policy(self, host: LabHost) -> str | None:
         """An explicit policy, so that a host's /etc/faultline/agent.yaml never applies to the lab:
         its own interface only; process faults on its own namespace's processes (the agent checks),
-        restarting only the commands a scenario's processes were started with (as root, like them)."""
+        restarting only the commands a scenario's processes were started with (as root, like them).
+        Returns the new file's sha256 prefix (as the agent reports it), None if nothing changed."""
         policy = Path(host.log).parent / "policy.yaml"
         body = {"interfaces": [host.interface], "allow_process_faults": True,
                 "restart_commands": {n: {"argv": argv, "user": "root"} for n, argv in host.restart_commands.items()}}
+        data = (f"# lab host {host.name}, written by the lab\n" + yaml.safe_dump(body, sort_keys=True)).encode()
+        if policy.exists() and policy.read_bytes() == data:
+            return None
         tmp = policy.with_suffix(".tmp")
-        tmp.write_text(f"# lab host {host.name}, written by the lab\n" + yaml.safe_dump(body, sort_keys=True))
+        tmp.write_bytes(data)
         tmp.replace(policy)
-        return policy
+        return hashlib.sha256(data).hexdigest()[:16]
 
     def set_restart_commands(self, name: str, commands: Mapping[str, Sequence[str]],
                              timeout_s: float = 15.0) -> None:
         """Make `commands` the host's restart commands: its policy file is rewritten and the agent
-        reloads it (SIGHUP); returns once the agent lists exactly these names."""
+        reloads it (SIGHUP); returns once the agent reports the new file's hash. Unchanged: nothing."""
         state = self.load()
         if state is None:
             raise RuntimeError("no lab is up")
         host = state.hosts[name]
         host.restart_commands = {n: list(a) for n, a in commands.items()}
         self._save(state)
-        self._write_policy(host)
+        digest = self._write_policy(host)
+        if digest is None:
+            return
         os.kill(host.pid, signal.SIGHUP)
-        want = f"restart commands: {', '.join(sorted(commands)) or 'none'};"
+        want = f"(sha256 {digest})"  # names the same argv under a new run dir: the names alone would not say
         deadline = time.monotonic() + timeout_s
         with AgentClient(host.agent) as c:
             while True:

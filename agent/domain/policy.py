@@ -8,6 +8,7 @@ apply (any interface but lo, any peer, the agent's limits) and the agent says so
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,7 +136,8 @@ def _restart_commands(path: Path, raw: dict[str, Any]) -> dict[str, RestartComma
 def load(path: Path) -> Policy:
     """Every key checked; a mistake names the file and the key."""
     try:
-        raw: Any = yaml.safe_load(path.read_text()) or {}
+        data = path.read_bytes()
+        raw: Any = yaml.safe_load(data) or {}
     except (OSError, yaml.YAMLError) as e:
         raise PolicyError(f"{path}: {e}") from None
     if not isinstance(raw, dict):
@@ -167,5 +169,6 @@ def load(path: Path) -> Policy:
         cgroups=tuple(str(c).strip("/") for c in raw.get("cgroups", [])),
         max_processes=int(raw.get("max_processes", 8)),
         min_rate_bps=int(raw.get("min_rate_bps", 0)),
-        source=str(path),
+        # The file's hash names the policy in force (Capabilities): a reload is seen to have happened.
+        source=f"{path} (sha256 {hashlib.sha256(data).hexdigest()[:16]})",
     )

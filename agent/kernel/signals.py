@@ -83,8 +83,10 @@ def spawn(argv: list[str], log_path: str, user: str = "root", in_lab: bool = Fal
     except KeyError:
         raise KernelError(f"restart as user {user!r}: no such user on this host") from None
     if systemd_running() and not in_lab:
-        out = subprocess.run(["systemd-run", "--quiet", "--collect", f"--uid={pw.pw_uid}", f"--gid={pw.pw_gid}",
-                              "--", *argv], capture_output=True, text=True, timeout=30, check=False)
+        # --no-block: queued with systemd, not waited for (this runs inside a heal, under the engine lock).
+        out = subprocess.run(["systemd-run", "--quiet", "--collect", "--no-block", f"--uid={pw.pw_uid}",
+                              f"--gid={pw.pw_gid}", "--", *argv], capture_output=True, text=True, timeout=10,
+                             check=False)
         if out.returncode:
             raise KernelError(f"systemd-run {argv[0]}: {out.stderr.strip()}")
         return f"a transient service as {user}"

@@ -8,6 +8,7 @@ from agent.domain.policy import Policy
 from agent.domain.spec import Direction, FaultKind, FaultState, Mechanism
 from agent.domain.validation import RawSpec
 from tests.fakes import LINKS, FakeMechanism
+from tests.netns import wait_until
 
 
 @pytest.fixture
@@ -156,9 +157,7 @@ def test_a_failed_heal_is_listed_retried_with_backoff_and_never_wedges_the_engin
     e = FaultEngine([mech], {}, LINKS.get, audit=lambda method, verdict, **f: audit.append((method, verdict)))
     try:
         bad = e.apply(raw(lease_ms=100))
-        deadline = time.monotonic() + 5
-        while mech.attempts < 2 and time.monotonic() < deadline:  # expiry, then the first retry (0.5 s)
-            time.sleep(0.02)
+        wait_until(lambda: mech.attempts >= 2, 5, "the lease's heal, then the first retry (0.5 s later)")
         [listed] = e.list()
         assert listed.state is FaultState.HEAL_FAILED and "detach bpf filter (errno 16)" in listed.heal_error
         assert e.heal_failed_count() == 1
@@ -169,8 +168,7 @@ def test_a_failed_heal_is_listed_retried_with_backoff_and_never_wedges_the_engin
         mech.fixed = True
         other = e.apply(raw(kind=FaultKind.LOSS, loss_percent=5.0))
         assert e.heal(other.fault_id).state is FaultState.HEALED
-        while e.list() and time.monotonic() < deadline:  # the next retry succeeds
-            time.sleep(0.02)
+        wait_until(lambda: not e.list(), 5, "the next retry (1 s later) healing it")
         assert e.list() == [] and e.heal_failed_count() == 0
         [done] = [f for f in e.list(include_healed=True) if f.fault_id == bad.fault_id]
         assert done.state is FaultState.EXPIRED  # the state it was healing into

@@ -19,6 +19,7 @@ from agent.domain.journal import Journal
 from agent.domain.policy import RestartCommand
 from agent.domain.spec import FaultKind, FaultSpec, ProcessAction, ProcessSpec, Selector, TargetBy
 from agent.kernel import signals
+from tests.netns import wait_until
 
 
 def state_of(pid: int) -> str:
@@ -106,9 +107,7 @@ def test_stop_is_a_sigterm_the_process_handles_and_the_restart_runs_at_heal(tmp_
                f"(pathlib.Path({str(said)!r}).write_text('bye\\n'), sys.exit(0))); "
                f"pathlib.Path({str(tmp_path / 'ready')!r}).touch(); time.sleep(3600)")
     child = subprocess.Popen([sys.executable, "-c", handler, "graceful-target-1019"])
-    deadline = time.monotonic() + 10
-    while not (tmp_path / "ready").exists() and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)  # until its handler is in place
+    wait_until(lambda: (tmp_path / "ready").exists() or child.poll() is not None, 10, "its SIGTERM handler in place")
     assert (tmp_path / "ready").exists()
     try:
         journal = Journal(tmp_path / "j")
@@ -123,9 +122,7 @@ def test_stop_is_a_sigterm_the_process_handles_and_the_restart_runs_at_heal(tmp_
         assert not journal.is_empty()  # the restart is recorded before the signal went
         assert not restarted.exists()
         assert mech.heal("f-1").dropped == 1
-        deadline = time.monotonic() + 5
-        while not restarted.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: restarted.exists() and restarted.read_text().endswith("\n"), 5, "the restart's output")
         assert restarted.read_text() == "again 0\n"
         assert journal.is_empty()
     finally:
@@ -139,9 +136,7 @@ def test_a_restart_runs_as_the_policys_user_and_a_target_over_max_processes_is_r
     out.chmod(0o777)
     assert "as nobody" in signals.spawn(["/bin/sh", "-c", f"id -u > {out}/uid"], str(out / "log"), "nobody",
                                         in_lab=True)
-    deadline = time.monotonic() + 5
-    while not ((out / "uid").exists() and (out / "uid").read_text().endswith("\n")) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: (out / "uid").exists() and (out / "uid").read_text().endswith("\n"), 5, "its output")
     assert (out / "uid").read_text().strip() == str(pwd.getpwnam("nobody").pw_uid)
     children = [subprocess.Popen(["/bin/sh", "-c", "sleep 3600; :", "many-1019"], start_new_session=True)
                 for _ in range(3)]
