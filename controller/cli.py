@@ -333,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     vm.add_argument("--memory", default="2G")
     vm.add_argument("--cpus", type=int, default=2)
     vm.add_argument("--timeout", type=duration, default=900.0, help="give up after this long (default 15m)")
+    vm.add_argument("--systemd", action="store_true",
+                    help="boot with systemd as PID 1 (units, systemctl; ~2 min to multi-user under TCG)")
     vm.add_argument("vm_command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
     return ap
 
@@ -458,7 +460,7 @@ def _run_vm(args: argparse.Namespace) -> int:
         raise SystemExit("faultline vm: error: give the command to run after --")
     try:
         rc = vm.run(command, args.out.resolve(), vm.VmConfig(memory=args.memory, cpus=args.cpus, kvm=args.kvm,
-                                                             timeout_s=args.timeout),
+                                                             timeout_s=args.timeout, systemd=args.systemd),
                     progress=lambda m: print(m, file=sys.stderr))
     except vm.VmUnavailable as e:
         print(f"faultline vm: error: {e}", file=sys.stderr)

@@ -5,6 +5,13 @@ root (read-only, overlays for /etc, /tmp...), so the checkout and its venv are a
 there. One directory is shared read-write to bring results out. KVM is used only when
 asked for (on the Firecracker hosts /dev/kvm exists but a KVM guest hangs at boot):
 TCG boots in ~30 s and compiles a bcc program in ~30 s, so batch work per boot.
+
+With `systemd=True` the VM boots with systemd as PID 1 (vng --systemd; multi-user in ~2 min
+under TCG). On a host that is itself a container image (/.dockerenv) systemd in the VM would
+believe it is in Docker: it then reads the kernel command line from its own argv and starts no
+serial getty, so virtme-ng's init (overlays, --rwdir, --exec) never runs. The VM's root is then
+this filesystem through an overlay, in a private mount namespace, that hides those markers:
+nothing on the host changes and the mounts end with the VM.
 """
 
 from __future__ import annotations
@@ -37,6 +44,11 @@ class VmConfig:
     cpus: int = 2
     kvm: bool = False
     timeout_s: float = 900.0
+    systemd: bool = False   # systemd as PID 1 (units, systemctl, systemd-run) instead of virtme's init
+
+
+# Files that make systemd think it runs in a container (src/basic/virt.c, detect_container_files).
+CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
 
 
 def find_kernel() -> str:
@@ -73,6 +85,35 @@ def inner_script(command: Sequence[str], out: Path) -> str:
     ])
 
 
+def _without_container_markers(argv: list[str], out: Path) -> list[str]:
+    """`argv` (a vng command line) run with a root that hides CONTAINER_MARKERS.
+
+    A private mount namespace (unshare -m): a tmpfs on /mnt holds a read-only-below overlay of
+    /, the markers are whited out in its upper layer, and --rwdir's directory is bound in from
+    the real tree so results still land on the host. All of it vanishes when vng exits.
+    """
+    present = [m for m in CONTAINER_MARKERS if os.path.exists(m)]
+    if not present:
+        return argv
+    unshare = require("unshare")
+    root = "/mnt/faultline-vmroot"
+    rw = f"{root}{out}"
+    script = "; ".join([
+        "set -e",
+        "mount -t tmpfs -o mode=0755 faultline-vm /mnt",
+        f"mkdir -p /mnt/upper /mnt/work {root}",
+        f"mount -t overlay -o lowerdir=/,upperdir=/mnt/upper,workdir=/mnt/work faultline-vmroot {root}",
+        f"rm -f {' '.join(shlex.quote(root + m) for m in present)}",
+        f"mount --bind {shlex.quote(str(out))} {shlex.quote(rw)}",
+        'exec "$@"',
+    ])
+    vng_args = argv[1:]
+    i = vng_args.index("--rwdir")
+    vng_args[i + 1] = rw
+    return [unshare, "-m", "--propagation", "private", "sh", "-c", script, "vng",
+            argv[0], "--root", root, *vng_args]
+
+
 def run(command: Sequence[str], out: Path, config: VmConfig = VmConfig(),
         progress: Callable[[str], None] = lambda _: None) -> int:
     """Boot, run `command` in the checkout inside the guest, power off. Returns its exit code.
@@ -88,8 +129,16 @@ def run(command: Sequence[str], out: Path, config: VmConfig = VmConfig(),
             "--rwdir", str(out), "--exec", inner_script(command, out)]
     if not config.kvm:
         argv.insert(1, "--disable-kvm")
+    if config.systemd:
+        argv.insert(1, "--systemd")
+        try:
+            argv = _without_container_markers(argv, out)
+        except MissingProgram as e:
+            raise VmUnavailable(str(e)) from None
     env = dict(os.environ, PATH=f"{Path(vng).parent}:{os.environ.get('PATH', '')}")
-    progress(f"booting {Path(kernel).name} ({'KVM' if config.kvm else 'TCG, ~30 s'}), running: {shlex.join(command)}")
+    boot = ("systemd as PID 1, " if config.systemd else "") + ("KVM" if config.kvm else
+                                                                 "TCG, ~2 min" if config.systemd else "TCG, ~30 s")
+    progress(f"booting {Path(kernel).name} ({boot}), running: {shlex.join(command)}")
     started = time.monotonic()
     console = out / "console.log"
     with console.open("wb") as log:

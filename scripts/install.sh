@@ -24,7 +24,7 @@ echo "install: code to $PREFIX"
 mkdir -p "$PREFIX"
 tar -C "$src" --exclude=.venv --exclude=build --exclude=.git -cf - . | tar -C "$PREFIX" -xf -
 echo "install: OS packages, kernel headers, venv"
-(cd "$PREFIX" && ./scripts/setup.sh)
+(cd "$PREFIX" && FAULTLINE_EXTRAS=none ./scripts/setup.sh)
 
 mkdir -p "$ETC" && chmod 0755 "$ETC"
 if [ ! -f "$ETC/agent.yaml" ]; then
@@ -32,7 +32,8 @@ if [ ! -f "$ETC/agent.yaml" ]; then
   echo "install: wrote $ETC/agent.yaml (conservative: list the interfaces that may be faulted)"
 fi
 if [ ! -f "$ETC/tls/ca.pem" ]; then
-  [ ${#hosts[@]} -gt 0 ] || hosts=("$(hostname -f)" $(hostname -I))
+  # By default the names this host answers to, localhost included (`faultline health` on the host).
+  [ ${#hosts[@]} -gt 0 ] || hosts=("$(hostname -f 2>/dev/null || hostname)" $(hostname -I 2>/dev/null) localhost 127.0.0.1)
   args=()
   for h in "${hosts[@]}"; do args+=(--agent-host "$h"); done
   "$PREFIX/.venv/bin/faultline" certs init "$ETC/tls" "${args[@]}"

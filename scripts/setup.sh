@@ -73,7 +73,9 @@ fi
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   echo "setup: installing faultline into $VENV"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-  "$VENV/bin/pip" install -q -e '.[dev]'
+  # An agent host (scripts/install.sh) needs no test tools: FAULTLINE_EXTRAS=none.
+  if [ "${FAULTLINE_EXTRAS:-dev}" = none ]; then "$VENV/bin/pip" install -q -e .
+  else "$VENV/bin/pip" install -q -e ".[${FAULTLINE_EXTRAS:-dev}]"; fi
   touch "$STAMP"
 fi
 "$VENV/bin/python" -c 'import bcc' 2>/dev/null || { echo "setup: bcc is not importable from $VENV" >&2; exit 1; }
