@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from controller import runner, scenario
+from tests.baseline import assert_journal_shape
 from tests.lab.conftest import TEST_LAB
 from tests.scenarios import CONNECT_TIMEOUT_S, MAX_DELAY_S, partition
 
@@ -60,6 +61,7 @@ def test_rto_violation_fails_the_run_and_rollbacks_still_heal(lab, agents, tmp_p
     assert "SCENARIO FAILED: RTO" in lines
     (journal,) = (tmp_path / "out").glob("*/journal.json")
     j = json.loads(journal.read_text())
+    assert_journal_shape(j)
     assert j["status"] == "failed"
     assert {"name": "rollbacks", "ok": True, "detail": "every fault healed"} in j["verdicts"]
     junit = (tmp_path / "out" / "junit.xml").read_text()

@@ -53,7 +53,7 @@ def test_schedule_and_defaults(tmp_path):
     assert s.method[0].hosts == ["trader", "gateway"]
 
 
-@pytest.mark.parametrize("old,new,line,field,allowed", [
+MALFORMED = [
     ("duration_s: 3}", "duration_s: fast}", 11, "method[0].partition.duration_s", "a number from 0.001"),
     ("duration_s: 3}", "duration_s: 3, durashun_s: 1}", 11, "method[0].partition.durashun_s", "not a known key"),
     ("a: [trader]", "a: [tradr]", 11, "method[0].partition.a[0]", "one of gateway, trader"),
@@ -72,7 +72,10 @@ def test_schedule_and_defaults(tmp_path):
      "targets.counters.rate_limited.least", "not a known key"),
     ("recovery:", "targets: {counters: {rate_limited: {}}}\nrecovery:", 15, "targets.counters.rate_limited",
      "min and/or max"),
-])
+]
+
+
+@pytest.mark.parametrize("old,new,line,field,allowed", MALFORMED)
 def test_malformed_file_names_line_field_and_allowed(tmp_path, old, new, line, field, allowed):
     assert old in GOOD
     with pytest.raises(SchemaError) as e:
