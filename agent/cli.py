@@ -9,7 +9,6 @@ import signal
 import sys
 import threading
 import time
-from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,14 +85,9 @@ def serve(args: argparse.Namespace) -> int:
         from pyroute2 import netns
 
         netns.setns(args.netns, flags=0)  # before any thread or socket exists
-    import grpc
-    from faultline.v1 import agent_pb2_grpc as pb_grpc
-
     from agent.domain import policy as policies
     from agent.domain.errors import FailedPrecondition
-    from agent.kernel.tcp_watch import MAX_WATCHERS
-    from agent.rpc.gate import Gate
-    from agent.rpc.servicer import AgentServicer
+    from agent.rpc import server as rpc_server
     from agent.runtime import AgentConfig, AgentRuntime
 
     log = logging.getLogger("faultline-agent")
@@ -150,20 +144,7 @@ def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: (reload.set(), stop.set()))  # wakes the loop below
-    # Each watch stream holds a worker for its life: room for every watch slot and 8 calls besides.
-    # Keepalives: a watch stream whose controller vanished (no FIN: a partition) is noticed and freed.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8 + MAX_WATCHERS),
-                         options=[("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 10_000),
-                                  ("grpc.keepalive_permit_without_calls", 1)],
-                         interceptors=[Gate(lambda: runtime.policy, runtime.audit, tls=bool(args.tls_dir))])
-    pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime), server)
-    if args.tls_dir:
-        d = args.tls_dir
-        creds = grpc.ssl_server_credentials([((d / "agent-key.pem").read_bytes(), (d / "agent.pem").read_bytes())],
-                                            root_certificates=(d / "ca.pem").read_bytes(), require_client_auth=True)
-        port = server.add_secure_port(args.listen, creds)
-    else:
-        port = server.add_insecure_port(args.listen)
+    server, port = rpc_server.build(runtime, args.listen, args.tls_dir)
     if port == 0:
         log.error("cannot listen on %s", args.listen)
         runtime.close()

@@ -20,9 +20,17 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class Recorder(Protocol):
+    """What a mechanism needs of the journal: record a change with its undo before making it,
+    release the record once the change is undone."""
+
+    def record(self, fault_id: str, change: dict[str, Any], undo: dict[str, Any]) -> int: ...
+    def release(self, seq: int) -> None: ...
 
 
 @dataclass(frozen=True)

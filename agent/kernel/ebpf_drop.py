@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from agent.domain.deferred import Deferred
 from agent.domain.errors import KernelError
+from agent.domain.journal import Recorder
 from agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultKind, FaultSpec, Mechanism
 from agent.kernel.ebpf import Rule, TcDropProgram
 from agent.kernel.tc import FILTER_HANDLE, FILTER_PRIO, TcHooks
 
 log = logging.getLogger(__name__)
-
-
-class Recorder(Protocol):
-    def record(self, fault_id: str, change: dict[str, Any], undo: dict[str, Any]) -> int: ...
-    def release(self, seq: int) -> None: ...
 
 
 @dataclass

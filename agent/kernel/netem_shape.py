@@ -16,10 +16,10 @@ from typing import Any
 
 from agent.domain.deferred import Deferred
 from agent.domain.errors import FailedPrecondition, KernelError
+from agent.domain.journal import Recorder
 from agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultSpec, Mechanism, Netem
 from agent.kernel import netem_nla
 from agent.kernel.ebpf import SHAPE_FUNC, Rule, TcDropProgram
-from agent.kernel.ebpf_drop import Recorder
 from agent.kernel.tc import SHAPE_ROOT, RootQdisc, TcHooks
 
 log = logging.getLogger(__name__)

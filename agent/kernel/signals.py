@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.domain.errors import InvalidArgument, KernelError, NotFound, PermissionDenied
+from agent.domain.journal import Recorder
 from agent.domain.policy import RestartCommand
 from agent.domain.spec import MECHANISM_KINDS, Counters, FaultSpec, Mechanism, ProcessAction, ProcessSpec, TargetBy
-from agent.kernel.ebpf_drop import Recorder
 
 log = logging.getLogger(__name__)
 
