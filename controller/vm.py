@@ -85,33 +85,27 @@ def inner_script(command: Sequence[str], out: Path) -> str:
     ])
 
 
-def _without_container_markers(argv: list[str], out: Path) -> list[str]:
-    """`argv` (a vng command line) run with a root that hides CONTAINER_MARKERS.
+def _marker_free_root(out: Path) -> tuple[list[str], str] | None:
+    """(command prefix, guest root) that hide CONTAINER_MARKERS from the VM; None if none exist.
 
-    A private mount namespace (unshare -m): a tmpfs on /mnt holds a read-only-below overlay of
-    /, the markers are whited out in its upper layer, and --rwdir's directory is bound in from
+    The prefix runs what follows it in a private mount namespace (unshare -m): a tmpfs on /mnt
+    holds an overlay of / whose upper layer whites out the markers, and `out` is bound in from
     the real tree so results still land on the host. All of it vanishes when vng exits.
     """
     present = [m for m in CONTAINER_MARKERS if os.path.exists(m)]
     if not present:
-        return argv
-    unshare = require("unshare")
+        return None
     root = "/mnt/faultline-vmroot"
-    rw = f"{root}{out}"
     script = "; ".join([
         "set -e",
         "mount -t tmpfs -o mode=0755 faultline-vm /mnt",
         f"mkdir -p /mnt/upper /mnt/work {root}",
         f"mount -t overlay -o lowerdir=/,upperdir=/mnt/upper,workdir=/mnt/work faultline-vmroot {root}",
         f"rm -f {' '.join(shlex.quote(root + m) for m in present)}",
-        f"mount --bind {shlex.quote(str(out))} {shlex.quote(rw)}",
+        f"mount --bind {shlex.quote(str(out))} {shlex.quote(root + str(out))}",
         'exec "$@"',
     ])
-    vng_args = argv[1:]
-    i = vng_args.index("--rwdir")
-    vng_args[i + 1] = rw
-    return [unshare, "-m", "--propagation", "private", "sh", "-c", script, "vng",
-            argv[0], "--root", root, *vng_args]
+    return [require("unshare"), "-m", "--propagation", "private", "sh", "-c", script, "vm-root"], root
 
 
 def run(command: Sequence[str], out: Path, config: VmConfig = VmConfig(),
@@ -125,19 +119,22 @@ def run(command: Sequence[str], out: Path, config: VmConfig = VmConfig(),
     out.mkdir(parents=True, exist_ok=True)
     for stale in (out / RC_FILE, out / "output.log"):
         stale.unlink(missing_ok=True)
-    argv = [vng, "--run", kernel, "--memory", config.memory, "--cpus", str(config.cpus),
-            "--rwdir", str(out), "--exec", inner_script(command, out)]
-    if not config.kvm:
-        argv.insert(1, "--disable-kvm")
+    prefix: list[str] = []
+    root_args: list[str] = []
+    rwdir = str(out)
     if config.systemd:
-        argv.insert(1, "--systemd")
         try:
-            argv = _without_container_markers(argv, out)
+            hidden = _marker_free_root(out)
         except MissingProgram as e:
             raise VmUnavailable(str(e)) from None
+        if hidden:
+            prefix, root = hidden
+            root_args, rwdir = ["--root", root], root + str(out)
+    argv = [*prefix, vng, *(["--systemd"] if config.systemd else []), *([] if config.kvm else ["--disable-kvm"]),
+            *root_args, "--run", kernel, "--memory", config.memory, "--cpus", str(config.cpus),
+            "--rwdir", rwdir, "--exec", inner_script(command, out)]
     env = dict(os.environ, PATH=f"{Path(vng).parent}:{os.environ.get('PATH', '')}")
-    boot = ("systemd as PID 1, " if config.systemd else "") + ("KVM" if config.kvm else
-                                                                 "TCG, ~2 min" if config.systemd else "TCG, ~30 s")
+    boot = f"{'systemd as PID 1, ' if config.systemd else ''}{'KVM' if config.kvm else 'TCG'}"
     progress(f"booting {Path(kernel).name} ({boot}), running: {shlex.join(command)}")
     started = time.monotonic()
     console = out / "console.log"

@@ -56,11 +56,12 @@ def listener(ns: str, addr: str, port: int) -> socket.socket:
 
 
 def tc_state(ns: str, dev: str) -> dict[str, object]:
-    """Qdiscs and filters of `dev` in `ns`, as the tc tool reports them (independent of the agent)."""
+    """Qdiscs and filters of `dev` in `ns` ("": this namespace), as the tc tool reports them
+    (independent of the agent)."""
+    inside = ["ip", "netns", "exec", ns] if ns else []
 
     def tc(*args: str) -> object:
-        r = subprocess.run(["ip", "netns", "exec", ns, "tc", "-j", "-d", *args], capture_output=True, text=True,
-                           check=True)
+        r = subprocess.run([*inside, "tc", "-j", "-d", *args], capture_output=True, text=True, check=True)
         return json.loads(r.stdout or "[]")
 
     return {

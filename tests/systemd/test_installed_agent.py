@@ -8,6 +8,7 @@ Figures (boot, install, start, systemd-analyze security) go to $FAULTLINE_VM_OUT
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,9 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from controller.client import AgentClient, AgentError, fault_spec, process_spec
-from tests.netns import wait_until
+from tests.netns import tc_state, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = "faultline-agent.service"
@@ -45,7 +47,8 @@ def _why_not_here() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(bool(_why_not_here()), reason=_why_not_here() or "")
+WHY_NOT_HERE = _why_not_here()
+pytestmark = pytest.mark.skipif(WHY_NOT_HERE is not None, reason=WHY_NOT_HERE or "")
 FIGURES: dict[str, object] = {}
 
 
@@ -81,14 +84,6 @@ def ready() -> bool:
         return False
 
 
-def tc_root(dev: str) -> dict[str, object]:
-    """Qdiscs and filters of `dev` as the tc tool reports them (independent of the agent)."""
-    def tc(*args: str) -> object:
-        return json.loads(sh("tc", "-j", *args).stdout or "[]")
-    return {"qdisc": tc("qdisc", "show", "dev", dev), "ingress": tc("filter", "show", "dev", dev, "ingress"),
-            "egress": tc("filter", "show", "dev", dev, "egress")}
-
-
 def rtt_ms() -> float:
     out = sh("ping", "-c", "3", "-i", "0.2", "-W", "2", PEER, check=False).stdout
     m = re.search(r"= [\d.]+/([\d.]+)/", out)
@@ -96,12 +91,10 @@ def rtt_ms() -> float:
 
 
 def write_policy(**changes: object) -> None:
-    import yaml
-
     policy = yaml.safe_load(POLICY.read_text())
     policy.update(changes)
     POLICY.write_text(yaml.safe_dump(policy))
-    digest = __import__("hashlib").sha256(POLICY.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(POLICY.read_bytes()).hexdigest()[:16]
     sh("systemctl", "reload", UNIT)
 
     def reloaded() -> bool:
@@ -139,6 +132,7 @@ def installed():
     wait_until(ready, 300, "the agent's BPF programs to compile", every_s=1)
     wait_until(lambda: rtt_ms() < 100, 30, f"{PEER} to answer ping")
     yield
+    sh("ip", "netns", "del", PEER_NS, check=False)  # the veth goes with it
     out = Path(os.environ["FAULTLINE_VM_OUT"])
     (out / "systemd.json").write_text(json.dumps(FIGURES, indent=2))
 
@@ -167,14 +161,14 @@ def test_unit_runs_the_agent_with_mtls_and_the_shipped_policy(installed) -> None
 
 def test_fault_applied_and_healed(installed) -> None:
     write_policy(interfaces=[DEV], peer_cidrs=["10.99.0.0/24"])
-    before = tc_root(DEV)
+    before = tc_state("", DEV)
     base = rtt_ms()
     with client() as c:
         fault = c.apply(fault_spec("delay", DEV, peers=[f"{PEER}/32"], delay_ms=150, lease_s=60)).fault
         assert rtt_ms() >= base + 140, "the delay is not in the kernel"
-        assert "netem" in json.dumps(tc_root(DEV)["qdisc"])
+        assert "netem" in json.dumps(tc_state("", DEV)["qdisc"])
         c.heal(fault.id)
-    assert tc_root(DEV) == before
+    assert tc_state("", DEV) == before
     assert rtt_ms() < base + 50
 
 
@@ -234,16 +228,16 @@ def test_systemctl_stop_leaves_tc_as_before(installed, how: str) -> None:
     write_policy(interfaces=[DEV], peer_cidrs=["10.99.0.0/24"])
     sh("systemctl", "start", UNIT)
     wait_until(ready, 300, "the agent to serve with its programs compiled", every_s=1)
-    before = tc_root(DEV)
+    before = tc_state("", DEV)
     with client() as c:
         c.apply(fault_spec("delay", DEV, peers=[f"{PEER}/32"], delay_ms=120, lease_s=300))
-    assert tc_root(DEV) != before
+    assert tc_state("", DEV) != before
     if how.startswith("kill"):
         # SIGKILL: no heal in the agent; ExecStopPost's cleanup undoes the journal.
         sh("systemctl", "kill", "--signal=SIGKILL", UNIT)
-        wait_until(lambda: tc_root(DEV) == before, 60, "ExecStopPost cleanup to undo the delay")
+        wait_until(lambda: tc_state("", DEV) == before, 60, "ExecStopPost cleanup to undo the delay")
     sh("systemctl", "stop", UNIT, timeout=60)
-    assert tc_root(DEV) == before
+    assert tc_state("", DEV) == before
     # Nothing left for a later cleanup either (it exits 1 naming anything it could not undo).
     sh("/opt/faultline/.venv/bin/faultline-agent", "cleanup", "--state-dir", str(JOURNAL))
     sh("systemctl", "start", UNIT)
