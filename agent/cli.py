@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,10 +141,7 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     for line in runtime.pending_undos():
         log.error("NOT UNDONE from an earlier run: %s (kept in the journal; shown in Health)", line)
-    stop, reload = threading.Event(), threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: (reload.set(), stop.set()))  # wakes the loop below
+    signals = Signals()
     server, port = rpc_server.build(runtime, args.listen, args.tls_dir)
     if port == 0:
         log.error("cannot listen on %s", args.listen)
@@ -157,13 +155,7 @@ def serve(args: argparse.Namespace) -> int:
              "missing kernel features: %s", args.listen, args.netns or "-", time.monotonic() - started,
              steps, ", ".join(missing) or "none")
     try:
-        while True:
-            stop.wait()
-            if not reload.is_set():
-                break
-            reload.clear()
-            stop.clear()
-            _reload(runtime, policy_path, args.allow_client, log)
+        signals.serve_until_stopped(lambda: _reload(runtime, policy_path, args.allow_client, log))
     finally:
         log.info("stopping: no new requests; healing every fault")
         stopped = server.stop(grace=1)  # refuses new calls at once; in-flight ones get 1 s
@@ -171,6 +163,30 @@ def serve(args: argparse.Namespace) -> int:
         stopped.wait()
         log.info("stopped; healed %d fault(s), journal empty: %s", len(healed), runtime.journal.is_empty())
     return 0
+
+
+class Signals:
+    """SIGTERM/SIGINT stop the agent, SIGHUP reloads its policy; the main thread acts on them."""
+
+    def __init__(self) -> None:
+        self.stop, self.reload, self.wake = threading.Event(), threading.Event(), threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: (self.stop.set(), self.wake.set()))
+        signal.signal(signal.SIGHUP, lambda *_: (self.reload.set(), self.wake.set()))
+
+    def serve_until_stopped(self, on_reload: Callable[[], None], poll_s: float = 0.5) -> None:
+        """Run `on_reload` for each SIGHUP; return on SIGTERM/SIGINT.
+
+        A bounded wait, not a bare one: CPython runs a signal's handler in the main thread only,
+        and a signal the kernel delivers to a gRPC thread does not interrupt a bare wait here, so
+        a SIGHUP (or SIGTERM) could wait for the next unrelated wake-up, i.e. forever.
+        """
+        while not self.stop.is_set():
+            self.wake.wait(poll_s)
+            self.wake.clear()
+            if self.reload.is_set():
+                self.reload.clear()
+                on_reload()
 
 
 def _loopback(listen: str) -> bool:

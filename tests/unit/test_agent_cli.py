@@ -11,3 +11,48 @@ def test_insecure_is_refused_off_loopback_outside_a_namespace(tmp_path, caplog):
     assert main(["serve", "--insecure", "--listen", "0.0.0.0:7070", "--state-dir", str(tmp_path / "state")]) == 2
     assert "--insecure listens only on loopback" in caplog.text
     assert not (tmp_path / "state").exists()
+
+
+def test_a_signal_delivered_to_another_thread_still_reloads_and_stops() -> None:
+    """The kernel may hand SIGHUP/SIGTERM to any thread (gRPC's, in the agent); the main thread
+    must still act on it. Here a helper thread signals itself; a watchdog frees a hung loop."""
+    import signal
+    import threading
+    import time
+
+    from agent.cli import Signals
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
+    signals = Signals()
+    reloads: list[float] = []
+    hung = threading.Event()
+
+    def helper() -> None:
+        signal.pthread_kill(threading.get_ident(), signal.SIGHUP)
+        if not wait_for(lambda: reloads, 5):
+            hung.set()
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        if not wait_for(lambda: not t.is_alive() or signals.stop.is_set(), 5):
+            hung.set()
+        signals.stop.set()  # the watchdog: an old bare wait would never return
+        signals.wake.set()
+
+    def wait_for(cond, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if cond():
+                return True
+            time.sleep(0.01)
+        return False
+
+    t = threading.Thread(target=helper)
+    try:
+        started = time.monotonic()
+        t.start()
+        signals.serve_until_stopped(lambda: reloads.append(time.monotonic() - started), poll_s=0.2)
+        t.join()
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+    assert not hung.is_set(), "a signal delivered to another thread was not acted on"
+    assert len(reloads) == 1 and reloads[0] < 2
