@@ -283,8 +283,29 @@ class Lab:
         host.restart_commands = {n: list(a) for n, a in commands.items()}
         self._save(state)
         digest = self._write_policy(host)
-        if digest is None:
-            return
+        if digest is not None:
+            self._reload(host, digest, timeout_s)
+
+    def use_policy(self, name: str, text: str | None, timeout_s: float = 15.0) -> None:
+        """Give host `name`'s agent the policy `text` (a test's tight one), or the lab's own back
+        when None; returns once the agent reports the new file's hash."""
+        state = self.load()
+        if state is None:
+            raise RuntimeError("no lab is up")
+        host = state.hosts[name]
+        if text is None:
+            digest = self._write_policy(host)
+        else:
+            data = text.encode()
+            tmp = Path(host.log).parent / "policy.tmp"
+            tmp.write_bytes(data)
+            tmp.replace(tmp.with_suffix(".yaml"))
+            digest = hashlib.sha256(data).hexdigest()[:16]
+        if digest is not None:
+            self._reload(host, digest, timeout_s)
+
+    def _reload(self, host: LabHost, digest: str, timeout_s: float) -> None:
+        name = host.name
         os.kill(host.pid, signal.SIGHUP)
         want = f"(sha256 {digest})"  # names the same argv under a new run dir: the names alone would not say
         deadline = time.monotonic() + timeout_s

@@ -198,8 +198,6 @@ def victims() -> list[int]:
     return [int(p) for p in r.stdout.split()]
 
 
-@pytest.mark.xfail(strict=True, reason="the unit grants neither CAP_SYS_PTRACE (to read another user's "
-                   "/proc/PID/ns/net) nor CAP_KILL: PROCESS faults do not work under it yet (issue 19, open)")
 def test_restarted_command_survives_an_agent_restart(installed) -> None:
     write_policy(allow_process_faults=True, restart_commands={"victim": {"argv": VICTIM, "user": "nobody"}})
     # As nobody: a sandboxed agent cannot see into a process holding capabilities it lacks.

@@ -34,7 +34,8 @@ def test_verify_passes(unit):
 def test_hardening_and_cleanup(unit):
     text = UNIT.read_text()
     caps = re.search(r"^CapabilityBoundingSet=(.*)$", text, re.M).group(1).split()
-    assert caps == ["CAP_NET_ADMIN", "CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN", "CAP_SYS_RESOURCE"]
+    assert caps == ["CAP_NET_ADMIN", "CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN", "CAP_SYS_RESOURCE", "CAP_KILL",
+                    "CAP_SYS_PTRACE"]
     for cap in caps:  # each capability says why, in a comment
         assert re.search(rf"^#\s+{cap}\s+\S", text, re.M), cap
     for line in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",

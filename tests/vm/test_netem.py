@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.client import AgentClient, InvalidRequest, fault_spec
+from controller.client import AgentClient, Forbidden, InvalidRequest, fault_spec
 from tests.netns import ping_gaps, ping_ms, read_until, tc_state, udp_delivered
 from tests.stats import binomial_interval
 from tests.vm.conftest import median
@@ -181,6 +181,35 @@ def test_bad_netem_parameters_change_nothing(vlab, trader, kw, field):
     with pytest.raises(InvalidRequest, match=field.replace(".", r"\.")):
         trader.apply(fault_spec(kind, "lab0", peers=[_ip(vlab, "gateway") + "/32"], lease_s=60, **kw))
     assert _tree(vlab) == before
+
+
+TIGHT = ("interfaces: [lab0]\npeer_cidrs: [10.80.0.0/24]\nmax_lease_s: 30\nmax_loss_percent: 25\n"
+         "max_delay_ms: 200\nmin_rate_bps: 1000000\n")
+
+
+def test_netem_faults_past_the_policy_caps_are_refused_where_netem_exists(vlab, trader):
+    """Issue 19 must-show 2 on a kernel with netem: the cap is on the effect, not one field."""
+    gw = [_ip(vlab, "gateway") + "/32"]
+    refused = [(fault_spec("loss", "lab0", peers=gw, loss_percent=50), "max_loss_percent"),
+               (fault_spec("loss", "lab0", peers=gw, gilbert_elliott=(50, 10, 100, 0)), "max_loss_percent"),
+               (fault_spec("corrupt", "lab0", peers=gw, percent=100), "max_loss_percent"),
+               (fault_spec("duplicate", "lab0", peers=gw, percent=100), "max_loss_percent"),
+               (fault_spec("delay", "lab0", peers=gw, delay_ms=150, jitter_ms=100), "max_delay_ms"),
+               (fault_spec("rate", "lab0", peers=gw, rate_bps=8), "min_rate_bps")]
+    vlab.use_policy("trader", TIGHT)
+    try:
+        before = _tree(vlab)
+        for spec, rule in refused:
+            with pytest.raises(Forbidden, match=f"PERMISSION_DENIED: policy rule {rule}: "):
+                trader.apply(spec)
+            assert _tree(vlab) == before, f"{rule}: the kernel changed on a refusal"
+        # Within the caps the same kinds do reach the kernel: the refusals were the policy's.
+        ok = trader.apply(fault_spec("delay", "lab0", peers=gw, delay_ms=100, jitter_ms=50, lease_s=30))
+        assert any(q.get("kind") == "netem" for q in _tree(vlab)), _tree(vlab)
+        trader.heal(ok.fault_id)
+        assert _tree(vlab) == before
+    finally:
+        vlab.use_policy("trader", None)
 
 
 def test_kill_9_then_restart_puts_the_root_back(vlab):
