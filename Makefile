@@ -53,7 +53,7 @@ test-vm-systemd: setup-vm
 # Where this kernel lacks netem, the latency cases then run in one VM boot (build/vm/chaos).
 chaos: setup-vm
 	$(PY) -m pytest tests/chaos -m chaos -rs --junitxml=build/chaos/junit.xml
-	@if $(PY) -c 'import sys; from controller.demo import why_no_netem; sys.exit(0 if why_no_netem() else 1)'; then \
+	@if $(PY) -c 'import sys; from faultline.controller.cli.demo import why_no_netem; sys.exit(0 if why_no_netem() else 1)'; then \
 		$(VENV)/bin/faultline vm --out build/vm --timeout 30m -- python -m pytest -q -p no:cacheprovider -rs \
 			-m "chaos and netem" tests/chaos; fi
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the agent's heavy imports happen in serve(), after --netns is entered
-    from agent.runtime import AgentRuntime
+    from faultline.agent.runtime import AgentRuntime
 
 EPILOG = """\
 examples:
@@ -86,10 +86,10 @@ def serve(args: argparse.Namespace) -> int:
         from pyroute2 import netns
 
         netns.setns(args.netns, flags=0)  # before any thread or socket exists
-    from agent.domain import policy as policies
-    from agent.domain.errors import FailedPrecondition
-    from agent.rpc import server as rpc_server
-    from agent.runtime import AgentConfig, AgentRuntime
+    from faultline.agent.domain import policy as policies
+    from faultline.agent.domain.errors import FailedPrecondition
+    from faultline.agent.rpc import server as rpc_server
+    from faultline.agent.runtime import AgentConfig, AgentRuntime
 
     log = logging.getLogger("faultline-agent")
     if bool(args.tls_dir) == bool(args.insecure):
@@ -118,7 +118,7 @@ def serve(args: argparse.Namespace) -> int:
         if not args.netns:
             log.error("--clock-skew-ms is for lab agents (with --netns) only")
             return 2
-        from agent.domain import clock
+        from faultline.agent.domain import clock
 
         clock.set_skew(round(args.clock_skew_ms * 1e6))
         log.warning("LAB: this agent reports realtime %+.3f ms off the host's clock", args.clock_skew_ms)
@@ -201,7 +201,7 @@ def _loopback(listen: str) -> bool:
 
 def _reload(runtime: AgentRuntime, path: Path | None, allow_client: list[str], log: logging.Logger) -> None:
     """SIGHUP: read the policy file again. A bad file is refused and the policy in force stays."""
-    from agent.domain import policy as policies
+    from faultline.agent.domain import policy as policies
 
     if path is None:
         log.warning("SIGHUP: no policy file to reload (built-in defaults stay)")
@@ -219,8 +219,8 @@ def _reload(runtime: AgentRuntime, path: Path | None, allow_client: list[str], l
 
 def cleanup(args: argparse.Namespace) -> int:
     """Exit 0 when nothing is left; 1 (saying what) when something could not be undone."""
-    from agent.domain.errors import FaultlineError
-    from agent.runtime import cleanup as do_cleanup
+    from faultline.agent.domain.errors import FaultlineError
+    from faultline.agent.runtime import cleanup as do_cleanup
 
     try:
         report, empty = do_cleanup(args.state_dir)

@@ -11,24 +11,24 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
-from agent.domain.audit import AuditLog
-from agent.domain.deferred import BuildStatus, Deferred, compile_in_background
-from agent.domain.engine import FaultEngine
-from agent.domain.errors import FailedPrecondition
-from agent.domain.journal import Journal
-from agent.domain.policy import Policy
-from agent.domain.spec import Counters, Fault, Mechanism
-from agent.domain.statelock import StateLock
-from agent.domain.validation import Limits
-from agent.domain.watch import WatchHub
-from agent.kernel import capabilities, ebpf_drop, netem_shape, signals
-from agent.kernel.ebpf import TcDropProgram
-from agent.kernel.ebpf_drop import EbpfDropper
-from agent.kernel.netem_shape import NetemShaper
-from agent.kernel.signals import ProcessSignaller
-from agent.kernel.sock_destroy import SockDiag, SocketResetter
-from agent.kernel.tc import TcHooks
-from agent.kernel.tcp_watch import TcpWatchProgram
+from faultline.agent.domain.audit import AuditLog
+from faultline.agent.domain.deferred import BuildStatus, Deferred, compile_in_background
+from faultline.agent.domain.engine import FaultEngine
+from faultline.agent.domain.errors import FailedPrecondition
+from faultline.agent.domain.journal import Journal
+from faultline.agent.domain.policy import Policy
+from faultline.agent.domain.spec import Counters, Fault, Mechanism
+from faultline.agent.domain.statelock import StateLock
+from faultline.agent.domain.validation import Limits
+from faultline.agent.domain.watch import WatchHub
+from faultline.agent.kernel import capabilities, ebpf_drop, netem_shape, signals
+from faultline.agent.kernel.ebpf import TcDropProgram
+from faultline.agent.kernel.ebpf_drop import EbpfDropper
+from faultline.agent.kernel.netem_shape import NetemShaper
+from faultline.agent.kernel.signals import ProcessSignaller
+from faultline.agent.kernel.sock_destroy import SockDiag, SocketResetter
+from faultline.agent.kernel.tc import TcHooks
+from faultline.agent.kernel.tcp_watch import TcpWatchProgram
 
 log = logging.getLogger(__name__)
 

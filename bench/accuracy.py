@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import bench_lab, parser, report
-from controller.client import AgentClient, fault_spec
-from controller.lab import Lab
+from faultline.controller.agents.client import AgentClient, fault_spec
+from faultline.controller.env.lab import Lab
 from tests.netns import ping_ms, udp_delivered
 
 LOSS_PERCENT = (5, 20, 50)

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import bench_lab, latency, parser, report
-from controller.client import AgentClient, fault_spec
-from controller.lab import Lab
+from faultline.controller.agents.client import AgentClient, fault_spec
+from faultline.controller.env.lab import Lab
 
 GOAL = "faultline end to end p50 <= 2 ms, p99 <= 10 ms; >= 2x faster than the tc command"
 GOAL_RATIO = ">= 2x faster than the tc command (absolute times under TCG say nothing of a host)"
@@ -66,14 +66,14 @@ def end_to_end(agent: str, fault: str, ifname: str, peer: str, n: int) -> dict[s
 
 # -- inside a lab host's namespace (no agent there) ------------------------------------------
 def mechanism(fault: str, ifname: str, peer: str, n: int) -> dict[str, float]:
-    from agent.domain.deferred import Deferred
-    from agent.domain.journal import Journal
-    from agent.domain.spec import Direction, FaultKind
-    from agent.domain.validation import Limits, RawSpec, validate
-    from agent.kernel.ebpf import TcDropProgram
-    from agent.kernel.ebpf_drop import EbpfDropper
-    from agent.kernel.netem_shape import NetemShaper
-    from agent.kernel.tc import TcHooks
+    from faultline.agent.domain.deferred import Deferred
+    from faultline.agent.domain.journal import Journal
+    from faultline.agent.domain.spec import Direction, FaultKind
+    from faultline.agent.domain.validation import Limits, RawSpec, validate
+    from faultline.agent.kernel.ebpf import TcDropProgram
+    from faultline.agent.kernel.ebpf_drop import EbpfDropper
+    from faultline.agent.kernel.netem_shape import NetemShaper
+    from faultline.agent.kernel.tc import TcHooks
 
     with tempfile.TemporaryDirectory() as state, TcHooks() as tc:
         prog = Deferred("tc_drop.c", lambda: TcDropProgram((7070, 22)), TcDropProgram.close)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.results import append_result, table
-from controller.lab import Lab, LabConfig
+from faultline.controller.env.lab import Lab, LabConfig
 
 # Its own prefix and subnet, so a benchmark never meets a test's or the demo's lab.
 BENCH_LAB = LabConfig(prefix="flb", subnet4="10.75.0.0/24", subnet6="fd75::/64", run_dir=Path("/run/faultline-bench"))

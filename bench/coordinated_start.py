@@ -1,7 +1,7 @@
 """Coordinated start: one fault started on 5, 10 and 20 agents (lab hosts) at one instant T.
 
 Each agent is sent T on its own clock (offset from SyncClock) and waits for it itself
-(controller/coordinate.py). Per round, the apply times come back corrected to the
+(controller/agents/coordinate.py). Per round, the apply times come back corrected to the
 controller's clock; the skew is their spread. The peer: the same faults sent from one
 thread each with no start instant ("as fast as the controller can send"), measured in the
 same run, so the table says what waiting for T buys.
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from bench.common import BENCH_LAB, bench_lab, pct
 from bench.results import append_result, table
-from controller import coordinate
-from controller.client import fault_spec
-from controller.hosts import connect, lab_endpoints
+from faultline.controller.agents import coordinate
+from faultline.controller.agents.client import fault_spec
+from faultline.controller.env.hosts import connect, lab_endpoints
 
 GOAL = "skew <= 5 ms at 20 agents"
 # A lab address no host has: the fault matches nothing that flows, so rounds stay independent.

@@ -22,13 +22,12 @@ import threading
 import time
 from pathlib import Path
 
-from faultline.v1 import agent_pb2 as pb
-
 from bench.common import bench_lab, parser, report
-from controller.client import WatchRecorder, fault_spec, watch_filter
-from controller.clocksync import now_ns
-from controller.hosts import connect, lab_endpoints
-from controller.lab import Lab
+from faultline.controller.agents.client import WatchRecorder, fault_spec, watch_filter
+from faultline.controller.agents.clocksync import now_ns
+from faultline.controller.env.hosts import connect, lab_endpoints
+from faultline.controller.env.lab import Lab
+from faultline.v1 import agent_pb2 as pb
 from tests.netns import serving
 
 PARTITION_S = 3.0
@@ -43,9 +42,9 @@ def start_workload(lab: Lab, run_dir: Path) -> list[subprocess.Popen]:
     argvs = [
         ("broker", ["/usr/bin/redis-server", "--bind", h["broker"].ipv4, "--port", "6379", "--save", "",
                     "--appendonly", "no", "--protected-mode", "no", "--dir", str(run_dir)]),
-        ("gateway", [py, "-m", "examples.trading.gateway", "--bind", h["gateway"].ipv4,
+        ("gateway", [py, "-m", "faultline.examples.trading.gateway", "--bind", h["gateway"].ipv4,
                      "--bus", f"{h['broker'].ipv4}:6379", "--dir", str(run_dir / "gateway")]),
-        ("trader", [py, "-m", "examples.trading.trader", "--connect", f"{h['gateway'].ipv4}:{PORT}",
+        ("trader", [py, "-m", "faultline.examples.trading.trader", "--connect", f"{h['gateway'].ipv4}:{PORT}",
                     "--dir", str(run_dir / "trader"), "--rate", "10"]),
     ]
     listens = {"broker": 6379, "gateway": PORT}

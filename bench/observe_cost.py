@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import bench_lab, parser, report
-from controller.client import AgentClient, WatchRecorder, watch_filter
-from controller.lab import Lab
+from faultline.controller.agents.client import AgentClient, WatchRecorder, watch_filter
+from faultline.controller.env.lab import Lab
 from tests.netns import serving
 
 PORT = 5201

@@ -1,4 +1,4 @@
-"""The benchmarks that need netem, in one boot of the VM (Debian's kernel; see controller/vm.py).
+"""The benchmarks that need netem, in one boot of the VM (Debian's kernel; see controller/env/vm.py).
 
 Inside: one lab (trader with an agent, gateway, broker), then DELAY apply latency
 (faultline end to end, its mechanism, the tc command, tcconfig) and netem accuracy
@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import accuracy, apply_latency
 from bench.common import BENCH_LAB, bench_lab, parser
 from bench.results import append_result, context
-from controller import vm
+from faultline.controller.env import vm
 
 OUT = Path("build/bench-vm")
 RESULTS = "bench-results.json"

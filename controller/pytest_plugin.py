@@ -20,13 +20,13 @@ from typing import Any, NoReturn
 
 import pytest
 
-from controller import config as resilience
-from controller import report
-from controller.hosts import Endpoint, Host, connect, lab_endpoints, parse_agents
-from controller.injector import FaultInjector
-from controller.recovery_timer import RecoveryMetrics, RecoveryTimer
-from controller.scenario import FaultType
-from controller.state import StateValidator
+from faultline.controller.env.hosts import Endpoint, Host, connect, lab_endpoints, parse_agents
+from faultline.controller.model import config as resilience
+from faultline.controller.model.scenario import FaultType
+from faultline.controller.run import report
+from faultline.controller.suite.injector import FaultInjector
+from faultline.controller.suite.recovery_timer import RecoveryMetrics, RecoveryTimer
+from faultline.controller.suite.state import StateValidator
 
 __all__ = ["FaultType", "RecoveryMetrics", "RecoveryTimer", "StateValidator"]
 
@@ -104,7 +104,7 @@ def faultline_hosts(pytestconfig: pytest.Config) -> Iterator[dict[str, Host]]:
     lab = None
     made = False
     if pytestconfig.getoption("faultline_lab"):
-        from controller.lab import Lab
+        from faultline.controller.env.lab import Lab
 
         names = [n.strip() for n in (pytestconfig.getoption("faultline_lab_hosts") or DEFAULT_LAB_HOSTS).split(",")]
         lab = Lab()

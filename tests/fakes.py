@@ -10,12 +10,12 @@ from ipaddress import ip_address
 from pathlib import Path
 from types import SimpleNamespace
 
-from agent.domain.engine import FaultEngine
-from agent.domain.events import EventKind, TcpEvent, WatchFilter
-from agent.domain.policy import Policy
-from agent.domain.spec import Counters, FaultKind, FaultSpec, Mechanism
-from agent.domain.watch import WatchHub
-from agent.kernel.capabilities import Feature
+from faultline.agent.domain.engine import FaultEngine
+from faultline.agent.domain.events import EventKind, TcpEvent, WatchFilter
+from faultline.agent.domain.policy import Policy
+from faultline.agent.domain.spec import Counters, FaultKind, FaultSpec, Mechanism
+from faultline.agent.domain.watch import WatchHub
+from faultline.agent.kernel.capabilities import Feature
 
 
 class FakeMechanism:
@@ -57,13 +57,13 @@ def fake_agent(probe: FakeProbe | None = None, host: str = "127.0.0.1", tls_dir:
     """A real gRPC agent server on an ephemeral port, its engine on FakeMechanism (no kernel);
     with tls_dir, mTLS and the Gate (allowlist from the policy, audit to `audit`) as `serve` has them."""
     import grpc
-    from faultline.v1 import agent_pb2_grpc as pb_grpc
 
-    from agent.domain.audit import AuditLog
-    from agent.domain.deferred import BuildStatus
-    from agent.rpc.gate import Gate
-    from agent.rpc.servicer import AgentServicer
-    from agent.runtime import AgentConfig
+    from faultline.agent.domain.audit import AuditLog
+    from faultline.agent.domain.deferred import BuildStatus
+    from faultline.agent.rpc.gate import Gate
+    from faultline.agent.rpc.servicer import AgentServicer
+    from faultline.agent.runtime import AgentConfig
+    from faultline.v1 import agent_pb2_grpc as pb_grpc
 
     policy = policy or Policy()
     engine = FaultEngine([FakeMechanism()], {Mechanism.NETEM: "this kernel has no netem"}, LINKS.get,

@@ -85,7 +85,7 @@ def ping_gaps(out: str) -> tuple[int, list[int]]:
 
 
 def in_ns(ns: str, *argv: str) -> list[str]:
-    return [sys.executable, "-m", "controller.nsexec", ns, "--", *argv]
+    return [sys.executable, "-m", "faultline.controller.env.nsexec", ns, "--", *argv]
 
 
 def wait_until(condition: Callable[[], object], timeout_s: float, what: str, every_s: float = 0.02) -> object:

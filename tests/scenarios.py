@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.lab import LabHost
+from faultline.controller.env.lab import LabHost
 
 # The workload's reconnect cycle: connect timeout + the largest backoff delay.
 CONNECT_TIMEOUT_S, MAX_DELAY_S = 0.3, 1.0
@@ -30,12 +30,13 @@ title: {client}-{server} partition {duration_s:g} s, RTO {rto_s:g} s
 {where}targets: {{rto_s: {rto_s}, max_data_loss_ratio: 0, max_detection_s: 1}}
 processes:
   - name: server{host_key(server)}
-    command: {run_in(server)}"{{python}}", -m, controller.seqload, server, --bind, "{{{server}}}", --port, {port},
-              --stats, "{{run_dir}}/server.json"]
+    command: {run_in(server)}"{{python}}", -m, faultline.examples.workloads.seqload, server,
+              --bind, "{{{server}}}", --port, {port}, --stats, "{{run_dir}}/server.json"]
     ready: server-port
   - name: client{host_key(client)}
-    command: {run_in(client)}"{{python}}", -m, controller.seqload, client, --connect, "{{{server}}}", --port, {port},
-              --stats, "{{run_dir}}/client.json", --base-delay, 0.25, --max-delay, {MAX_DELAY_S},
+    command: {run_in(client)}"{{python}}", -m, faultline.examples.workloads.seqload, client,
+              --connect, "{{{server}}}", --port, {port}, --stats, "{{run_dir}}/client.json",
+              --base-delay, 0.25, --max-delay, {MAX_DELAY_S},
               --connect-timeout, {CONNECT_TIMEOUT_S}, --request-timeout, 0.5]
     ready: flow
 probes:
@@ -44,7 +45,7 @@ probes:
   - name: flow
     established: {{host: {client}, port: {port}}}
   - name: counts
-    command: ["{{python}}", -m, controller.seqload, stats, --client, "{{run_dir}}/client.json",
+    command: ["{{python}}", -m, faultline.examples.workloads.seqload, stats, --client, "{{run_dir}}/client.json",
               --server, "{{run_dir}}/server.json"]
     counters: true
 steady_state: [server-port, flow]

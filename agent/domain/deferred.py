@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from agent.domain.errors import FailedPrecondition, Unavailable
+from faultline.agent.domain.errors import FailedPrecondition, Unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -13,12 +13,27 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from agent.domain import clock
-from agent.domain.errors import FailedPrecondition, FaultlineError, InvalidArgument, NotFound, PermissionDenied
-from agent.domain.leases import Leases
-from agent.domain.policy import Policy
-from agent.domain.spec import HOST_KINDS, MECHANISM_KINDS, Counters, Fault, FaultKind, FaultSpec, FaultState, Mechanism
-from agent.domain.validation import Limits, RawSpec, parse_cidr, validate
+from faultline.agent.domain import clock
+from faultline.agent.domain.errors import (
+    FailedPrecondition,
+    FaultlineError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from faultline.agent.domain.leases import Leases
+from faultline.agent.domain.policy import Policy
+from faultline.agent.domain.spec import (
+    HOST_KINDS,
+    MECHANISM_KINDS,
+    Counters,
+    Fault,
+    FaultKind,
+    FaultSpec,
+    FaultState,
+    Mechanism,
+)
+from faultline.agent.domain.validation import Limits, RawSpec, parse_cidr, validate
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from agent.domain.clock import Stamp
-from agent.domain.errors import InvalidArgument
-from agent.domain.spec import Counters, Network
-from agent.domain.validation import parse_cidr
+from faultline.agent.domain.clock import Stamp
+from faultline.agent.domain.errors import InvalidArgument
+from faultline.agent.domain.spec import Counters, Network
+from faultline.agent.domain.validation import parse_cidr
 
 MAX_WATCH_PORTS = 8
 MAX_WATCH_PEERS = 8

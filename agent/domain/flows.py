@@ -11,8 +11,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from agent.domain.clock import Stamp
-from agent.domain.events import EventKind, Flow, TcpEvent, WatchFilter
+from faultline.agent.domain.clock import Stamp
+from faultline.agent.domain.events import EventKind, Flow, TcpEvent, WatchFilter
 
 CLOSE = 7
 MAX_FLOWS = 4096        # oldest forgotten first

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from agent.domain.clock import monotonic_ns
+from faultline.agent.domain.clock import monotonic_ns
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from agent.domain.errors import PermissionDenied
-from agent.domain.spec import HOST_KINDS, FaultKind, FaultSpec, Network, ProcessAction, TargetBy
+from faultline.agent.domain.errors import PermissionDenied
+from faultline.agent.domain.spec import HOST_KINDS, FaultKind, FaultSpec, Network, ProcessAction, TargetBy
 
 DEFAULT_PATH = Path("/etc/faultline/agent.yaml")
 

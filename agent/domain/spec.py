@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from enum import Enum
 
-from agent.domain.clock import Stamp
+from faultline.agent.domain.clock import Stamp
 
 
 class FaultKind(Enum):

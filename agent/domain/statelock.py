@@ -11,7 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from agent.domain.errors import FailedPrecondition
+from faultline.agent.domain.errors import FailedPrecondition
 
 LOCK_FILE = "agent.lock"
 

@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from agent.domain.errors import InvalidArgument
-from agent.domain.spec import (
+from faultline.agent.domain.errors import InvalidArgument
+from faultline.agent.domain.spec import (
     HOST_KINDS,
     Direction,
     Distribution,

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
-from agent.domain import clock
-from agent.domain.deferred import Deferred
-from agent.domain.errors import Exhausted, FailedPrecondition
-from agent.domain.events import (
+from faultline.agent.domain import clock
+from faultline.agent.domain.deferred import Deferred
+from faultline.agent.domain.errors import Exhausted, FailedPrecondition
+from faultline.agent.domain.events import (
     EventKind,
     FaultCounters,
     Lost,
@@ -34,8 +34,8 @@ from agent.domain.events import (
     WatchFilter,
     Watching,
 )
-from agent.domain.flows import FlowSummary, FlowTable
-from agent.domain.spec import Counters
+from faultline.agent.domain.flows import FlowSummary, FlowTable
+from faultline.agent.domain.spec import Counters
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ def _child_probe(bpf_fd: int | None) -> dict[str, str | None]:
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
-    from agent.domain.spec import Netem
-    from agent.kernel import netem_nla
+    from faultline.agent.domain.spec import Netem
+    from faultline.agent.kernel import netem_nla
 
     netem_nla.register()  # probe with the same encoder the agent applies faults with
     out: dict[str, str | None] = {}

@@ -7,8 +7,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.domain.errors import Exhausted, FailedPrecondition
-from agent.domain.spec import Counters, Direction, Network, Protocol
+from faultline.agent.domain.errors import Exhausted, FailedPrecondition
+from faultline.agent.domain.spec import Counters, Direction, Network, Protocol
 
 SOURCE = Path(__file__).with_name("tc_drop.c")
 MAX_FAULTS = 32

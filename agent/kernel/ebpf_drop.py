@@ -10,12 +10,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.domain.deferred import Deferred
-from agent.domain.errors import KernelError
-from agent.domain.journal import Recorder
-from agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultKind, FaultSpec, Mechanism
-from agent.kernel.ebpf import Rule, TcDropProgram
-from agent.kernel.tc import FILTER_HANDLE, FILTER_PRIO, TcHooks
+from faultline.agent.domain.deferred import Deferred
+from faultline.agent.domain.errors import KernelError
+from faultline.agent.domain.journal import Recorder
+from faultline.agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultKind, FaultSpec, Mechanism
+from faultline.agent.kernel.ebpf import Rule, TcDropProgram
+from faultline.agent.kernel.tc import FILTER_HANDLE, FILTER_PRIO, TcHooks
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 from statistics import NormalDist
 
-from agent.domain.spec import Distribution
+from faultline.agent.domain.spec import Distribution
 
 SCALE = 8192        # NETEM_DIST_SCALE
 SIZE = 4096         # entries iproute2 ships; the kernel accepts up to 16384

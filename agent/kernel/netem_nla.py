@@ -17,8 +17,8 @@ from pyroute2.netlink import nla
 from pyroute2.netlink.rtnl import TC_H_ROOT
 from pyroute2.netlink.rtnl.tcmsg import plugins
 
-from agent.domain.spec import Distribution, Netem
-from agent.kernel import netem_dist
+from faultline.agent.domain.spec import Distribution, Netem
+from faultline.agent.kernel import netem_dist
 
 parent = TC_H_ROOT
 U32_MAX = 2**32 - 1

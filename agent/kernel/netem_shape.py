@@ -14,13 +14,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.domain.deferred import Deferred
-from agent.domain.errors import FailedPrecondition, KernelError
-from agent.domain.journal import Recorder
-from agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultSpec, Mechanism, Netem
-from agent.kernel import netem_nla
-from agent.kernel.ebpf import SHAPE_FUNC, Rule, TcDropProgram
-from agent.kernel.tc import SHAPE_ROOT, RootQdisc, TcHooks
+from faultline.agent.domain.deferred import Deferred
+from faultline.agent.domain.errors import FailedPrecondition, KernelError
+from faultline.agent.domain.journal import Recorder
+from faultline.agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultSpec, Mechanism, Netem
+from faultline.agent.kernel import netem_nla
+from faultline.agent.kernel.ebpf import SHAPE_FUNC, Rule, TcDropProgram
+from faultline.agent.kernel.tc import SHAPE_ROOT, RootQdisc, TcHooks
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.domain.errors import InvalidArgument, KernelError, NotFound, PermissionDenied
-from agent.domain.journal import Recorder
-from agent.domain.policy import RestartCommand
-from agent.domain.spec import MECHANISM_KINDS, Counters, FaultSpec, Mechanism, ProcessAction, ProcessSpec, TargetBy
+from faultline.agent.domain.errors import InvalidArgument, KernelError, NotFound, PermissionDenied
+from faultline.agent.domain.journal import Recorder
+from faultline.agent.domain.policy import RestartCommand
+from faultline.agent.domain.spec import (
+    MECHANISM_KINDS,
+    Counters,
+    FaultSpec,
+    Mechanism,
+    ProcessAction,
+    ProcessSpec,
+    TargetBy,
+)
 
 log = logging.getLogger(__name__)
 

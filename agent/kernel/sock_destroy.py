@@ -16,8 +16,8 @@ import struct
 import threading
 from dataclasses import dataclass
 
-from agent.domain.errors import FailedPrecondition, KernelError
-from agent.domain.spec import MECHANISM_KINDS, Counters, FaultSpec, Mechanism
+from faultline.agent.domain.errors import FailedPrecondition, KernelError
+from faultline.agent.domain.spec import MECHANISM_KINDS, Counters, FaultSpec, Mechanism
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_NEWQDISC, TC_H_ROOT
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
-from agent.domain.errors import KernelError
-from agent.domain.spec import Direction, Netem
-from agent.kernel import netem_nla
+from faultline.agent.domain.errors import KernelError
+from faultline.agent.domain.spec import Direction, Netem
+from faultline.agent.kernel import netem_nla
 
 CLSACT_HANDLE = 0xFFFF0000
 PARENT = {Direction.INGRESS: 0xFFFFFFF2, Direction.EGRESS: 0xFFFFFFF3}

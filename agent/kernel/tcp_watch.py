@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
-from agent.domain.clock import Stamp
-from agent.domain.errors import FailedPrecondition
-from agent.domain.events import EventKind, Flow, TcpEvent, WatchFilter
-from agent.kernel.ebpf import CidrC
+from faultline.agent.domain.clock import Stamp
+from faultline.agent.domain.errors import FailedPrecondition
+from faultline.agent.domain.events import EventKind, Flow, TcpEvent, WatchFilter
+from faultline.agent.kernel.ebpf import CidrC
 
 log = logging.getLogger(__name__)
 

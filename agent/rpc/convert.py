@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from faultline.v1 import agent_pb2 as pb
-
-from agent.domain import events
-from agent.domain.clock import Stamp
-from agent.domain.errors import InvalidArgument
-from agent.domain.events import EventKind, Flow, Lost, StreamItem, TcpEvent, WatchFilter, Watching
-from agent.domain.flows import FlowSummary
-from agent.domain.spec import (
+from faultline.agent.domain import events
+from faultline.agent.domain.clock import Stamp
+from faultline.agent.domain.errors import InvalidArgument
+from faultline.agent.domain.events import EventKind, Flow, Lost, StreamItem, TcpEvent, WatchFilter, Watching
+from faultline.agent.domain.flows import FlowSummary
+from faultline.agent.domain.spec import (
     Direction,
     Distribution,
     Fault,
@@ -22,7 +20,8 @@ from agent.domain.spec import (
     Protocol,
     TargetBy,
 )
-from agent.domain.validation import RawSpec
+from faultline.agent.domain.validation import RawSpec
+from faultline.v1 import agent_pb2 as pb
 
 KIND = {
     pb.FAULT_KIND_DISCONNECT: FaultKind.DISCONNECT, pb.FAULT_KIND_LOSS: FaultKind.LOSS,

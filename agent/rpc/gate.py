@@ -15,8 +15,8 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from agent.domain.audit import AuditLog
-from agent.domain.policy import Policy
+from faultline.agent.domain.audit import AuditLog
+from faultline.agent.domain.policy import Policy
 
 # Calls that change the kernel: their audit lines are fsynced. The rest are appended.
 CHANGES = {"ApplyFault", "HealFault", "HealAll", "RenewLease"}

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+
+from faultline.agent.kernel.tcp_watch import MAX_WATCHERS
+from faultline.agent.rpc.gate import Gate
+from faultline.agent.rpc.servicer import AgentServicer
 from faultline.v1 import agent_pb2_grpc as pb_grpc
 
-from agent.kernel.tcp_watch import MAX_WATCHERS
-from agent.rpc.gate import Gate
-from agent.rpc.servicer import AgentServicer
-
 if TYPE_CHECKING:
-    from agent.runtime import AgentRuntime
+    from faultline.agent.runtime import AgentRuntime
 
 # Keepalives: a watch stream whose controller vanished (no FIN: a partition) is noticed and freed.
 KEEPALIVE = [("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 10_000),

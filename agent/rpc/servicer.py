@@ -9,14 +9,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
-from faultline.v1 import agent_pb2 as pb
-from faultline.v1 import agent_pb2_grpc as pb_grpc
 
-import agent
-from agent.domain import clock
-from agent.domain.audit import bounded
-from agent.domain.engine import PROGRAM_WAIT_S
-from agent.domain.errors import (
+import faultline
+from faultline.agent.domain import clock
+from faultline.agent.domain.audit import bounded
+from faultline.agent.domain.engine import PROGRAM_WAIT_S
+from faultline.agent.domain.errors import (
     Exhausted,
     FailedPrecondition,
     FaultlineError,
@@ -26,9 +24,11 @@ from agent.domain.errors import (
     PermissionDenied,
     Unavailable,
 )
-from agent.domain.spec import FaultState
-from agent.rpc import convert
-from agent.runtime import AgentRuntime
+from faultline.agent.domain.spec import FaultState
+from faultline.agent.rpc import convert
+from faultline.agent.runtime import AgentRuntime
+from faultline.v1 import agent_pb2 as pb
+from faultline.v1 import agent_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class AgentServicer(pb_grpc.AgentServicer):
             kinds.append(pb.KindSupport(kind=convert.KIND_PB[kind],
                                         mechanisms=[convert.MECHANISM_PB[m] for m in mechs], reason=reason))
         return pb.Capabilities(
-            agent_version=agent.__version__,
+            agent_version=faultline.__version__,
             kernel_release=self.rt.kernel_release,
             features=[pb.Feature(name=f.name, available=f.available, reason=f.reason) for f in self.rt.features],
             kinds=kinds,
@@ -158,7 +158,7 @@ class AgentServicer(pb_grpc.AgentServicer):
     def Health(self, request: pb.HealthRequest, context: grpc.ServicerContext) -> pb.HealthResponse:
         return pb.HealthResponse(
             status="SERVING",
-            agent_version=agent.__version__,
+            agent_version=faultline.__version__,
             active_faults=self.engine.active_count(),
             now=convert.stamp(clock.now()),
             started_at_realtime_ns=self.started_at,

@@ -12,7 +12,7 @@ fault: the order path (an order's send to its fill, at the trader) and the marke
 `--caught-up` exits 0 only when the trader is connected with nothing unfilled and no
 rate-limited retry waiting (a recovery probe for backlog scenarios).
 
-    python -m examples.trading.check --run run/ [--window 1700000000000000000 1700000005000000000]
+    python -m faultline.examples.trading.check --run run/ [--window 1700000000000000000 1700000005000000000]
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from controller.state import StateValidator
-from examples.trading.wire import read_log
+from faultline.controller.suite.state import StateValidator
+from faultline.examples.trading.wire import read_log
 
 IN_FLIGHT_S = 3.0  # an order younger than this may still be on its way: not counted yet
 BASELINE_NS = 2_000_000_000  # the plane latency before a fault: what was sent in these 2 s...

@@ -6,7 +6,7 @@ every read, from the ticks' publish times: how far behind real time it is (the o
 the batch), how many ticks it had to catch up on at once, and how long a backlog took to work
 off. Each tick's age on arrival goes to md_age.jsonl: the market-data plane's latency.
 
-    python -m examples.trading.consumer --bus 10.77.0.4:6379 --dir run/consumer
+    python -m faultline.examples.trading.consumer --bus 10.77.0.4:6379 --dir run/consumer
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import socket
 import time
 from pathlib import Path
 
-from examples.trading import bus as busmod
-from examples.trading.wire import write_json
+from faultline.examples.trading import bus as busmod
+from faultline.examples.trading.wire import write_json
 
 GROUP = "risk"
 STREAMS = ["md", "fills"]

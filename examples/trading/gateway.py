@@ -9,7 +9,7 @@ requests per minute, at most one second's worth at once; the excess is rejected 
 "rate_limit" and the time until the next request is allowed. Market data (sequence-numbered ticks) and fills go to the
 broker; while it is down they wait in memory and are sent, in order, when it is back.
 
-    python -m examples.trading.gateway --bind 10.77.0.3 --bus 10.77.0.4:6379 --dir run/gateway
+    python -m faultline.examples.trading.gateway --bind 10.77.0.3 --bus 10.77.0.4:6379 --dir run/gateway
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from controller import config as resilience
-from examples.trading import LAB_CONFIG
-from examples.trading import bus as busmod
-from examples.trading.wire import AppendLog, lines, read_log, send, write_json
+from faultline.controller.model import config as resilience
+from faultline.examples.trading import LAB_CONFIG
+from faultline.examples.trading import bus as busmod
+from faultline.examples.trading.wire import AppendLog, lines, read_log, send, write_json
 
 SYMBOLS = ("AAPL", "MSFT", "ESZ6")
 TICK_S = 0.05

@@ -18,7 +18,7 @@ whole backlog at once, which is how real clients trip a gateway's pacing.
 --unsafe-replay is a deliberate bug for the chaos suite to catch: replays get a new order
 id (the ref stays), as a client that allocates ids at send time would do.
 
-    python -m examples.trading.trader --connect 10.77.0.3:4002 --dir run/trader --rate 20
+    python -m faultline.examples.trading.trader --connect 10.77.0.3:4002 --dir run/trader --rate 20
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller import config as resilience
-from examples.trading import LAB_CONFIG
-from examples.trading.wire import AppendLog, lines, read_log, send, write_json
+from faultline.controller.model import config as resilience
+from faultline.examples.trading import LAB_CONFIG
+from faultline.examples.trading.wire import AppendLog, lines, read_log, send, write_json
 
 SYMBOLS = ("AAPL", "MSFT", "ESZ6")
 

@@ -29,8 +29,8 @@ def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> Iterator[tu
 
 def help_texts() -> dict[str, str]:
     """`--help` of every command and subcommand of both programs."""
-    from agent.cli import build_parser as agent_parser
-    from controller.cli import build_parser as controller_parser
+    from faultline.agent.cli import build_parser as agent_parser
+    from faultline.controller.cli.main import build_parser as controller_parser
 
     saved = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = COLUMNS
@@ -47,7 +47,7 @@ def help_texts() -> dict[str, str]:
 
 def scenario_errors(tmp: Path) -> list[str]:
     """The one-line error of each malformed scenario of tests/unit/test_scenario.py, its dir as <dir>."""
-    from controller.schema import SchemaError
+    from faultline.controller.model.schema import SchemaError
     from tests.unit.test_scenario import GOOD, MALFORMED, load
 
     errors = []

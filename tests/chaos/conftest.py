@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from controller import report, runner, scenario
-from controller.lab import Lab, LabConfig
+from faultline.controller.env.lab import Lab, LabConfig
+from faultline.controller.model import scenario
+from faultline.controller.run import report, runner
 from tests.netns import why_no_lab
 
 IN_VM = bool(os.environ.get("FAULTLINE_VM_OUT"))  # the VM stage (make test-vm) runs the latency cases

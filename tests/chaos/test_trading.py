@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from controller import config as resilience
-from controller.demo import why_no_netem
-from examples.trading import LAB_CONFIG, check
+from faultline.controller.cli.demo import why_no_netem
+from faultline.controller.model import config as resilience
+from faultline.examples.trading import LAB_CONFIG, check
 from tests.chaos.conftest import failed
 
 pytestmark = [pytest.mark.chaos, pytest.mark.root]

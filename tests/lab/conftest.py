@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.client import AgentClient
-from controller.lab import Lab, LabConfig
+from faultline.controller.agents.client import AgentClient
+from faultline.controller.env.lab import Lab, LabConfig
 from tests.netns import tc_state, why_no_lab
 
 TEST_LAB = LabConfig(prefix="flt", subnet4="10.78.0.0/24", subnet6="fd78::/64",

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from controller.client import AgentClient, fault_spec, process_spec
-from controller.lab import agent_alive
+from faultline.controller.agents.client import AgentClient, fault_spec, process_spec
+from faultline.controller.env.lab import agent_alive
 from tests.lab.test_component_faults import start_in
 from tests.lab.test_nothing_left_behind import agent_stopped_by, journal_size, pings
 from tests.netns import in_ns, tc_state, wait_until

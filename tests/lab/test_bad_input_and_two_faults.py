@@ -9,9 +9,9 @@ import time
 
 import grpc
 import pytest
-from faultline.v1 import agent_pb2 as pb
 
-from controller.client import InvalidRequest, Unsupported, fault_spec
+from faultline.controller.agents.client import InvalidRequest, Unsupported, fault_spec
+from faultline.v1 import agent_pb2 as pb
 from tests.netns import in_ns, ping_gaps, read_until, socket_in, tc_state
 
 BAD = [

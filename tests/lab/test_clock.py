@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.client import AgentClient, WatchRecorder, fault_spec, watch_filter
-from controller.clocksync import sync
-from controller.lab import Lab, LabConfig
+from faultline.controller.agents.client import AgentClient, WatchRecorder, fault_spec, watch_filter
+from faultline.controller.agents.clocksync import sync
+from faultline.controller.env.lab import Lab, LabConfig
 from tests.netns import listener, socket_in, why_no_lab
 
 CLOCK_LAB = LabConfig(prefix="flc", subnet4="10.74.0.0/24", subnet6="fd74::/64", run_dir=Path("/run/faultline-clock"))
@@ -64,7 +64,8 @@ def test_corrected_stamps_order_with_the_controllers(clab):
 def test_coordinated_start_with_an_agent_2s_off(clab, tmp_path):
     """Issue 6 must-show 2: a partition across a 2 s-off agent and a true one starts at one
     instant (skew < 10 ms on the controller's clock) and its marks order correctly."""
-    from controller import runner, scenario
+    from faultline.controller.model import scenario
+    from faultline.controller.run import runner
     from tests.scenarios import partition
 
     f = tmp_path / "s.yaml"

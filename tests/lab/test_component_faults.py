@@ -11,7 +11,7 @@ import time
 import grpc
 import pytest
 
-from controller.client import AgentClient, AgentError, fault_spec, process_spec
+from faultline.controller.agents.client import AgentClient, AgentError, fault_spec, process_spec
 from tests.lab.test_nothing_left_behind import agent_stopped_by, journal_size
 from tests.netns import (
     in_netns,

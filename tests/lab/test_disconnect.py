@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from controller.client import fault_spec
+from faultline.controller.agents.client import fault_spec
 from tests.netns import socket_in, tc_state
 
 

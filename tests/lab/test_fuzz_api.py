@@ -14,14 +14,21 @@ from pathlib import Path
 
 import grpc
 import pytest
-from faultline.v1 import agent_pb2 as pb
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from pyroute2 import NetNS
 
-from agent.kernel.tc import FILTER_HANDLE, FILTER_PRIO
-from controller.client import AgentClient, AgentError, Forbidden, UnknownFault, fault_spec, process_spec
-from controller.lab import agent_alive
+from faultline.agent.kernel.tc import FILTER_HANDLE, FILTER_PRIO
+from faultline.controller.agents.client import (
+    AgentClient,
+    AgentError,
+    Forbidden,
+    UnknownFault,
+    fault_spec,
+    process_spec,
+)
+from faultline.controller.env.lab import agent_alive
+from faultline.v1 import agent_pb2 as pb
 from tests.lab.test_nothing_left_behind import agent_stopped_by
 
 CASES = int(os.environ.get("FAULTLINE_FUZZ_CASES", "2000"))

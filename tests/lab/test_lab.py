@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute, netns
 
-from controller.lab import Lab, LabConfig
+from faultline.controller.env.lab import Lab, LabConfig
 from tests.netns import why_no_lab
 
 CFG = LabConfig(prefix="fli", subnet4="10.79.0.0/24", subnet6="fd79::/64", run_dir=Path("/run/faultline-test"))

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from controller.client import AgentClient
+from faultline.controller.agents.client import AgentClient
 
 ASK = """
 import grpc, sys

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.client import fault_spec
+from faultline.controller.agents.client import fault_spec
 from tests.netns import udp_delivered
 from tests.stats import binomial_interval
 

@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from controller.client import AgentClient, fault_spec
+from faultline.controller.agents.client import AgentClient, fault_spec
 from tests.netns import in_ns, tc_state, without_agent
 
 

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from faultline.v1 import agent_pb2 as pb
 
-from controller.client import AgentClient, WatchRecorder, fault_spec, watch_filter
-from controller.workload import BACKOFF_S, STALL_S
+from faultline.controller.agents.client import AgentClient, WatchRecorder, fault_spec, watch_filter
+from faultline.examples.workloads.echo import BACKOFF_S, STALL_S
+from faultline.v1 import agent_pb2 as pb
 from tests.netns import in_ns, listener, serving, socket_in
 
 
@@ -63,10 +63,9 @@ def test_disconnect_seen_leaving_and_reestablishing(lab, agents):
     trader, gw = lab.state.hosts["trader"], lab.state.hosts["gateway"]
     c = agents["trader"]
     rec = WatchRecorder(c.watch(watch_filter(ports=[port], kinds=["state", "retransmit"])))
-    with process(in_ns(gw.netns, sys.executable, "-m", "controller.workload", "server", "--bind", gw.ipv4,
-                       "--port", str(port))), \
-         process(in_ns(trader.netns, sys.executable, "-m", "controller.workload", "client", "--connect", gw.ipv4,
-                       "--port", str(port), "--seconds", "12")):
+    echo = (sys.executable, "-m", "faultline.examples.workloads.echo")
+    with process(in_ns(gw.netns, *echo, "server", "--bind", gw.ipv4, "--port", str(port))), \
+         process(in_ns(trader.netns, *echo, "client", "--connect", gw.ipv4, "--port", str(port), "--seconds", "12")):
         up = rec.wait_for(lambda i: i.tcp.new_state == pb.TCP_STATE_ESTABLISHED, 15)
         assert up is not None, "the client never connected"
         time.sleep(0.5)

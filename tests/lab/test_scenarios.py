@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from controller import runner, scenario
+from faultline.controller.model import scenario
+from faultline.controller.run import runner
 from tests.baseline import assert_journal_shape
 from tests.lab.conftest import TEST_LAB
 from tests.scenarios import CONNECT_TIMEOUT_S, MAX_DELAY_S, partition
@@ -44,7 +45,7 @@ def test_partition_3s_recovers_within_one_reconnect_cycle_without_loss(lab, agen
 
 
 def run_cli(path: Path, out: Path, **kw) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "controller.cli", "run", str(path), "--out", str(out)],
+    return subprocess.Popen([sys.executable, "-m", "faultline", "run", str(path), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 

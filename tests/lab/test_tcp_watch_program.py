@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from agent.domain.events import EventKind, watch_filter
+from faultline.agent.domain.events import EventKind, watch_filter
 from tests.netns import why_no_lab
 
 
@@ -16,7 +16,7 @@ def test_a_loopback_connection_is_seen(ring_buffer):
     why = why_no_lab()
     if why:
         pytest.skip(why)
-    from agent.kernel.tcp_watch import TcpWatchProgram
+    from faultline.agent.kernel.tcp_watch import TcpWatchProgram
 
     p = TcpWatchProgram(ring_buffer=ring_buffer)
     try:

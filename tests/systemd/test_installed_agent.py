@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.client import AgentClient, AgentError, fault_spec, process_spec
+from faultline.controller.agents.client import AgentClient, AgentError, fault_spec, process_spec
 from tests.netns import tc_state, wait_until, without_agent
 
 REPO = Path(__file__).resolve().parents[2]

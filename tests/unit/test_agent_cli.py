@@ -1,4 +1,4 @@
-from agent.cli import main
+from faultline.agent.cli import main
 
 
 def test_serve_refuses_plaintext_without_insecure(tmp_path, caplog):
@@ -20,7 +20,7 @@ def test_a_signal_delivered_to_another_thread_still_reloads_and_stops() -> None:
     import threading
     import time
 
-    from agent.cli import Signals
+    from faultline.agent.cli import Signals
 
     saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
     signals = Signals()

@@ -1,4 +1,4 @@
-from controller.clocksync import Exchange, best
+from faultline.controller.agents.clocksync import Exchange, best
 
 
 def test_symmetric_legs_give_the_exact_offset():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller import config
-from controller.schema import SchemaError
+from faultline.controller.model import config
+from faultline.controller.model.schema import SchemaError
 
 
 def test_the_shipped_file_loads_with_the_seeds_targets():

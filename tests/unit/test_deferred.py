@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-from agent.domain.deferred import Deferred, compile_in_background
-from agent.domain.engine import FaultEngine
-from agent.domain.errors import FailedPrecondition, Unavailable
-from agent.domain.spec import Direction, FaultKind, Mechanism
-from agent.domain.validation import RawSpec
+from faultline.agent.domain.deferred import Deferred, compile_in_background
+from faultline.agent.domain.engine import FaultEngine
+from faultline.agent.domain.errors import FailedPrecondition, Unavailable
+from faultline.agent.domain.spec import Direction, FaultKind, Mechanism
+from faultline.agent.domain.validation import RawSpec
 from tests.fakes import LINKS, FakeMechanism
 
 

@@ -2,11 +2,11 @@ import time
 
 import pytest
 
-from agent.domain.engine import FaultEngine
-from agent.domain.errors import FailedPrecondition, InvalidArgument, KernelError, NotFound, PermissionDenied
-from agent.domain.policy import Policy
-from agent.domain.spec import Direction, FaultKind, FaultState, Mechanism
-from agent.domain.validation import RawSpec
+from faultline.agent.domain.engine import FaultEngine
+from faultline.agent.domain.errors import FailedPrecondition, InvalidArgument, KernelError, NotFound, PermissionDenied
+from faultline.agent.domain.policy import Policy
+from faultline.agent.domain.spec import Direction, FaultKind, FaultState, Mechanism
+from faultline.agent.domain.validation import RawSpec
 from tests.fakes import LINKS, FakeMechanism
 from tests.netns import wait_until
 

@@ -2,8 +2,14 @@
 
 Agent: kernel mechanisms <- domain <- runtime <- rpc (the servicer) <- cli. The domain imports
 nothing of the agent but itself; neither it, the kernel layer nor the runtime imports grpc or
-the stubs (only agent/rpc translates). Nothing of the product imports the tests; the agent never
-imports the controller or the trading lab. A planted violation is caught (the last tests).
+the stubs (only faultline.agent.rpc translates).
+
+Controller: agents (the agent API client: the only package that imports grpc) <- model (the
+scenario format) <- env (lab, VM, certificates) <- run (one scenario, judged) <- suite (the
+chaos suite's API without pytest) <- the front ends (cli, pytest_plugin). A package imports
+only those before it. Nothing of the product imports the tests; the agent never imports the
+controller or the trading lab; the controller never imports the trading lab or the workloads.
+A planted violation is caught (the last tests).
 """
 
 from __future__ import annotations
@@ -14,26 +20,41 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("agent", "controller", "examples")
+# Repository folder -> its import name once installed (pyproject.toml maps them).
+PACKAGES = {"agent": "faultline.agent", "controller": "faultline.controller", "examples": "faultline.examples"}
 GRPC = ("grpc", "faultline.v1", "google.protobuf")
+A, C = "faultline.agent", "faultline.controller"
+CONTROLLER_LAYERS = ("agents", "model", "env", "run", "suite")
 
 # module prefix -> (prefixes of this repo it may import, may it import grpc/stubs); longest prefix wins.
 RULES: dict[str, tuple[tuple[str, ...], bool]] = {
-    "agent.domain": (("agent.domain",), False),
-    "agent.kernel": (("agent.domain", "agent.kernel"), False),
-    "agent.runtime": (("agent.domain", "agent.kernel", "agent.runtime"), False),
-    "agent.rpc": (("agent.domain", "agent.kernel", "agent.runtime", "agent.rpc"), True),
-    "agent.cli": (("agent",), True),
-    "agent": (("agent",), False),                       # agent/__init__.py: the version only
-    "controller": (("controller", "agent"), True),      # agent: its version, in the journal
-    "examples": (("examples", "controller"), False),
+    f"{A}.domain": ((f"{A}.domain",), False),
+    f"{A}.kernel": ((f"{A}.domain", f"{A}.kernel"), False),
+    f"{A}.runtime": ((f"{A}.domain", f"{A}.kernel", f"{A}.runtime"), False),
+    f"{A}.rpc": ((f"{A}.domain", f"{A}.kernel", f"{A}.runtime", f"{A}.rpc"), True),
+    f"{A}.cli": ((A,), True),
+    A: ((A,), False),                                     # faultline/agent/__init__.py
+    **{f"{C}.{layer}": (tuple(f"{C}.{x}" for x in CONTROLLER_LAYERS[: i + 1]) + ((C,) if i == 0 else ()),
+                        layer == "agents")
+       for i, layer in enumerate(CONTROLLER_LAYERS)},
+    f"{C}.cli": ((f"{C}.cli", *(f"{C}.{x}" for x in CONTROLLER_LAYERS)), False),
+    f"{C}.pytest_plugin": (tuple(f"{C}.{x}" for x in CONTROLLER_LAYERS), False),
+    C: ((C,), False),
+    "faultline.examples": (("faultline.examples", C), False),
 }
-OURS = ("agent", "controller", "examples", "tests", "bench")
+# Modules that still take raw protobuf from the agents package (typed results there: not yet).
+STUB_READERS = {f"{C}.run.probes", f"{C}.run.recovery", f"{C}.run.runner", f"{C}.cli.main"}
+OURS = ("faultline.agent", "faultline.controller", "faultline.examples", "agent", "controller", "examples",
+        "tests", "bench")
 
 
 def _rule(module: str) -> tuple[tuple[str, ...], bool]:
     best = max((p for p in RULES if module == p or module.startswith(p + ".")), key=len)
     return RULES[best]
+
+
+def _prefix(module: str) -> str:
+    return max((p for p in RULES if module == p or module.startswith(p + ".")), key=len)
 
 
 def _within(name: str, prefixes: tuple[str, ...]) -> bool:
@@ -60,23 +81,29 @@ def violations(module: str, source: str) -> list[str]:
     allowed, grpc_ok = _rule(module)
     out = []
     for line, name in imports(module, source):
-        if name == "agent":  # the package root: __version__ only, for Health and journals
+        if name == "faultline":  # the package root: __version__ only, for Health and journals
+            continue
+        if _within(name, ("faultline.v1", "google.protobuf")) and module in STUB_READERS:
             continue
         if _within(name, GRPC) and not grpc_ok:
-            out.append(f"{module}:{line} imports {name}: only agent.rpc, agent.cli and the controller speak gRPC")
+            out.append(f"{module}:{line} imports {name}: only faultline.agent.rpc, faultline.agent.cli and "
+                       f"faultline.controller.agents speak gRPC")
+        elif _within(name, ("agent", "controller", "examples")):
+            out.append(f"{module}:{line} imports {name}: installed, only `faultline` exists; import "
+                       f"faultline.{name}")
         elif _within(name, OURS) and not _within(name, allowed):
-            out.append(f"{module}:{line} imports {name}: {module.split('.')[0]} layer rule allows "
+            out.append(f"{module}:{line} imports {name}: {_prefix(module)} layer rule allows "
                        f"{', '.join(allowed)}")
     return out
 
 
 def product_modules() -> list[tuple[str, Path]]:
     mods = []
-    for pkg in PACKAGES:
-        for path in sorted((REPO / pkg).rglob("*.py")):
-            rel = path.relative_to(REPO).with_suffix("")
+    for folder, name in PACKAGES.items():
+        for path in sorted((REPO / folder).rglob("*.py")):
+            rel = path.relative_to(REPO / folder).with_suffix("")
             parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
-            mods.append((".".join(parts), path))
+            mods.append((".".join((name, *parts)), path))
     return mods
 
 
@@ -86,13 +113,18 @@ def test_the_tree_follows_the_import_rules() -> None:
 
 
 @pytest.mark.parametrize("module,source,expected", [
-    ("agent.domain.planted", "import grpc\n", "only agent.rpc"),
-    ("agent.domain.planted", "def f():\n    from agent.kernel import tc\n", "allows agent.domain"),
-    ("agent.kernel.planted", "from agent.rpc.servicer import AgentServicer\n", "allows agent.domain, agent.kernel"),
-    ("agent.runtime", "from faultline.v1 import agent_pb2\n", "only agent.rpc"),
-    ("agent.rpc.planted", "from controller import client\n", "allows agent.domain"),
-    ("controller.planted", "from tests.netns import wait_until\n", "allows controller, agent"),
-    ("agent.kernel.planted", "from ..rpc import gate\n", "imports agent.rpc"),
+    (f"{A}.domain.planted", "import grpc\n", f"only {A}.rpc"),
+    (f"{A}.domain.planted", f"def f():\n    from {A}.kernel import tc\n", f"allows {A}.domain"),
+    (f"{A}.kernel.planted", f"from {A}.rpc.servicer import AgentServicer\n", f"allows {A}.domain, {A}.kernel"),
+    (f"{A}.runtime", "from faultline.v1 import agent_pb2\n", f"only {A}.rpc"),
+    (f"{A}.rpc.planted", f"from {C}.agents import client\n", f"allows {A}.domain"),
+    (f"{C}.agents.planted", "from tests.netns import wait_until\n", f"allows {C}.agents"),
+    (f"{C}.model.planted", "import grpc\n", f"{C}.agents speak gRPC"),
+    (f"{C}.env.planted", f"from {C}.run.runner import Run\n", f"{C}.env layer rule allows {C}.agents, {C}.model, "),
+    (f"{C}.run.planted", f"from {C}.cli.main import main\n", f"{C}.run layer rule allows"),
+    (f"{C}.suite.planted", "from faultline.examples.workloads import seqload\n", f"{C}.suite layer rule allows"),
+    (f"{C}.pytest_plugin", "from controller.agents.client import AgentClient\n", "import faultline.controller"),
+    (f"{A}.kernel.planted", "from ..rpc import gate\n", f"imports {A}.rpc"),
 ])
 def test_a_planted_violation_is_caught(tmp_path, module, source, expected) -> None:
     """A throwaway module breaking one rule: the checker names the line and the rule."""
@@ -104,4 +136,5 @@ def test_a_planted_violation_is_caught(tmp_path, module, source, expected) -> No
 
 def test_every_product_module_is_checked() -> None:
     names = {m for m, _ in product_modules()}
-    assert {"agent.domain.engine", "agent.rpc.servicer", "controller.runner", "examples.trading"} <= names
+    assert {f"{A}.domain.engine", f"{A}.rpc.servicer", f"{C}.run.runner", f"{C}.cli.main",
+            "faultline.examples.trading"} <= names

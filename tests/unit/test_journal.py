@@ -1,6 +1,6 @@
 import os
 
-from agent.domain.journal import Journal
+from faultline.agent.domain.journal import Journal
 
 
 def test_pending_survives_a_new_process_and_release_empties(tmp_path):

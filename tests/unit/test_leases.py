@@ -1,7 +1,7 @@
 import threading
 import time
 
-from agent.domain.leases import Leases
+from faultline.agent.domain.leases import Leases
 
 
 def collect():

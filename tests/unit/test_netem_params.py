@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
-from agent.domain.engine import FaultEngine
-from agent.domain.errors import FailedPrecondition, InvalidArgument
-from agent.domain.spec import Direction, Distribution, FaultKind, GilbertElliott, Mechanism, Netem
-from agent.domain.validation import Limits, RawSpec, validate
-from agent.kernel import netem_dist, netem_nla
-from agent.kernel.netem_shape import INGRESS_REFUSAL, MIN_LIMIT, queue_limit
+from faultline.agent.domain.engine import FaultEngine
+from faultline.agent.domain.errors import FailedPrecondition, InvalidArgument
+from faultline.agent.domain.spec import Direction, Distribution, FaultKind, GilbertElliott, Mechanism, Netem
+from faultline.agent.domain.validation import Limits, RawSpec, validate
+from faultline.agent.kernel import netem_dist, netem_nla
+from faultline.agent.kernel.netem_shape import INGRESS_REFUSAL, MIN_LIMIT, queue_limit
 from tests.fakes import LINKS, FakeMechanism
 
 

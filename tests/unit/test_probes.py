@@ -8,10 +8,10 @@ import sys
 import threading
 
 import pytest
-from faultline.v1 import agent_pb2 as pb
 
-from controller.probes import FlowStates, Prober
-from controller.scenario import Probe
+from faultline.controller.model.scenario import Probe
+from faultline.controller.run.probes import FlowStates, Prober
+from faultline.v1 import agent_pb2 as pb
 
 
 @pytest.fixture

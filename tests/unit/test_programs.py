@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import programs
+from faultline.controller.env import programs
 from tests import launched
 
 REPO = Path(__file__).resolve().parents[2]

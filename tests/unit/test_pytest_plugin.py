@@ -68,7 +68,7 @@ def test_loss_as_a_fraction_nesting_and_clear_refusals(pytester, agents):
     opt, trader, _ = agents
     pytester.makepyfile("""
         import pytest
-        from controller.injector import InjectionRefused
+        from faultline.controller.suite.injector import InjectionRefused
 
         def test_nested(network_fault_injector, faultline_hosts):
             inj = network_fault_injector
@@ -116,7 +116,7 @@ def test_recovery_timer_marks_and_rto(pytester, tmp_path):
     cfg.write_text("recovery: {rto_target_s: 0.2}\n")
     pytester.makepyfile("""
         import time
-        from controller.pytest_plugin import RecoveryTimer
+        from faultline.controller.pytest_plugin import RecoveryTimer
 
         def test_marks(recovery_timer):
             with recovery_timer as t:
@@ -183,7 +183,7 @@ def test_chaos_scenario_block_and_scorecard(pytester, tmp_path):
     out = tmp_path / "chaos.json"
     pytester.makepyfile("""
         import time
-        from controller.pytest_plugin import FaultType
+        from faultline.controller.pytest_plugin import FaultType
 
         def test_fast(chaos_scenario):
             with chaos_scenario("Broker disconnect", FaultType.NETWORK_DISCONNECT) as timer:

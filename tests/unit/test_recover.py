@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.domain.errors import FailedPrecondition
-from agent.domain.journal import Journal
-from agent.domain.statelock import StateLock
-from agent.runtime import recover
+from faultline.agent.domain.errors import FailedPrecondition
+from faultline.agent.domain.journal import Journal
+from faultline.agent.domain.statelock import StateLock
+from faultline.agent.runtime import recover
 
 
 def test_one_failing_undo_does_not_stop_the_others_and_stays_journalled(tmp_path):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from xml.etree import ElementTree as ET
 
-from controller import recovery, report
-from controller.probes import ProbeResult
-from controller.recovery import KernelEvent
-from controller.runner import Outcome
-from controller.scenario import Targets
+from faultline.controller.model.scenario import Targets
+from faultline.controller.run import recovery, report
+from faultline.controller.run.probes import ProbeResult
+from faultline.controller.run.recovery import KernelEvent
+from faultline.controller.run.runner import Outcome
 from tests.unit.test_scenario import GOOD, load
 
 S = 1_000_000_000

@@ -1,6 +1,6 @@
 """RecoveryTimer marks from an injector's notices: nested faults, manual marks winning."""
 
-from controller.recovery_timer import RecoveryTimer
+from faultline.controller.suite.recovery_timer import RecoveryTimer
 
 S = 1_000_000_000
 

@@ -3,8 +3,8 @@ import ipaddress
 import socket
 import struct
 
-from agent.domain.spec import Direction, Protocol
-from agent.kernel.ebpf import Rule, RuleC
+from faultline.agent.domain.spec import Direction, Protocol
+from faultline.agent.kernel.ebpf import Rule, RuleC
 
 
 def test_rule_layout_matches_the_c_struct():

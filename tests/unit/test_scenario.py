@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from controller import cli, scenario
-from controller.schema import SchemaError
+from faultline.controller.cli import main as cli
+from faultline.controller.model import scenario
+from faultline.controller.model.schema import SchemaError
 
 SCENARIOS = sorted(p for p in (Path(__file__).resolve().parents[2] / "contracts" / "scenarios").rglob("*.yaml")
                    if p.name != "workload.yaml")
@@ -119,6 +120,33 @@ def test_include_shares_a_workload_and_the_scenario_wins(tmp_path):
     with pytest.raises(SchemaError) as e:
         scenario.load(f)
     assert (e.value.file, e.value.line, e.value.path) == (str(tmp_path / "w.yaml"), 1, "probes")
+
+
+def test_a_cross_field_error_inside_an_included_file_names_that_file_and_line(tmp_path):
+    """Issue 20 must-show 5: not `s.yaml:1` but the included file's own line."""
+    workload = GOOD.split("method:")[0].replace("    counters: true\n", "")  # counts: no longer a counter probe
+    (tmp_path / "w.yaml").write_text(workload + "recovery:\n  probe: up\ndata_loss: counts\n")
+    f = tmp_path / "s.yaml"
+    f.write_text("include: w.yaml\ntitle: mine\nmethod:\n  - wait: 1\n  - fault: {hosts: [gateway], kind: reset, "
+                 "ports: [4002], duration_s: 0.2}\n")
+    with pytest.raises(SchemaError) as e:
+        scenario.load(f)
+    want = (tmp_path / "w.yaml").read_text().splitlines().index("data_loss: counts") + 1
+    assert (e.value.file, e.value.line, e.value.path) == (str(tmp_path / "w.yaml"), want, "data_loss"), str(e.value)
+    # An error in the including file's own part still names it, at its own line.
+    f.write_text("include: w.yaml\ntitle: mine\nmethod:\n  - wait: 1\n")
+    with pytest.raises(SchemaError) as e:
+        scenario.load(f)
+    assert (e.value.file, e.value.line, e.value.path) == (str(f), 3, "method"), str(e.value)
+
+
+@pytest.mark.parametrize("old,new", [("controller.seqload", "faultline.examples.workloads.seqload"),
+                                     ("examples.trading.gateway", "faultline.examples.trading.gateway")])
+def test_a_module_under_its_old_name_is_a_one_line_error_naming_the_new(tmp_path, old, new):
+    with pytest.raises(SchemaError) as e:
+        load(tmp_path, GOOD.replace('command: [cat, "{run_dir}/c.json"]', f"command: [python3, -m, {old}]"))
+    assert e.value.path == "probes[1].command[2]" and f"{old} is now {new}" in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)
 
 
 def test_counter_targets_and_the_fault_window_placeholders(tmp_path):

@@ -10,9 +10,9 @@ import stat
 
 import pytest
 
-from agent.domain import policy as policies
-from controller import certs
-from controller.client import AgentClient, AgentUnreachable, Forbidden, fault_spec
+from faultline.agent.domain import policy as policies
+from faultline.controller.agents.client import AgentClient, AgentUnreachable, Forbidden, fault_spec
+from faultline.controller.env import certs
 from tests.fakes import fake_agent
 
 
@@ -124,7 +124,7 @@ def test_a_malformed_policy_names_the_key(tmp_path, text, error):
 
 
 def test_audit_lines_are_bounded_and_refusals_rate_limited(tmp_path):
-    from agent.domain import audit as audit_mod
+    from faultline.agent.domain import audit as audit_mod
 
     log = audit_mod.AuditLog(tmp_path / "audit.jsonl")
     log.write("CN=qa", "ApplyFault", "INVALID_ARGUMENT", sync=True, request={"label": "x" * 4_000_000})
@@ -138,7 +138,7 @@ def test_audit_lines_are_bounded_and_refusals_rate_limited(tmp_path):
 
 
 def test_an_audit_write_that_fails_is_kept_for_health_not_raised(tmp_path):
-    from agent.domain.audit import AuditLog
+    from faultline.agent.domain.audit import AuditLog
 
     (tmp_path / "ro").mkdir()
     log = AuditLog(tmp_path / "ro" / "audit.jsonl")

@@ -4,11 +4,10 @@ import time
 
 import grpc
 import pytest
-from faultline.v1 import agent_pb2 as pb
 
-from agent.domain.clock import now
-from agent.domain.events import EventKind, Flow, TcpEvent
-from controller.client import (
+from faultline.agent.domain.clock import now
+from faultline.agent.domain.events import EventKind, Flow, TcpEvent
+from faultline.controller.agents.client import (
     AgentClient,
     InvalidRequest,
     UnknownFault,
@@ -17,6 +16,7 @@ from controller.client import (
     fault_spec,
     watch_filter,
 )
+from faultline.v1 import agent_pb2 as pb
 from tests.fakes import FakeProbe, fake_agent
 
 
@@ -139,8 +139,8 @@ def test_summarize_reports_per_flow_counts(client, probe):
 
 
 def test_clock_offset_found_within_its_bound(client, monkeypatch):
-    from agent.domain import clock
-    from controller.clocksync import sync
+    from faultline.agent.domain import clock
+    from faultline.controller.agents.clocksync import sync
 
     real = clock.now
     monkeypatch.setattr(clock, "now", lambda: real().plus(2_000_000_000))  # the agent's clock 2 s ahead

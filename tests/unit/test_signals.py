@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.domain.errors import PermissionDenied
-from agent.domain.journal import Journal
-from agent.domain.policy import RestartCommand
-from agent.domain.spec import FaultKind, FaultSpec, ProcessAction, ProcessSpec, Selector, TargetBy
-from agent.kernel import signals
+from faultline.agent.domain.errors import PermissionDenied
+from faultline.agent.domain.journal import Journal
+from faultline.agent.domain.policy import RestartCommand
+from faultline.agent.domain.spec import FaultKind, FaultSpec, ProcessAction, ProcessSpec, Selector, TargetBy
+from faultline.agent.kernel import signals
 from tests.netns import wait_until
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.domain import policy as policies
+from faultline.agent.domain import policy as policies
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "faultline-agent.service"

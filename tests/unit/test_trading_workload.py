@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import time
 
-from examples.trading import check
-from examples.trading.consumer import Lag
-from examples.trading.gateway import Pacer
+from faultline.examples.trading import check
+from faultline.examples.trading.consumer import Lag
+from faultline.examples.trading.gateway import Pacer
 
 MS = 1_000_000
 

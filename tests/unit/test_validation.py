@@ -2,10 +2,10 @@ import math
 
 import pytest
 
-from agent.domain.errors import InvalidArgument, PermissionDenied
-from agent.domain.policy import Policy
-from agent.domain.spec import Direction, FaultKind, Mechanism, ProcessAction, Protocol, TargetBy
-from agent.domain.validation import Limits, RawSpec, validate
+from faultline.agent.domain.errors import InvalidArgument, PermissionDenied
+from faultline.agent.domain.policy import Policy
+from faultline.agent.domain.spec import Direction, FaultKind, Mechanism, ProcessAction, Protocol, TargetBy
+from faultline.agent.domain.validation import Limits, RawSpec, validate
 
 
 def ok(name: str) -> bool:

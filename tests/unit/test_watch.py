@@ -7,13 +7,13 @@ from ipaddress import ip_address
 
 import pytest
 
-from agent.domain import watch as watch_mod
-from agent.domain.clock import Stamp, measure_offset, now
-from agent.domain.errors import Exhausted, FailedPrecondition, InvalidArgument
-from agent.domain.events import EventKind, Flow, Lost, TcpEvent, Watching, watch_filter
-from agent.domain.flows import FlowTable, percentile
-from agent.domain.spec import Counters
-from agent.domain.watch import WatchHub
+from faultline.agent.domain import watch as watch_mod
+from faultline.agent.domain.clock import Stamp, measure_offset, now
+from faultline.agent.domain.errors import Exhausted, FailedPrecondition, InvalidArgument
+from faultline.agent.domain.events import EventKind, Flow, Lost, TcpEvent, Watching, watch_filter
+from faultline.agent.domain.flows import FlowTable, percentile
+from faultline.agent.domain.spec import Counters
+from faultline.agent.domain.watch import WatchHub
 from tests.fakes import FakeProbe
 
 FLOW = Flow("10.77.0.1", 40000, "10.77.0.2", 4002)

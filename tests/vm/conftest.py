@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.client import AgentClient
-from controller.lab import Lab, LabConfig
+from faultline.controller.agents.client import AgentClient
+from faultline.controller.env.lab import Lab, LabConfig
 from tests.netns import tc_state, why_no_lab
 
 VM_LAB = LabConfig(prefix="flv", subnet4="10.80.0.0/24", subnet6="fd80::/64", run_dir=Path("/run/faultline-vm"),
@@ -24,7 +24,7 @@ RESULTS = "netem-accuracy.json"
 
 
 def _no_netem() -> str | None:
-    from agent.kernel.capabilities import probe_tc
+    from faultline.agent.kernel.capabilities import probe_tc
 
     why = probe_tc(None).get("netem")
     return f"{why}: the netem tests run inside the VM stage (make test-vm)" if why else None

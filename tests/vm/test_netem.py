@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.client import AgentClient, Forbidden, InvalidRequest, fault_spec
+from faultline.controller.agents.client import AgentClient, Forbidden, InvalidRequest, fault_spec
 from tests.netns import ping_gaps, ping_ms, read_until, tc_state, udp_delivered
 from tests.stats import binomial_interval
 from tests.vm.conftest import median

@@ -6,9 +6,9 @@ count duplicates and nothing is lost unless the client gives up. Reconnects back
 exponentially (base and max from contracts/resilience_config.yaml). Both sides keep a
 stats file (JSON) current; `stats` joins them into the counters a scenario's probe reads.
 
-    python -m controller.seqload server --bind 10.77.0.2 --port 4002 --stats run/server.json
-    python -m controller.seqload client --connect 10.77.0.2 --port 4002 --stats run/client.json
-    python -m controller.seqload stats --client run/client.json --server run/server.json
+    python -m faultline.examples.workloads.seqload server --bind 10.77.0.2 --port 4002 --stats run/server.json
+    python -m faultline.examples.workloads.seqload client --connect 10.77.0.2 --port 4002 --stats run/client.json
+    python -m faultline.examples.workloads.seqload stats --client run/client.json --server run/server.json
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from controller import config as resilience
+from faultline.controller.model import config as resilience
 
 STATS_EVERY_S = 0.1
 

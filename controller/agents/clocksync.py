@@ -13,9 +13,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from faultline.controller.agents.client import AgentClient
 from faultline.v1 import agent_pb2 as pb
-
-from controller.client import AgentClient
 
 
 def now_ns() -> int:

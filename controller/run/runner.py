@@ -22,17 +22,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faultline.v1 import agent_pb2 as pb
 from google.protobuf.json_format import MessageToDict
 
-import agent
-from controller import coordinate, recovery
-from controller.client import AgentClient, AgentError, WatchRecorder, fault_spec, process_spec, watch_filter
-from controller.clocksync import AgentClock, now_ns, sleep_until
-from controller.hosts import Endpoint, connect, lab_endpoints
-from controller.lab import Lab, LabConfig
-from controller.probes import FlowStates, Prober, ProbeResult
-from controller.scenario import Probe, Scenario, Step
+import faultline
+from faultline.controller.agents import coordinate
+from faultline.controller.agents.client import (
+    AgentClient,
+    AgentError,
+    WatchRecorder,
+    fault_spec,
+    process_spec,
+    watch_filter,
+)
+from faultline.controller.agents.clocksync import AgentClock, now_ns, sleep_until
+from faultline.controller.env.hosts import Endpoint, connect, lab_endpoints
+from faultline.controller.env.lab import Lab, LabConfig
+from faultline.controller.model.scenario import Probe, Scenario, Step
+from faultline.controller.run import recovery
+from faultline.controller.run.probes import FlowStates, Prober, ProbeResult
+from faultline.v1 import agent_pb2 as pb
 
 # A process's ready probe: ~0.3 s here, ~5 s under TCG, over 15 s under TCG on a loaded host.
 # A deadline on a condition: a long one costs nothing when the process is quick.
@@ -462,7 +470,7 @@ class Run:
     def _journal(self, started: int, m: recovery.Metrics, verdicts: list[recovery.Verdict], interrupted: bool,
                  error: str) -> dict[str, Any]:
         return {
-            "faultline": agent.__version__, "controller_host": socket.gethostname(),
+            "faultline": faultline.__version__, "controller_host": socket.gethostname(),
             "platform": platform.platform(), "python": sys.version.split()[0],
             "clock": "controller CLOCK_REALTIME, ns; agent stamps corrected by the SyncClock offset",
             "scenario": {"path": self.scn.path, "title": self.scn.title, "fault_type": self.scn.fault_type,

@@ -12,10 +12,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from faultline.controller.agents.client import AgentClient, AgentError
+from faultline.controller.agents.clocksync import AgentClock, now_ns
 from faultline.v1 import agent_pb2 as pb
-
-from controller.client import AgentClient, AgentError
-from controller.clocksync import AgentClock, now_ns
 
 # How far ahead T is set: room for the requests to reach every agent before T.
 DEFAULT_LEAD_S = 0.15

@@ -14,11 +14,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from controller import scenario
-from controller.lab import LabConfig
-from controller.programs import require
+from faultline import contracts
+from faultline.controller.env.lab import LabConfig
+from faultline.controller.env.programs import require
+from faultline.controller.model import scenario
 
-TRADING = Path(__file__).resolve().parent.parent / "contracts" / "scenarios" / "trading"
+TRADING = contracts.HERE / "scenarios" / "trading"
 DEMO_SET = ("partition_trader_gateway_3s", "latency_gateway_500ms", "loss_broker_link_20", "broker_kill_restart")
 # Its own lab, so the demo never reuses or removes a lab someone brought up by hand.
 DEMO_LAB = LabConfig(prefix="fld", subnet4="10.76.0.0/24", subnet6="fd76::/64", run_dir=Path("/run/faultline-demo"))
@@ -33,7 +34,7 @@ def why_no_netem() -> str | None:
 
 
 def run_demo(out: Path | None = None) -> int:
-    from controller.cli import run_scenarios
+    from faultline.controller.cli.main import run_scenarios
 
     t0 = time.monotonic()
     out = out or Path("build/demo") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -16,8 +16,8 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from controller import format as fmt
-from controller.client import (
+from faultline.controller.agents import format as fmt
+from faultline.controller.agents.client import (
     EVENT_KINDS,
     TARGET_BY,
     AgentClient,
@@ -95,7 +95,7 @@ def port(text: str) -> int:
 def resolve_agent(name: str) -> str:
     if ":" in name:
         return name
-    from controller.lab import Lab
+    from faultline.controller.env.lab import Lab
 
     state = Lab().load()
     if state is None or name not in state.hosts:
@@ -347,7 +347,7 @@ def _run_agent_command(args: argparse.Namespace) -> int:
         if args.command == "caps":
             out(c.capabilities(), fmt.capabilities)
         elif args.command == "health":
-            from controller.clocksync import sync
+            from faultline.controller.agents.clocksync import sync
 
             h = c.health()
             offset = sync(c)
@@ -416,7 +416,7 @@ def _watch(c: AgentClient, args: argparse.Namespace) -> int:
 
 
 def _run_lab(args: argparse.Namespace) -> int:
-    from controller.lab import Lab, agent_alive
+    from faultline.controller.env.lab import Lab, agent_alive
 
     lab = Lab(progress=lambda m: print(m, file=sys.stderr))
     if args.lab_command == "up" and args.vm:
@@ -453,8 +453,7 @@ def _run_lab(args: argparse.Namespace) -> int:
 
 
 def _run_vm(args: argparse.Namespace) -> int:
-    from controller import vm
-
+    from faultline.controller.env import vm
     command = args.vm_command[1:] if args.vm_command[:1] == ["--"] else args.vm_command
     if not command:
         raise SystemExit("faultline vm: error: give the command to run after --")
@@ -470,8 +469,8 @@ def _run_vm(args: argparse.Namespace) -> int:
 
 
 def _run_scenarios(args: argparse.Namespace) -> int:
-    from controller import scenario
-    from controller.schema import SchemaError
+    from faultline.controller.model import scenario
+    from faultline.controller.model.schema import SchemaError
 
     try:
         scenarios = [scenario.load(f, args.config) for f in args.files]
@@ -488,8 +487,8 @@ def _run_scenarios(args: argparse.Namespace) -> int:
 def run_scenarios(scenarios: list[Any], out: Path, keep_lab: bool = False, quiet: bool = False,
                   lab_config: Any = None) -> int:
     """Run each scenario (its own lab), print its block, write its files; the scorecard at the end."""
-    from controller import report, runner
-    from controller.lab import LabConfig
+    from faultline.controller.env.lab import LabConfig
+    from faultline.controller.run import report, runner
 
     live = sys.stderr.isatty() and not quiet
 
@@ -531,8 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run_scenarios(args)
         if args.command == "certs":
-            from controller import certs
-
+            from faultline.controller.env import certs
             files = certs.init(args.dir, args.agent_host, args.controller_name)
             for name, path in files.items():
                 print(f"{path}{'  (secret: keep it on this host)' if name == 'ca-key.pem' else ''}")
@@ -540,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"CN={args.controller_name}; controller: FAULTLINE_TLS_DIR={args.dir}")
             return 0
         if args.command == "demo":
-            from controller.demo import run_demo
+            from faultline.controller.cli.demo import run_demo
 
             return run_demo()
         return _run_agent_command(args)

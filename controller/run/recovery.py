@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from faultline.controller.agents.clocksync import AgentClock
+from faultline.controller.model.scenario import Targets
+from faultline.controller.run.probes import ProbeResult
 from faultline.v1 import agent_pb2 as pb
-
-from controller.clocksync import AgentClock
-from controller.probes import ProbeResult
-from controller.scenario import Targets
 
 ESTABLISHED = "ESTABLISHED"
 # What a recovery watch asks the agent for: everything but RTT samples.

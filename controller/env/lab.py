@@ -33,8 +33,8 @@ import yaml
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from controller.client import LAB_INDEX, AgentClient, AgentError
-from controller.programs import require
+from faultline.controller.agents.client import LAB_INDEX, AgentClient, AgentError
+from faultline.controller.env.programs import require
 
 IFA_F_NODAD = 0x02
 AGENT_PORT = 7070
@@ -102,8 +102,7 @@ class Lab:
     def _certificates(self) -> None:
         """The lab's CA, agent and controller certificates (once per lab), and its index entry."""
         if not (self.tls_dir / "ca.pem").exists():
-            from controller import certs
-
+            from faultline.controller.env import certs
             self.config.run_dir.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(self.tls_dir, ignore_errors=True)  # a half-made one
             self.tls_dir.mkdir(mode=0o700)
@@ -326,7 +325,7 @@ class Lab:
             self._write_policy(host)
         with open(host.log, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "agent.cli", "serve", "--netns", host.netns,
+                [sys.executable, "-m", "faultline.agent.cli", "serve", "--netns", host.netns,
                  "--listen", host.agent, "--state-dir", host.state_dir,
                  "--allow-interface", host.interface, "--policy", str(policy),
                  "--tls-dir", str(self.tls_dir), "--allow-client", f"CN={LAB_CONTROLLER}",
@@ -378,7 +377,7 @@ class Lab:
         done = []
         for host in state.hosts.values():
             done.append(_stop_agent(host))
-            r = subprocess.run([sys.executable, "-m", "agent.cli", "cleanup", "--state-dir", host.state_dir],
+            r = subprocess.run([sys.executable, "-m", "faultline.agent.cli", "cleanup", "--state-dir", host.state_dir],
                                capture_output=True, text=True, check=False)
             if r.returncode != 0:
                 done.append(f"{host.name}: cleanup reported: {(r.stdout + r.stderr).strip()}")
@@ -412,7 +411,7 @@ class Lab:
 
     def exec_argv(self, host: str, argv: Sequence[str]) -> list[str]:
         """argv that runs `argv` inside the host's namespace."""
-        return [sys.executable, "-m", "controller.nsexec", f"{self.config.prefix}-{host}", "--", *argv]
+        return [sys.executable, "-m", "faultline.controller.env.nsexec", f"{self.config.prefix}-{host}", "--", *argv]
 
 
 def _stop_processes_in(ns: str, grace_s: float = 2.0) -> int:
@@ -494,7 +493,7 @@ def agent_alive(host: LabHost) -> bool:
     except OSError:
         return False
     # The pid may have been reused: it is ours only if it serves this host's state dir.
-    return b"agent.cli" in cmdline and host.state_dir.encode() in cmdline
+    return b"faultline.agent.cli" in cmdline and host.state_dir.encode() in cmdline
 
 
 def _stop_agent(host: LabHost, timeout_s: float = 10.0) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc
+
 from faultline.v1 import agent_pb2 as pb
 from faultline.v1 import agent_pb2_grpc as pb_grpc
 

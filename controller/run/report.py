@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from controller.runner import Outcome
+from faultline.controller.run.runner import Outcome
 
 RULE = "=" * 60
 OK, NO = "✓", "✗"

@@ -162,10 +162,10 @@ def check_text(text: str, spec: Spec, file: str) -> Any:
     return spec.check(node, "", file)
 
 
-def line_of(path: Path, dotted: str) -> int:
-    """The line of a key (a.b[2].c) in a file that has already passed its check; where the
-    path stops existing, the line of the last part found (0 if none)."""
-    node: Node | None = yaml.compose(path.read_text())
+def line_of(source: Path | str, dotted: str) -> int:
+    """The line of a key (a.b[2].c) in a file (or its text) that has already passed its check;
+    where the path stops existing, the line of the last part found (0 if none)."""
+    node: Node | None = yaml.compose(source.read_text() if isinstance(source, Path) else source)
     line = 0
     for part in re.findall(r"[^.\[\]]+|\[\d+\]", dotted):
         if part.startswith("["):

@@ -26,9 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.programs import MissingProgram, require
+from faultline.controller.env.programs import MissingProgram, require
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RC_FILE = "rc"
 EX_UNAVAILABLE = 75  # exit code of `faultline vm` when no VM can start (EX_TEMPFAIL)
 

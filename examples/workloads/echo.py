@@ -3,8 +3,8 @@
 Each side prints one JSON line per event with its CLOCK_REALTIME time, so the demo can
 put the client's view next to the agent's timestamps.
 
-    python -m controller.workload server --bind 10.77.0.2 --port 4002
-    python -m controller.workload client --connect 10.77.0.2 --port 4002 --seconds 12
+    python -m faultline.examples.workloads.echo server --bind 10.77.0.2 --port 4002
+    python -m faultline.examples.workloads.echo client --connect 10.77.0.2 --port 4002 --seconds 12
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from faultline.v1 import agent_pb2 as pb
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+
+from faultline.v1 import agent_pb2 as pb
 
 
 def as_json(msg: Message | list[Message]) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from controller.client import AgentClient
-from controller.clocksync import AgentClock, sync
-from controller.lab import LabState
+from faultline.controller.agents.client import AgentClient
+from faultline.controller.agents.clocksync import AgentClock, sync
+from faultline.controller.env.lab import LabState
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from controller import config as resilience
-from controller.client import DIRECTIONS, KINDS, MECHANISMS, PROTOCOLS
-from controller.schema import (
+from faultline.controller.agents.client import DIRECTIONS, KINDS, MECHANISMS, PROTOCOLS
+from faultline.controller.model import config as resilience
+from faultline.controller.model.schema import (
     Bool,
     List,
     Map,
@@ -293,6 +293,19 @@ def _with_include(path: Path) -> tuple[str, Path | None, int]:
     return inc_text + text, inc, inc_text.count("\n")
 
 
+# Modules a scenario's commands ran before everything moved under the one import name `faultline`.
+_RENAMED = {"controller.seqload": "faultline.examples.workloads.seqload",
+            "controller.workload": "faultline.examples.workloads.echo", "controller.cli": "faultline",
+            "controller.nsexec": "faultline.controller.env.nsexec"}
+
+
+def renamed_module(module: str) -> str | None:
+    """The new name of a module that moved (None if it did not)."""
+    if module in _RENAMED:
+        return _RENAMED[module]
+    return f"faultline.{module}" if module.split(".")[0] in ("examples", "agent") else None
+
+
 def load(path: Path, config_path: Path | None = None) -> Scenario:
     """The scenario, checked in full. Targets default to the resilience config's."""
     text, included, inc_lines = _with_include(path)
@@ -307,7 +320,17 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
     cfg = resilience.load(config_path) if config_path else resilience.load()
 
     def fail(where: str, allowed: str, got: object) -> SchemaError:
-        return SchemaError(file, line_of(path, where) or 1, where, allowed, got)
+        line = line_of(text, where)  # in the included file's text, then this file's
+        if not line:
+            return SchemaError(file, 1, where, allowed, got)
+        if included is not None and line <= inc_lines:
+            return SchemaError(str(included), line, where, allowed, got)
+        return SchemaError(file, line - inc_lines, where, allowed, got)
+
+    def check_argv(where: str, argv: list[str]) -> None:
+        for j, arg in enumerate(argv[:-1]):
+            if arg == "-m" and (new := renamed_module(argv[j + 1])):
+                raise fail(f"{where}[{j + 1}]", f"a module that exists: {argv[j + 1]} is now {new}", argv[j + 1])
 
     if ("lab" in raw) == ("hosts" in raw):
         raise fail("lab", "exactly one of lab (lab host names) or hosts (real agents)", sorted(raw))
@@ -325,6 +348,8 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
             raise fail(f"probes[{i}].counters", "only on a command probe (its stdout is the JSON)", True)
         if "host" in p and kind != "command":
             raise fail(f"probes[{i}].host", "only on a command probe (the host it runs on)", p["host"])
+        if kind == "command":
+            check_argv(f"probes[{i}].command", p[kind])
         params = {"argv": p[kind]} if kind == "command" else dict(p[kind])
         if kind == "command" and "host" in p:
             params["host"] = p["host"]
@@ -362,6 +387,7 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
         if "host" in p and "lab" not in raw:
             raise fail(f"processes[{i}].host", "only in a lab scenario (real hosts run their own processes)",
                        p["host"])
+        check_argv(f"processes[{i}].command", p["command"])
         processes.append(Process(p["name"], p["command"], p.get("host", ""), p.get("ready", "")))
     if "lab" in raw:  # a lab host's policy lists its processes' commands as its restart commands
         for step in steps:
@@ -379,6 +405,9 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
     data_loss = raw.get("data_loss", "")
     if data_loss and not probes[data_loss].counters:
         raise fail("data_loss", "a probe with counters: true", data_loss)
+    for i, r in enumerate(raw.get("rollbacks", [])):
+        if "command" in r:
+            check_argv(f"rollbacks[{i}].command", r["command"])
     rollbacks = [Rollback("heal_all", hosts=r["heal_all"]) if "heal_all" in r
                  else Rollback("command", argv=r["command"], host=r.get("host", "")) for r in raw.get("rollbacks", [])]
     t = raw.get("targets", {})

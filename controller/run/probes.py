@@ -17,10 +17,9 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from faultline.controller.agents.clocksync import now_ns
+from faultline.controller.model.scenario import Probe
 from faultline.v1 import agent_pb2 as pb
-
-from controller.clocksync import now_ns
-from controller.scenario import Probe
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from controller.schema import Bool, Map, Num, SchemaError, check_file, line_of
+from faultline import contracts
+from faultline.controller.model.schema import Bool, Map, Num, SchemaError, check_file, line_of
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "contracts" / "resilience_config.yaml"
+DEFAULT_PATH = contracts.HERE / "resilience_config.yaml"
 DAY_S = 86_400.0
 
 

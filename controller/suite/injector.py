@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from controller import coordinate
-from controller.client import AgentError, Unsupported, fault_spec
-from controller.clocksync import now_ns, sleep_until
-from controller.hosts import Host
+from faultline.controller.agents import coordinate
+from faultline.controller.agents.client import AgentError, Unsupported, fault_spec
+from faultline.controller.agents.clocksync import now_ns, sleep_until
+from faultline.controller.env.hosts import Host
 
 # A fault without duration_s lasts its block; its lease is the dead-man bound meanwhile.
 OPEN_ENDED_LEASE_S = 300.0

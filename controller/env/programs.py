@@ -10,7 +10,7 @@ import shutil
 from functools import cache
 from pathlib import Path
 
-LIST = Path(__file__).resolve().parent.parent / "scripts" / "programs.txt"
+LIST = Path(__file__).resolve().parents[2] / "scripts" / "programs.txt"
 
 
 class MissingProgram(RuntimeError):

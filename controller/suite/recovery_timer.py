@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
-from controller import recovery
-from controller.client import WatchRecorder, watch_filter
-from controller.clocksync import now_ns
-from controller.hosts import Host
-from controller.recovery import KernelEvent, Mark
+from faultline.controller.agents.client import WatchRecorder, watch_filter
+from faultline.controller.agents.clocksync import now_ns
+from faultline.controller.env.hosts import Host
+from faultline.controller.run import recovery
+from faultline.controller.run.recovery import KernelEvent, Mark
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Run a command inside a named network namespace: python -m controller.nsexec NS -- CMD...
+"""Run a command inside a named network namespace: python -m faultline.controller.env.nsexec NS -- CMD...
 
 setns(2) through libc, not pyroute2: importing pyroute2 took 8.6 s of every process start
 under TCG (the VM stage), enough to miss a scenario's 15 s readiness window.
@@ -15,7 +15,7 @@ CLONE_NEWNET = 0x40000000
 
 def main() -> None:
     if len(sys.argv) < 4 or sys.argv[2] != "--":
-        sys.exit("usage: python -m controller.nsexec NETNS -- COMMAND [ARG...]")
+        sys.exit("usage: python -m faultline.controller.env.nsexec NETNS -- COMMAND [ARG...]")
     name = sys.argv[1]
     if "/" in name or name in (".", ".."):
         sys.exit(f"nsexec: {name!r} is not a namespace name")

@@ -1,0 +1,1 @@
+"""Talking to agents: the only place grpc and the stubs are used."""

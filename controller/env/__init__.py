@@ -1,0 +1,1 @@
+"""Where scenarios run: the lab of namespaces, the VM, certificates, host resolution."""

@@ -1,0 +1,1 @@
+"""The scenario model: the file format, its validation, the resilience config."""

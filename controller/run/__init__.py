@@ -1,0 +1,1 @@
+"""Running and judging one scenario: the runner, probes, recovery, the report."""

@@ -1,0 +1,1 @@
+"""Test workloads the scenarios run (not imported by the product)."""
