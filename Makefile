@@ -67,6 +67,7 @@ bench: setup-vm
 	$(PY) -m bench.coordinated_start
 	$(PY) -m bench.footprint
 	$(PY) -m bench.observe_cost --rounds 3
+	$(PY) -m bench.plugin_startup --runs 10
 	@rc=0; $(PY) -m bench.vm || rc=$$?; \
 	if [ $$rc -eq 75 ] && [ -z "$$CI" ]; then echo "bench: VM part SKIPPED, the VM cannot start here (reason above)"; exit 0; fi; \
 	exit $$rc

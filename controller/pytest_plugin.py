@@ -6,43 +6,30 @@ chaos_scenario, faultline_hosts. Markers: chaos, slow. Where the agents are: --f
 (a lab for the session; root) or --faultline-agents NAME=HOST:PORT,... (env FAULTLINE_AGENTS,
 ini faultline_agents). A test that needs agents when none are configured skips, saying how
 to give them; a fault the kernel cannot do (netem missing) skips with the agent's reason.
+
+Wiring only: pytest loads this module in every run of a venv that has faultline, so it
+imports nothing but pytest and the standard library; grpc, pyroute2 and YAML come in when a
+fixture is first used. The suite's own names are in faultline.controller.suite.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from faultline.controller.env.hosts import Endpoint, Host, connect, lab_endpoints, parse_agents
-from faultline.controller.model import config as resilience
-from faultline.controller.model.scenario import FaultType
-from faultline.controller.run import report
-from faultline.controller.suite.injector import FaultInjector
-from faultline.controller.suite.recovery_timer import RecoveryMetrics, RecoveryTimer
-from faultline.controller.suite.state import StateValidator
-
-__all__ = ["FaultType", "RecoveryMetrics", "RecoveryTimer", "StateValidator"]
+if TYPE_CHECKING:
+    from faultline.controller.env.hosts import Endpoint, Host
+    from faultline.controller.suite.injector import FaultInjector
+    from faultline.controller.suite.recovery_timer import RecoveryTimer
+    from faultline.controller.suite.results import ScenarioResult
+    from faultline.controller.suite.state import StateValidator
 
 DEFAULT_LAB_HOSTS = "trader,gateway,broker"
-
-
-@dataclass
-class ScenarioResult:
-    name: str
-    fault_type: str
-    nodeid: str
-    passed: bool
-    metrics: RecoveryMetrics
-    violations: list[str] = field(default_factory=list)
-    error: str = ""
-
 
 def _setting(config: pytest.Config, option: str, env: str, ini: str) -> str:
     """CLI, then environment, then ini."""
@@ -77,7 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS] = []
 
 
-RESULTS = pytest.StashKey[list[ScenarioResult]]()
+RESULTS = pytest.StashKey[list["ScenarioResult"]]()
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -94,6 +81,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 def chaos_config(pytestconfig: pytest.Config) -> dict[str, float | int]:
     """rto_target_s, max_data_loss_ratio, max_retry_attempts, base/max_retry_delay_s,
     connection/request_timeout_s, rate_limit_per_minute from the resilience config."""
+    from faultline.controller.model import config as resilience
+
     path = _setting(pytestconfig, "faultline_config", "FAULTLINE_CONFIG", "faultline_config")
     return resilience.load(Path(path)).chaos_config() if path else resilience.load().chaos_config()
 
@@ -101,6 +90,8 @@ def chaos_config(pytestconfig: pytest.Config) -> dict[str, float | int]:
 @pytest.fixture(scope="session")
 def faultline_hosts(pytestconfig: pytest.Config) -> Iterator[dict[str, Host]]:
     """The agents, connected, with their clocks' offsets: the lab's or the given ones."""
+    from faultline.controller.env.hosts import connect, lab_endpoints, parse_agents
+
     lab = None
     made = False
     if pytestconfig.getoption("faultline_lab"):
@@ -136,6 +127,8 @@ def _skip(reason: str) -> NoReturn:
 def network_fault_injector(faultline_hosts: dict[str, Host], pytestconfig: pytest.Config,
                            _faultline_listeners: list[object]) -> FaultInjector:
     """inject_disconnect / inject_latency / inject_packet_loss context managers on the agents."""
+    from faultline.controller.suite.injector import FaultInjector
+
     target = _setting(pytestconfig, "faultline_target", "FAULTLINE_TARGET", "faultline_target")
     on = [n.strip() for n in (pytestconfig.getoption("faultline_on") or "").split(",") if n.strip()]
     return FaultInjector(faultline_hosts, target, on, _faultline_listeners, unavailable=_skip)
@@ -146,37 +139,34 @@ def recovery_timer(request: pytest.FixtureRequest, chaos_config: dict[str, float
                    _faultline_listeners: list[object]) -> Iterator[RecoveryTimer]:
     """A RecoveryTimer with the config's RTO; the injector tells it when faults go in and out.
     timer.follow(HOST, PORT) takes its marks from that agent's kernel events."""
-    timer = _PluginTimer(float(chaos_config["rto_target_s"]), request)
+    from faultline.controller.suite.recovery_timer import RecoveryTimer
+
+    timer = RecoveryTimer(float(chaos_config["rto_target_s"]),
+                          hosts=lambda name: request.getfixturevalue("faultline_hosts")[name])
     _faultline_listeners.append(timer)
     yield timer
     timer.close()
 
 
-class _PluginTimer(RecoveryTimer):
-    def __init__(self, rto_target_s: float, request: pytest.FixtureRequest) -> None:
-        super().__init__(rto_target_s)
-        self._request = request
-
-    def follow(self, host: Host | str, port: int) -> None:  # type: ignore[override]
-        if isinstance(host, str):
-            host = self._request.getfixturevalue("faultline_hosts")[host]
-        super().follow(host, port)
-
-
 @pytest.fixture
 def state_validator() -> StateValidator:
+    """Order integrity and positions: record intents, fills and positions; get_violations()."""
+    from faultline.controller.suite.state import StateValidator
+
     return StateValidator()
 
 
 @pytest.fixture
 def chaos_scenario(request: pytest.FixtureRequest, recovery_timer: RecoveryTimer,
-                   state_validator: StateValidator) -> Callable[[str, FaultType | str], Any]:
+                   state_validator: StateValidator) -> Callable[[str, Any], Any]:
     """with chaos_scenario("Gateway disconnect", FaultType.NETWORK_DISCONNECT): ...
     prints the scenario block at the end and adds the test to the RECOVERY SCORECARD."""
 
+    from faultline.controller.suite.results import ScenarioResult, scenario_text
+
     @contextmanager
-    def scenario(name: str, fault_type: FaultType | str) -> Iterator[RecoveryTimer]:
-        kind = fault_type.value if isinstance(fault_type, FaultType) else str(fault_type)
+    def scenario(name: str, fault_type: Any) -> Iterator[RecoveryTimer]:
+        kind = str(getattr(fault_type, "value", fault_type))  # a FaultType or its name
         error = ""
         try:
             yield recovery_timer
@@ -194,29 +184,17 @@ def chaos_scenario(request: pytest.FixtureRequest, recovery_timer: RecoveryTimer
     return scenario
 
 
-def scenario_text(r: ScenarioResult) -> str:
-    m = r.metrics
-    loss = "not measured" if m.data_loss is None else f"{m.data_loss:.2%}"
-    lines = report.header(r.name, r.fault_type) + report.metrics_lines(
-        m.detection_time, m.detected_by, None, m.recovery_time, m.time_after_heal, m.rto_target, m.meets_rto, loss)
-    lines += [f"  VIOLATION: {v}" for v in r.violations]
-    if r.error:
-        lines.append(f"  ERROR: {r.error}")
-    lines.append("SCENARIO COMPLETED" if r.passed else "SCENARIO FAILED")
-    return "\n".join(lines)
-
-
 # -- the end of the session -------------------------------------------------------
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     results = config.stash.get(RESULTS, [])
     if not results:
         return
-    rows = [report.Row(r.passed, r.name, r.metrics.recovery_time, r.metrics.rto_target, r.metrics.data_loss)
-            for r in results]
+    from faultline.controller.suite.results import scorecard, write_json
+
     terminalreporter.write_line("")
-    for line in report.scorecard_rows(rows).splitlines():
+    for line in scorecard(results).splitlines():
         terminalreporter.write_line(line)
     path = config.getoption("faultline_json")
     if path:
-        Path(path).write_text(json.dumps([{**asdict(r), "metrics": asdict(r.metrics)} for r in results], indent=1))
+        write_json(results, Path(path))
         terminalreporter.write_line(f"faultline: chaos results in {path}")

@@ -17,6 +17,7 @@ itself wins over the kernel's. All times are on the controller's clock.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -48,8 +49,9 @@ class RecoveryMetrics:
 
 
 class RecoveryTimer:
-    def __init__(self, rto_target_s: float = 30.0) -> None:
+    def __init__(self, rto_target_s: float = 30.0, hosts: Callable[[str], Host] | None = None) -> None:
         self.rto_target_s = rto_target_s
+        self._hosts = hosts  # resolves a host's name for follow() (the pytest plugin: its agents)
         self.started: int | None = None
         self.detected: int | None = None
         self.recovery_started: int | None = None
@@ -85,8 +87,12 @@ class RecoveryTimer:
         self.close()
 
     # -- fed by the kernel ----------------------------------------------------
-    def follow(self, host: Host, port: int) -> None:
+    def follow(self, host: Host | str, port: int) -> None:
         """Take the marks from this host's kernel events on this port."""
+        if isinstance(host, str):
+            if self._hosts is None:
+                raise ValueError(f"follow({host!r}): this timer knows no hosts by name; pass a Host")
+            host = self._hosts(host)
         w = host.client.watch(watch_filter(recovery.WATCH_KINDS, [port], fault_counters=False), ready_timeout_s=30)
         self._follow = (host, port, WatchRecorder(w))
 

@@ -4,6 +4,8 @@ engines sit on a fake mechanism (the kernel side is proven in tests/lab/test_plu
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -116,7 +118,7 @@ def test_recovery_timer_marks_and_rto(pytester, tmp_path):
     cfg.write_text("recovery: {rto_target_s: 0.2}\n")
     pytester.makepyfile("""
         import time
-        from faultline.controller.pytest_plugin import RecoveryTimer
+        from faultline.controller.suite import RecoveryTimer
 
         def test_marks(recovery_timer):
             with recovery_timer as t:
@@ -183,7 +185,7 @@ def test_chaos_scenario_block_and_scorecard(pytester, tmp_path):
     out = tmp_path / "chaos.json"
     pytester.makepyfile("""
         import time
-        from faultline.controller.pytest_plugin import FaultType
+        from faultline.controller.suite import FaultType
 
         def test_fast(chaos_scenario):
             with chaos_scenario("Broker disconnect", FaultType.NETWORK_DISCONNECT) as timer:
@@ -213,3 +215,25 @@ def test_no_scorecard_without_chaos_scenarios(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert "RECOVERY SCORECARD" not in result.stdout.str()
+
+
+HEAVY = ("grpc", "pyroute2", "bcc", "yaml", "google")
+
+
+def test_the_plugin_imports_nothing_heavy_until_a_fixture_is_used(tmp_path):
+    """Issue 20: pytest loads the plugin in every run of a venv that has faultline; an unrelated
+    project's run must not pay for grpc, pyroute2, bcc or YAML. A test using chaos_config does."""
+    probe = ("import sys, pytest\n"
+             "pytest.main(['-q', '-p', 'no:cacheprovider', sys.argv[1]])\n"
+             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
+             "print('faultline.controller.pytest_plugin' in sys.modules)\n")
+    (tmp_path / "test_unrelated.py").write_text("def test_plain():\n    assert 1 + 1 == 2\n")
+    (tmp_path / "test_chaos.py").write_text("def test_config(chaos_config):\n    assert chaos_config['rto_target_s']\n")
+
+    def loaded(test: str) -> tuple[str, str]:
+        out = subprocess.run([sys.executable, "-c", probe, test], cwd=tmp_path, capture_output=True, text=True,
+                             check=True, timeout=60).stdout.strip().splitlines()
+        return out[-2], out[-1]
+
+    assert loaded("test_unrelated.py") == ("[]", "True")  # the plugin is loaded, and nothing heavy
+    assert loaded("test_chaos.py") == ("['yaml']", "True")  # the fixture brings in what it needs

@@ -1,0 +1,44 @@
+"""One chaos_scenario's result, its printed block, and the session's scorecard (the pytest
+plugin's end-of-run summary; the CLI prints the same scorecard from its runs)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from faultline.controller.run import report
+from faultline.controller.suite.recovery_timer import RecoveryMetrics
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    fault_type: str
+    nodeid: str
+    passed: bool
+    metrics: RecoveryMetrics
+    violations: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def scenario_text(r: ScenarioResult) -> str:
+    m = r.metrics
+    loss = "not measured" if m.data_loss is None else f"{m.data_loss:.2%}"
+    lines = report.header(r.name, r.fault_type) + report.metrics_lines(
+        m.detection_time, m.detected_by, None, m.recovery_time, m.time_after_heal, m.rto_target, m.meets_rto, loss)
+    lines += [f"  VIOLATION: {v}" for v in r.violations]
+    if r.error:
+        lines.append(f"  ERROR: {r.error}")
+    lines.append("SCENARIO COMPLETED" if r.passed else "SCENARIO FAILED")
+    return "\n".join(lines)
+
+
+def scorecard(results: list[ScenarioResult]) -> str:
+    rows = [report.Row(r.passed, r.name, r.metrics.recovery_time, r.metrics.rto_target, r.metrics.data_loss)
+            for r in results]
+    return report.scorecard_rows(rows)
+
+
+def write_json(results: list[ScenarioResult], path: Path) -> None:
+    path.write_text(json.dumps([{**asdict(r), "metrics": asdict(r.metrics)} for r in results], indent=1))
