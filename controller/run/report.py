@@ -79,6 +79,8 @@ def human(o: Outcome) -> str:
     lines.append("")
     if o.interrupted:
         lines.append("SCENARIO INTERRUPTED (rollbacks ran)")
+    elif o.status == "ERROR":
+        lines.append(f"SCENARIO ERROR: {o.journal.get('error', '')} (rollbacks ran)")
     elif failed:
         lines.append(f"SCENARIO FAILED: {', '.join(failed)}")
     else:
@@ -115,10 +117,13 @@ def junit(outcomes: Sequence[Outcome]) -> str:
         for k, v in o.metrics.as_dict().items():
             if not isinstance(v, dict):
                 ET.SubElement(props, "property", name=k, value="" if v is None else str(v))
+        if o.status == "ERROR":
+            suite.set("errors", "1")
         for v in o.verdicts:
             case = ET.SubElement(suite, "testcase", classname=Path(o.scenario.path).stem, name=v.name)
             if not v.ok:
-                ET.SubElement(case, "failure", message=v.detail).text = v.detail
+                tag = "error" if o.status == "ERROR" and v.name == "completed" else "failure"
+                ET.SubElement(case, tag, message=v.detail).text = v.detail
             ET.SubElement(case, "system-out").text = v.detail
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True)

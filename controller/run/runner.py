@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -67,6 +68,11 @@ class Outcome:
     @property
     def passed(self) -> bool:
         return not self.interrupted and all(v.ok for v in self.verdicts)
+
+    @property
+    def status(self) -> str:
+        """PASSED, FAILED (a verdict), ERROR (the run itself went wrong) or INTERRUPTED."""
+        return str(self.journal.get("status", "error")).upper()
 
 
 class Journal:
@@ -402,6 +408,10 @@ class Run:
         except (AgentError, RuntimeError, TimeoutError, OSError, StepRefused) as e:
             error = str(e)
             self.opt.event(f"error: {e}")
+        except Exception as e:  # a bug (ours or a step's): this scenario is ERROR, its files still written
+            error = f"{type(e).__name__}: {e}"
+            self.journal.record("error", "controller", error=error, traceback=traceback.format_exc()[-4000:])
+            self.opt.event(f"ERROR: {error} (the traceback is in the journal)")
         finally:
             self._stop_poll.set()
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN) \
