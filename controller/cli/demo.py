@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from faultline import contracts
+from faultline.controller.cli.scenarios import run_scenarios
 from faultline.controller.env.lab import LabConfig
 from faultline.controller.env.programs import require
 from faultline.controller.model import scenario
@@ -34,8 +35,6 @@ def why_no_netem() -> str | None:
 
 
 def run_demo(out: Path | None = None) -> int:
-    from faultline.controller.cli.main import run_scenarios
-
     t0 = time.monotonic()
     out = out or Path("build/demo") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     chosen = []

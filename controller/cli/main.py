@@ -469,6 +469,7 @@ def _run_vm(args: argparse.Namespace) -> int:
 
 
 def _run_scenarios(args: argparse.Namespace) -> int:
+    from faultline.controller.cli.scenarios import run_scenarios
     from faultline.controller.model import scenario
     from faultline.controller.model.schema import SchemaError
 
@@ -482,42 +483,6 @@ def _run_scenarios(args: argparse.Namespace) -> int:
         return 2
     out = args.out or Path("build/runs") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return run_scenarios(scenarios, out, keep_lab=args.keep_lab, quiet=args.quiet)
-
-
-def run_scenarios(scenarios: list[Any], out: Path, keep_lab: bool = False, quiet: bool = False,
-                  lab_config: Any = None) -> int:
-    """Run each scenario (its own lab), print its block, write its files; the scorecard at the end."""
-    from faultline.controller.env.lab import LabConfig
-    from faultline.controller.run import report, runner
-
-    live = sys.stderr.isatty() and not quiet
-
-    def event(msg: str) -> None:
-        if not quiet:
-            print(("\r\033[K" if live else "") + msg, file=sys.stderr, flush=True)
-
-    def status(msg: str) -> None:
-        if live:
-            print("\r\033[K" + msg[:150], end="", file=sys.stderr, flush=True)
-
-    outcomes = []
-    for i, scn in enumerate(scenarios):
-        sub = out / f"{i + 1:02d}-{Path(scn.path).stem}"
-        event(f"== {scn.title} ({scn.path}) -> {sub}")
-        o = runner.run(scn, runner.RunOptions(out_dir=sub, lab_config=lab_config or LabConfig(), keep_lab=keep_lab,
-                                              event=event, status=status))
-        paths = report.write(o, sub)
-        print(report.human(o), flush=True)
-        print(f"journal {paths['journal']}  junit {paths['junit']}  timeline {paths['timeline']}\n", flush=True)
-        outcomes.append(o)
-        if o.interrupted:
-            break
-    if len(scenarios) > 1:
-        print(report.scorecard(outcomes))
-    (out / "junit.xml").write_text(report.junit(outcomes))
-    if any(o.interrupted for o in outcomes):
-        return 130
-    return 0 if all(o.passed for o in outcomes) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from faultline.controller.cli.main import run_scenarios
+from faultline.controller.cli.scenarios import run_scenarios
 from faultline.controller.model import scenario
 from faultline.controller.run import runner
 from tests.fakes import fake_agent
