@@ -10,6 +10,9 @@ any local user could. Each lab makes its own CA and certificates (keys root-only
 agents speak mTLS, admit only the lab's controller certificate, and listen on their lab
 address only. The lab registers its subnets in /run/faultline-labs, so the controller,
 runner, plugin and benchmarks use its certificates without being told.
+
+Over 300 lines: namespaces, bridge, the lab CA, agents and their policies share one
+up/down/state lifecycle; policies and certificates are the next to move out.
 """
 
 from __future__ import annotations

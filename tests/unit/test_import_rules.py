@@ -174,3 +174,11 @@ def test_no_import_cycles() -> None:
 def _from_names(path: Path, module: str) -> list[str]:
     return [a.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)
             and node.module == module for a in node.names]
+
+
+def test_a_long_controller_module_says_why_at_its_top() -> None:
+    """Issue 20: no controller module over ~300 lines without a reason stated at its top."""
+    long = [m for m, path in product_modules() if m.startswith("faultline.controller")
+            and len(path.read_text().splitlines()) > 330
+            and "Over 300 lines: " not in "\n".join(path.read_text().splitlines()[:25])]
+    assert not long, long
