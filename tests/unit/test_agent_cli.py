@@ -25,31 +25,28 @@ def test_a_signal_delivered_to_another_thread_still_reloads_and_stops() -> None:
     saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
     signals = Signals()
     reloads: list[float] = []
-    hung = threading.Event()
+    reloaded, returned, hung = threading.Event(), threading.Event(), threading.Event()
 
     def helper() -> None:
         signal.pthread_kill(threading.get_ident(), signal.SIGHUP)
-        if not wait_for(lambda: reloads, 5):
+        if not reloaded.wait(5):
             hung.set()
         signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
-        if not wait_for(lambda: not t.is_alive() or signals.stop.is_set(), 5):
+        if not returned.wait(5):
             hung.set()
-        signals.stop.set()  # the watchdog: an old bare wait would never return
-        signals.wake.set()
+            signals.stop.set()  # the watchdog: an old bare wait would never return
+            signals.wake.set()
 
-    def wait_for(cond, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if cond():
-                return True
-            time.sleep(0.01)
-        return False
+    def on_reload() -> None:
+        reloads.append(time.monotonic() - started)
+        reloaded.set()
 
     t = threading.Thread(target=helper)
     try:
         started = time.monotonic()
         t.start()
-        signals.serve_until_stopped(lambda: reloads.append(time.monotonic() - started), poll_s=0.2)
+        signals.serve_until_stopped(on_reload, poll_s=0.2)
+        returned.set()
         t.join()
     finally:
         for s, h in saved.items():
