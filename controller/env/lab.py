@@ -46,6 +46,15 @@ HOST_IFNAME = "lab0"
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
 
+def _replace_policy(policy: Path, data: bytes) -> str:
+    """Write a lab agent's policy file atomically (the agent may read it at any moment);
+    returns its sha256 prefix, as the agent reports it."""
+    tmp = policy.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(policy)
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class LabConfig:
     prefix: str = "fl"
@@ -269,10 +278,7 @@ class Lab:
         data = (f"# lab host {host.name}, written by the lab\n" + yaml.safe_dump(body, sort_keys=True)).encode()
         if policy.exists() and policy.read_bytes() == data:
             return None
-        tmp = policy.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(policy)
-        return hashlib.sha256(data).hexdigest()[:16]
+        return _replace_policy(policy, data)
 
     def set_restart_commands(self, name: str, commands: Mapping[str, Sequence[str]],
                              timeout_s: float = 15.0) -> None:
@@ -298,11 +304,7 @@ class Lab:
         if text is None:
             digest = self._write_policy(host)
         else:
-            data = text.encode()
-            tmp = Path(host.log).parent / "policy.tmp"
-            tmp.write_bytes(data)
-            tmp.replace(tmp.with_suffix(".yaml"))
-            digest = hashlib.sha256(data).hexdigest()[:16]
+            digest = _replace_policy(Path(host.log).parent / "policy.yaml", text.encode())
         if digest is not None:
             self._reload(host, digest, timeout_s)
 
