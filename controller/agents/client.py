@@ -17,6 +17,7 @@ from types import TracebackType
 
 import grpc
 
+from faultline.controller.agents.events import TcpEvent
 from faultline.v1 import agent_pb2 as pb
 from faultline.v1 import agent_pb2_grpc as pb_grpc
 
@@ -245,9 +246,9 @@ class WatchRecorder:
     """Reads a Watch on a thread of its own, keeping every item, so a test or a scenario can
     go on and look at what arrived (wait_for)."""
 
-    def __init__(self, watch: Watch, on_item: Callable[[pb.WatchEvent], None] = lambda _: None) -> None:
+    def __init__(self, watch: Watch, on_tcp: Callable[[TcpEvent], None] = lambda _: None) -> None:
         self.watch = watch
-        self.on_item = on_item
+        self.on_tcp = on_tcp
         self.items: list[pb.WatchEvent] = []
         self.error: AgentError | None = None
         self._cond = threading.Condition()
@@ -258,7 +259,8 @@ class WatchRecorder:
     def _read(self) -> None:
         try:
             for item in self.watch:
-                self.on_item(item)
+                if item.HasField("tcp"):
+                    self.on_tcp(TcpEvent.of(item))
                 with self._cond:
                     self.items.append(item)
                     self._cond.notify_all()
@@ -283,9 +285,10 @@ class WatchRecorder:
                     return None
                 self._cond.wait(left)
 
-    def tcp(self) -> list[pb.WatchEvent]:
+    def tcp(self) -> list[TcpEvent]:
+        """The TCP events so far, as plain values."""
         with self._cond:
-            return [i for i in self.items if i.HasField("tcp")]
+            return [TcpEvent.of(i) for i in self.items if i.HasField("tcp")]
 
     def stop(self) -> list[pb.WatchEvent]:
         self.watch.cancel()

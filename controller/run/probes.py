@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from faultline.controller.agents.clocksync import now_ns
+from faultline.controller.agents.events import ESTABLISHED, TcpEvent
 from faultline.controller.model.scenario import Probe
-from faultline.v1 import agent_pb2 as pb
 
 
 @dataclass(frozen=True)
@@ -37,18 +37,18 @@ class FlowStates:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._state: dict[int, tuple[int, int, int]] = {}  # socket -> (state, local port, remote port)
+        self._state: dict[int, tuple[str, int, int]] = {}  # socket -> (state, local port, remote port)
 
-    def feed(self, ev: pb.TcpEvent) -> None:
-        if ev.kind != pb.EVENT_KIND_STATE:
+    def feed(self, ev: TcpEvent) -> None:
+        if ev.kind != "STATE":
             return
         with self._lock:
-            self._state[ev.socket] = (ev.new_state, ev.flow.local_port, ev.flow.remote_port)
+            self._state[ev.socket] = (ev.new_state, ev.local_port, ev.remote_port)
 
     def established(self, port: int) -> int:
         with self._lock:
             return sum(1 for st, lp, rp in self._state.values()
-                       if st == pb.TCP_STATE_ESTABLISHED and port in (lp, rp))
+                       if st == ESTABLISHED and port in (lp, rp))
 
 
 class Prober:

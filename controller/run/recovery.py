@@ -13,11 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from faultline.controller.agents.clocksync import AgentClock
+from faultline.controller.agents.events import ESTABLISHED, TcpEvent
 from faultline.controller.model.scenario import Targets
 from faultline.controller.run.probes import ProbeResult
-from faultline.v1 import agent_pb2 as pb
 
-ESTABLISHED = "ESTABLISHED"
 # What a recovery watch asks the agent for: everything but RTT samples.
 WATCH_KINDS = ("state", "retransmit", "reset-sent", "reset-received")
 MIN_CONTINUITY_PERMILLE = 950  # the chaos suite's market-data continuity target: >= 95 %
@@ -43,15 +42,10 @@ class KernelEvent:
         return f"{self.host}: {what} {self.flow}"
 
 
-def kernel_events(host: str, clock: AgentClock, items: Sequence[pb.WatchEvent]) -> list[KernelEvent]:
+def kernel_events(host: str, clock: AgentClock, events: Sequence[TcpEvent]) -> list[KernelEvent]:
     """A watch stream's TCP events, on the controller's clock."""
-    out = []
-    for item in items:
-        ev, f = item.tcp, item.tcp.flow
-        out.append(KernelEvent(clock.to_controller(item.at.realtime_ns), host, pb.EventKind.Name(ev.kind)[11:],
-                               ev.socket, pb.TcpState.Name(ev.old_state)[10:], pb.TcpState.Name(ev.new_state)[10:],
-                               f"{f.local_addr}:{f.local_port} -> {f.remote_addr}:{f.remote_port}"))
-    return out
+    return [KernelEvent(clock.to_controller(e.realtime_ns), host, e.kind, e.socket, e.old_state, e.new_state, e.flow)
+            for e in events]
 
 
 @dataclass(frozen=True)

@@ -166,12 +166,8 @@ class Run:
             flows = FlowStates()
             w = self.clients[host].watch(watch_filter(recovery.WATCH_KINDS, sorted(ps), fault_counters=False),
                                          ready_timeout_s=30)
-
-            def feed(item: pb.WatchEvent, flows: FlowStates = flows) -> None:
-                if item.HasField("tcp"):
-                    flows.feed(item.tcp)
             self.flows[host] = flows
-            self.recorders[host] = WatchRecorder(w, on_item=feed)
+            self.recorders[host] = WatchRecorder(w, on_tcp=flows.feed)
             self.journal.record("watch", host, ports=sorted(ps), probes=list(w.watching.probes))
 
     # -- processes and probes ---------------------------------------------------

@@ -144,20 +144,15 @@ class RecoveryTimer:
     # -- results --------------------------------------------------------------
     @property
     def metrics(self) -> RecoveryMetrics:
+        """The suite's view of recovery.Metrics: the spans and the data loss are computed there,
+        once, for the CLI's scorecard and this one alike."""
         k_detect, k_done = self._kernel_marks()
-        detected = self.detected if self.detected is not None else (k_detect.t_ns if k_detect else None)
-        completed = self.completed if self.completed is not None else (k_done.t_ns if k_done else None)
-
-        def span(a: int | None, b: int | None) -> float | None:
-            return (b - a) / 1e9 if a is not None and b is not None else None
-
-        start, heal = self._start(), self._recovery_started()
-        rec = span(start, completed)
-        loss = None
-        if self.sent is not None and self.received is not None:
-            loss = max(0, self.sent - self.received) / self.sent if self.sent else 0.0
-        return RecoveryMetrics(
-            span(start, detected), rec, span(heal, completed), self.rto_target_s,
-            rec is not None and rec <= self.rto_target_s, loss,
-            "test" if self.detected is not None else (k_detect.source if k_detect else ""),
-            "test" if self.completed is not None else (k_done.source if k_done else ""))
+        detected = Mark(self.detected, "test") if self.detected is not None else k_detect
+        completed = Mark(self.completed, "test") if self.completed is not None else k_done
+        counters = {"sent": self.sent, "received": self.received} \
+            if self.sent is not None and self.received is not None else {}
+        m = recovery.Metrics(self.rto_target_s, self._start(), detected, self._recovery_started(), completed,
+                             counters, rto_from="inject")
+        return RecoveryMetrics(m.detection_s, m.recovery_s, m.after_heal_s, self.rto_target_s, m.meets_rto,
+                               m.data_loss_ratio, detected.source if detected else "",
+                               completed.source if completed else "")

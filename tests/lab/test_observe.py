@@ -76,20 +76,21 @@ def test_disconnect_seen_leaving_and_reestablishing(lab, agents):
                              and i.at.monotonic_ns > healed.monotonic_ns, max_reconnect_s + 2)
     rec.stop()
     first = up.tcp.flow
-    stall = next((i for i in rec.tcp()
-                  if i.tcp.flow == first and i.at.monotonic_ns >= r.applied_at.monotonic_ns
-                  and (i.tcp.kind == pb.EVENT_KIND_RETRANSMIT or i.tcp.old_state == pb.TCP_STATE_ESTABLISHED)),
+    stall = next((e for e in rec.tcp()
+                  if (e.local_port, e.remote_port) == (first.local_port, first.remote_port)
+                  and e.monotonic_ns >= r.applied_at.monotonic_ns
+                  and (e.kind == "RETRANSMIT" or e.old_state == "ESTABLISHED")),
                  None)
     assert stall is not None, "no retransmit or state change of the connection during the fault"
     assert again is not None, "no new ESTABLISHED after heal"
     # One kernel clock for all of it: connected < applied <= stalled <= healed <= reconnected.
-    assert up.at.monotonic_ns < r.applied_at.monotonic_ns <= stall.at.monotonic_ns <= healed.monotonic_ns
+    assert up.at.monotonic_ns < r.applied_at.monotonic_ns <= stall.monotonic_ns <= healed.monotonic_ns
     assert healed.monotonic_ns <= again.at.monotonic_ns <= healed.monotonic_ns + int(max_reconnect_s * 1e9)
     assert again.tcp.flow.local_port != first.local_port  # a new connection
     # Realtime is kernel monotonic + the agent's offset: consistent with the agent's own stamps.
     skew = (again.at.realtime_ns - healed.realtime_ns) - (again.at.monotonic_ns - healed.monotonic_ns)
     assert abs(skew) < 1_000_000
-    stamps = [i.at.monotonic_ns for i in rec.tcp()]
+    stamps = [e.monotonic_ns for e in rec.tcp()]
     assert stamps == sorted(stamps), "events out of order"
 
 

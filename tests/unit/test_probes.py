@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from faultline.controller.agents.events import TcpEvent
 from faultline.controller.model.scenario import Probe
 from faultline.controller.run.probes import FlowStates, Prober
 from faultline.v1 import agent_pb2 as pb
@@ -73,12 +74,18 @@ def test_established_follows_the_agents_events(prober):
     p, flows = prober
     probe = Probe("e", "established", {"host": "trader", "port": 4002})
     assert not p.run(probe).ok
-    ev = pb.TcpEvent(kind=pb.EVENT_KIND_STATE, socket=1, old_state=pb.TCP_STATE_SYN_SENT,
-                     new_state=pb.TCP_STATE_ESTABLISHED, flow=pb.Flow(local_port=40000, remote_port=4002))
+    # As a watch stream delivers it, turned into the plain value the controller reads.
+    item = pb.WatchEvent(at=pb.Timestamp(realtime_ns=7, monotonic_ns=3), tcp=pb.TcpEvent(
+        kind=pb.EVENT_KIND_STATE, socket=1, old_state=pb.TCP_STATE_SYN_SENT, new_state=pb.TCP_STATE_ESTABLISHED,
+        flow=pb.Flow(local_addr="10.0.0.1", local_port=40000, remote_addr="10.0.0.2", remote_port=4002)))
+    ev = TcpEvent.of(item)
+    assert (ev.kind, ev.old_state, ev.new_state, ev.realtime_ns, ev.monotonic_ns) == \
+        ("STATE", "SYN_SENT", "ESTABLISHED", 7, 3)
+    assert ev.flow == "10.0.0.1:40000 -> 10.0.0.2:4002"
     flows.feed(ev)
     assert p.run(probe).ok
-    ev.old_state, ev.new_state = pb.TCP_STATE_ESTABLISHED, pb.TCP_STATE_FIN_WAIT1
-    flows.feed(ev)
+    item.tcp.old_state, item.tcp.new_state = pb.TCP_STATE_ESTABLISHED, pb.TCP_STATE_FIN_WAIT1
+    flows.feed(TcpEvent.of(item))
     assert not p.run(probe).ok
     r = p.run(Probe("e", "established", {"host": "gateway", "port": 4002}))
     assert not r.ok and r.detail == "no watch on gateway"

@@ -108,7 +108,7 @@ def test_watch_streams_ready_then_events_and_detaches_when_cancelled(client, pro
     while probe.attached() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert probe.attached() == frozenset() and probe.filters == {}
-    assert [i.tcp.flow.remote_port for i in rec.tcp()] == [4002]
+    assert [e.remote_port for e in rec.tcp()] == [4002]
     assert client.health().status == "SERVING"  # the agent serves on
 
 
