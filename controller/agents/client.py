@@ -97,6 +97,10 @@ ERRORS: dict[grpc.StatusCode, type[AgentError]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: AgentUnreachable,
 }
 
+# A fault request as the agents take it: built here (fault_spec, process_spec) and passed on
+# whole; past this package nothing reads its fields (format.spec_dict renders it for a journal).
+FaultSpec = pb.FaultSpec
+
 KINDS = {
     "disconnect": pb.FAULT_KIND_DISCONNECT, "loss": pb.FAULT_KIND_LOSS, "delay": pb.FAULT_KIND_DELAY,
     "duplicate": pb.FAULT_KIND_DUPLICATE, "corrupt": pb.FAULT_KIND_CORRUPT, "reorder": pb.FAULT_KIND_REORDER,

@@ -17,6 +17,11 @@ def as_json(msg: Message | list[Message]) -> str:
     return json.dumps(MessageToDict(msg, preserving_proto_field_name=True), indent=2)
 
 
+def spec_dict(spec: pb.FaultSpec) -> dict[str, object]:
+    """A fault request as plain JSON values (the journal's record of what was asked)."""
+    return MessageToDict(spec, preserving_proto_field_name=True)
+
+
 def when(ts: pb.Timestamp) -> str:
     if not ts.realtime_ns:
         return "-"

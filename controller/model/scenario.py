@@ -6,8 +6,8 @@ whole file is checked before anything runs; an error names file, line, field and
 allowed. Strings may hold placeholders resolved at run time: {HOST} (its IPv4 address),
 {HOST.ipv6}, {python} (this interpreter), {run_dir} (where the run writes its files).
 
-Over 300 lines: the file's schema and its cross-field rules are one read of the file; a
-dataclass per step kind (typed step parameters) is not done yet.
+Over 300 lines: the file's schema and its cross-field rules are one read of the file (the
+steps' dataclasses are in steps.py).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from faultline.controller.model.schema import (
     check_text,
     line_of,
 )
+from faultline.controller.model.steps import Partition, ProcessFault, Step, Wait, fault_of, keys_of
 
 DAY_S = 86_400.0
 SECONDS = Num(0.001, DAY_S)
@@ -87,21 +88,6 @@ class Probe:
     params: dict[str, Any]     # tcp: host, port; command: argv, host; http: url; established: host, port
     timeout_s: float = 2.0
     counters: bool = False     # command: stdout is JSON with sent / received for data-loss accounting
-
-
-@dataclass(frozen=True)
-class Step:
-    index: int
-    kind: str                  # "fault", "partition" or "wait"
-    at_s: float | None         # from the method's start; None: when the previous step ends
-    duration_s: float
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def hosts(self) -> list[str]:
-        if self.kind == "partition":
-            return [*self.params["a"], *self.params["b"]]
-        return list(self.params.get("hosts", []))
 
 
 @dataclass(frozen=True)
@@ -362,7 +348,7 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
         kind = next(k for k in ("fault", "partition", "wait") if k in s)
         body = s[kind]
         if kind == "wait":
-            steps.append(Step(i, kind, s.get("at_s"), body))
+            steps.append(Step(i, s.get("at_s"), body, Wait()))
             continue
         if kind == "partition" and set(body["a"]) & set(body["b"]):
             raise fail(f"method[{i}].partition.b", "hosts not also in a", sorted(set(body["a"]) & set(body["b"])))
@@ -372,6 +358,9 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
                                                  "for a process fault", sorted(body.get("target", {})) or None)
         elif body.get("action") or body.get("target") or body.get("restart"):
             raise fail(f"method[{i}].fault", "action, target and restart only for kind process", body["kind"])
+        if kind == "fault" and (extra := sorted(set(body) - {"kind", "duration_s"} - keys_of(body["kind"]))):
+            raise fail(f"method[{i}].fault.{extra[0]}",
+                       f"a key of a {body['kind']} fault: {', '.join(sorted(keys_of(body['kind'])))}", extra[0])
         if kind == "fault" and body["kind"] == "reset" and not (body.get("peers") or body.get("peer_hosts")
                                                                  or body.get("ports")):
             raise fail(f"method[{i}].fault", "peers, peer_hosts or ports: which connections to reset", None)
@@ -381,8 +370,9 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
                                              "(a fault on all traffic could cut off the agent itself)", None)
         if kind == "fault" and body["kind"] == "loss" and "loss_percent" not in body:
             raise fail(f"method[{i}].fault.loss_percent", "required for a loss fault", None)
-        steps.append(Step(i, kind, s.get("at_s"), body["duration_s"],
-                          {k: v for k, v in body.items() if k != "duration_s"}))
+        params = {k: v for k, v in body.items() if k != "duration_s"}
+        steps.append(Step(i, s.get("at_s"), body["duration_s"],
+                          Partition(**params) if kind == "partition" else fault_of(params)))
     if not any(s.kind != "wait" for s in steps):
         raise fail("method", "at least one fault or partition step", "waits only")
     processes = []
@@ -394,8 +384,8 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
         processes.append(Process(p["name"], p["command"], p.get("host", ""), p.get("ready", "")))
     if "lab" in raw:  # a lab host's policy lists its processes' commands as its restart commands
         for step in steps:
-            name = step.params.get("restart") if step.kind == "fault" else None
-            for h in step.params.get("hosts", []) if name else []:
+            name = step.action.restart if isinstance(step.action, ProcessFault) else None
+            for h in step.hosts if name else []:
                 if not any(p.name == name and p.host == h for p in processes):
                     on_host = sorted(p.name for p in processes if p.host == h) or ["none"]
                     raise fail(f"method[{step.index}].fault.restart",
@@ -416,9 +406,7 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
     t = raw.get("targets", {})
     targets = Targets(t.get("rto_s", cfg.rto_target_s), t.get("max_data_loss_ratio", cfg.max_data_loss_ratio),
                       t.get("max_detection_s"), t.get("rto_from", "inject"), t.get("counters", {}))
-    kinds = {"partition" if s.kind == "partition" else
-             f"process:{s.params['action']}" if s.params["kind"] == "process" else s.params["kind"]
-             for s in steps if s.kind != "wait"}
+    kinds = {s.fault_kind for s in steps if s.kind != "wait"}
     fault_type = raw.get("fault_type") or (FAULT_TYPES[kinds.pop()] if len(kinds) == 1 else FaultType.COMBINED).value
     hosts = {n: HostSpec(n, h["agent"], h["ipv4"], h.get("ipv6", ""), h.get("interface", ""))
              for n, h in raw.get("hosts", {}).items()}

@@ -43,7 +43,7 @@ RULES: dict[str, tuple[tuple[str, ...], bool]] = {
     "faultline.examples": (("faultline.examples", C), False),
 }
 # Modules that still take raw protobuf from the agents package (typed results there: not yet).
-STUB_READERS = {f"{C}.run.probes", f"{C}.run.recovery", f"{C}.run.runner", f"{C}.cli.main"}
+STUB_READERS = {f"{C}.cli.main"}
 OURS = ("faultline.agent", "faultline.controller", "faultline.examples", "agent", "controller", "examples",
         "tests", "bench")
 

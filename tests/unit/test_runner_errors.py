@@ -11,7 +11,7 @@ import pytest
 
 from faultline.controller.cli.scenarios import run_scenarios
 from faultline.controller.model import scenario
-from faultline.controller.run import runner
+from faultline.controller.run import method
 from tests.fakes import fake_agent
 
 SCENARIO = """\
@@ -45,7 +45,7 @@ def test_a_step_that_raises_is_an_error_and_the_next_scenario_still_runs(tmp_pat
             f = tmp_path / f"{title.replace(' ', '_')}.yaml"
             f.write_text(SCENARIO.format(title=title, trader=trader, gateway=gateway, port=listener))
             scns.append(scenario.load(f))
-        real_specs = runner.Run.specs
+        real_specs = method.Method.specs
         calls = []
 
         def planted(self, step):  # the first scenario's step raises, as a bug in the runner would
@@ -54,7 +54,7 @@ def test_a_step_that_raises_is_an_error_and_the_next_scenario_still_runs(tmp_pat
                 raise KeyError("planted")
             return real_specs(self, step)
 
-        monkeypatch.setattr(runner.Run, "specs", planted)
+        monkeypatch.setattr(method.Method, "specs", planted)
         rc = run_scenarios(scns, tmp_path / "out", quiet=True)
         assert t_engine.list() == []  # nothing left applied on the agents
     out = capsys.readouterr().out

@@ -109,8 +109,14 @@ def test_include_shares_a_workload_and_the_scenario_wins(tmp_path):
     assert (s.recovery.watch_host, s.recovery.probe) == ("trader", "")  # the scenario's recovery, not w.yaml's
     assert s.fault_type == "CONNECTION_RESET"
     f.write_text("include: w.yaml\ntitle: mine\nmethod:\n  - fault: {hosts: [gateway], kind: process, "
-                 "action: pause, target: {name: x}, duration_s: 1, ports: [7]}\n")
+                 "action: pause, target: {name: x}, duration_s: 1}\n")
     assert scenario.load(f).fault_type == "PROCESS_PAUSE"
+    f.write_text("include: w.yaml\ntitle: mine\nmethod:\n  - fault: {hosts: [gateway], kind: process, "
+                 "action: pause, target: {name: x}, duration_s: 1, ports: [7]}\n")
+    with pytest.raises(SchemaError) as e:  # a key the step's kind does not have (its dataclass's fields)
+        scenario.load(f)
+    assert (e.value.file, e.value.line, e.value.path) == (str(f), 4, "method[0].fault.ports")
+    assert e.value.allowed == "a key of a process fault: action, hosts, restart, target"
     f.write_text("include: w.yaml\ntitle: mine\nmethod:\n  - fault: {hosts: [gateway], kind: process, "
                  "action: pause, duration_s: 1}\n")
     with pytest.raises(SchemaError) as e:
