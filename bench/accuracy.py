@@ -28,7 +28,7 @@ from typing import Any
 from bench.common import bench_lab, parser, report
 from faultline.controller.agents.client import AgentClient, fault_spec
 from faultline.controller.env.lab import Lab
-from tests.netns import ping_ms, udp_delivered
+from testkit.netns import ping_ms, udp_delivered
 
 LOSS_PERCENT = (5, 20, 50)
 DELAYS = ((100, 0), (100, 10), (500, 0), (500, 50))  # (delay, jitter) ms

@@ -28,7 +28,7 @@ from faultline.controller.agents.clocksync import now_ns
 from faultline.controller.env.hosts import connect, lab_endpoints
 from faultline.controller.env.lab import Lab
 from faultline.v1 import agent_pb2 as pb
-from tests.netns import serving
+from testkit.netns import serving
 
 PARTITION_S = 3.0
 POLL_S = 1.0

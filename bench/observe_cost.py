@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.common import bench_lab, parser, report
 from faultline.controller.agents.client import AgentClient, WatchRecorder, watch_filter
 from faultline.controller.env.lab import Lab
-from tests.netns import serving
+from testkit.netns import serving
 
 PORT = 5201
 SEGMENT = 1000  # bytes per write in the event-rate load

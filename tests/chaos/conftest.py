@@ -22,7 +22,7 @@ import pytest
 from faultline.controller.env.lab import Lab, LabConfig
 from faultline.controller.model import scenario
 from faultline.controller.run import report, runner
-from tests.netns import why_no_lab
+from testkit.netns import why_no_lab
 
 IN_VM = bool(os.environ.get("FAULTLINE_VM_OUT"))  # the VM stage (make test-vm) runs the latency cases
 # Inside the VM the checkout is read-only: reports go where the VM brings files out.

@@ -8,7 +8,7 @@ import pytest
 
 from faultline.controller.agents.client import AgentClient
 from faultline.controller.env.lab import Lab, LabConfig
-from tests.netns import tc_state, why_no_lab
+from testkit.netns import tc_state, why_no_lab
 
 TEST_LAB = LabConfig(prefix="flt", subnet4="10.78.0.0/24", subnet6="fd78::/64",
                      run_dir=Path("/run/faultline-test"))

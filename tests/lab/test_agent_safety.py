@@ -11,9 +11,9 @@ from pathlib import Path
 
 from faultline.controller.agents.client import AgentClient, fault_spec, process_spec
 from faultline.controller.env.lab import agent_alive
+from testkit.netns import in_ns, tc_state, wait_until
 from tests.lab.test_component_faults import start_in
 from tests.lab.test_nothing_left_behind import agent_stopped_by, journal_size, pings
-from tests.netns import in_ns, tc_state, wait_until
 
 HEAL_FAILED = 5  # FAULT_STATE_HEAL_FAILED
 

@@ -12,7 +12,7 @@ import pytest
 
 from faultline.controller.agents.client import InvalidRequest, Unsupported, fault_spec
 from faultline.v1 import agent_pb2 as pb
-from tests.netns import in_ns, ping_gaps, read_until, socket_in, tc_state
+from testkit.netns import in_ns, ping_gaps, read_until, socket_in, tc_state
 
 BAD = [
     (fault_spec("loss", "lab0", loss_percent=0), "spec.loss.percent"),

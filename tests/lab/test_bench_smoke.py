@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.netns import why_no_lab
+from testkit.netns import why_no_lab
 
 
 def needs(*tools: str) -> None:

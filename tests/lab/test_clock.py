@@ -11,7 +11,7 @@ import pytest
 from faultline.controller.agents.client import AgentClient, WatchRecorder, fault_spec, watch_filter
 from faultline.controller.agents.clocksync import sync
 from faultline.controller.env.lab import Lab, LabConfig
-from tests.netns import listener, socket_in, why_no_lab
+from testkit.netns import listener, socket_in, why_no_lab
 
 CLOCK_LAB = LabConfig(prefix="flc", subnet4="10.74.0.0/24", subnet6="fd74::/64", run_dir=Path("/run/faultline-clock"))
 SKEW_MS = 2000.0

@@ -12,8 +12,7 @@ import grpc
 import pytest
 
 from faultline.controller.agents.client import AgentClient, AgentError, fault_spec, process_spec
-from tests.lab.test_nothing_left_behind import agent_stopped_by, journal_size
-from tests.netns import (
+from testkit.netns import (
     in_netns,
     in_ns,
     listener,
@@ -24,6 +23,7 @@ from tests.netns import (
     tc_state,
     wait_until,
 )
+from tests.lab.test_nothing_left_behind import agent_stopped_by, journal_size
 
 
 def wait_state(pid: int, want: str, timeout_s: float = 5.0) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute, netns
 
-from tests.netns import why_no_lab
+from testkit.netns import why_no_lab
 
 
 def kernel_names() -> tuple[set[str], set[str]]:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from faultline.controller.agents.client import fault_spec
-from tests.netns import socket_in, tc_state
+from testkit.netns import socket_in, tc_state
 
 
 def connected_pair(lab, client_host: str, server_host: str, family: int, port: int):

@@ -8,7 +8,7 @@ import pytest
 from pyroute2 import IPRoute, netns
 
 from faultline.controller.env.lab import Lab, LabConfig
-from tests.netns import why_no_lab
+from testkit.netns import why_no_lab
 
 CFG = LabConfig(prefix="fli", subnet4="10.79.0.0/24", subnet6="fd79::/64", run_dir=Path("/run/faultline-test"))
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from faultline.controller.agents.client import fault_spec
-from tests.netns import udp_delivered
-from tests.stats import binomial_interval
+from testkit.netns import udp_delivered
+from testkit.stats import binomial_interval
 
 N = 5000
 P_DROP = 0.20

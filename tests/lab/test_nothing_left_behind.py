@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from faultline.controller.agents.client import AgentClient, fault_spec
-from tests.netns import in_ns, tc_state, without_agent
+from testkit.netns import in_ns, tc_state, without_agent
 
 
 def journal_size(host) -> int:

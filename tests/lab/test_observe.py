@@ -18,7 +18,7 @@ import pytest
 from faultline.controller.agents.client import AgentClient, WatchRecorder, fault_spec, watch_filter
 from faultline.examples.workloads.echo import BACKOFF_S, STALL_S
 from faultline.v1 import agent_pb2 as pb
-from tests.netns import in_ns, listener, serving, socket_in
+from testkit.netns import in_ns, listener, serving, socket_in
 
 
 @contextmanager

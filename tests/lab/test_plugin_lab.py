@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns import why_no_lab
+from testkit.netns import why_no_lab
 
 pytest_plugins = ["pytester"]
 

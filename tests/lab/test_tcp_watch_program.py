@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from faultline.agent.domain.events import EventKind, watch_filter
-from tests.netns import why_no_lab
+from testkit.netns import why_no_lab
 
 
 @pytest.mark.parametrize("ring_buffer", [True, False], ids=["ring buffer", "perf buffer"])

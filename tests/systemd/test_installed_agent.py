@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from faultline.controller.agents.client import AgentClient, AgentError, fault_spec, process_spec
-from tests.netns import tc_state, wait_until, without_agent
+from testkit.netns import tc_state, wait_until, without_agent
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = "faultline-agent.service"

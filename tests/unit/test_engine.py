@@ -7,8 +7,8 @@ from faultline.agent.domain.errors import FailedPrecondition, InvalidArgument, K
 from faultline.agent.domain.policy import Policy
 from faultline.agent.domain.spec import Direction, FaultKind, FaultState, Mechanism
 from faultline.agent.domain.validation import RawSpec
+from testkit.netns import wait_until
 from tests.fakes import LINKS, FakeMechanism
-from tests.netns import wait_until
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ scenario format) <- env (lab, VM, certificates) <- run (one scenario, judged) <-
 chaos suite's API without pytest) <- the front ends (cli, pytest_plugin). A package imports
 only those before it. Nothing of the product imports the tests; the agent never imports the
 controller or the trading lab; the controller never imports the trading lab or the workloads.
-A planted violation is caught (the last tests).
+Outside the product: the benchmarks import faultline and the test kit, never the tests; the
+test kit imports only faultline. A planted violation is caught (the last tests).
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ RULES: dict[str, tuple[tuple[str, ...], bool]] = {
     f"{C}.pytest_plugin": (tuple(f"{C}.{x}" for x in CONTROLLER_LAYERS), False),
     C: ((C,), False),
     "faultline.examples": (("faultline.examples", C), False),
+    "testkit": (("testkit", "faultline"), True),
+    "bench": (("bench", "testkit", "faultline"), True),
 }
 # Modules that still take raw protobuf from the agents package (typed results there: not yet).
 STUB_READERS = {f"{C}.cli.main"}
 OURS = ("faultline.agent", "faultline.controller", "faultline.examples", "agent", "controller", "examples",
-        "tests", "bench")
+        "tests", "bench", "testkit")
 
 
 def _rule(module: str) -> tuple[tuple[str, ...], bool]:
@@ -107,8 +110,14 @@ def product_modules() -> list[tuple[str, Path]]:
     return mods
 
 
+def kit_and_bench_modules() -> list[tuple[str, Path]]:
+    return [(".".join(path.relative_to(REPO).with_suffix("").parts), path)
+            for folder in ("testkit", "bench") for path in sorted((REPO / folder).rglob("*.py"))]
+
+
 def test_the_tree_follows_the_import_rules() -> None:
-    found = [v for module, path in product_modules() for v in violations(module, path.read_text())]
+    found = [v for module, path in product_modules() + kit_and_bench_modules()
+             for v in violations(module, path.read_text())]
     assert not found, "\n".join(found)
 
 
@@ -118,13 +127,16 @@ def test_the_tree_follows_the_import_rules() -> None:
     (f"{A}.kernel.planted", f"from {A}.rpc.servicer import AgentServicer\n", f"allows {A}.domain, {A}.kernel"),
     (f"{A}.runtime", "from faultline.v1 import agent_pb2\n", f"only {A}.rpc"),
     (f"{A}.rpc.planted", f"from {C}.agents import client\n", f"allows {A}.domain"),
-    (f"{C}.agents.planted", "from tests.netns import wait_until\n", f"allows {C}.agents"),
+    (f"{C}.agents.planted", "from testkit.netns import wait_until\n", f"allows {C}.agents"),
     (f"{C}.model.planted", "import grpc\n", f"{C}.agents speak gRPC"),
     (f"{C}.env.planted", f"from {C}.run.runner import Run\n", f"{C}.env layer rule allows {C}.agents, {C}.model, "),
     (f"{C}.run.planted", f"from {C}.cli.main import main\n", f"{C}.run layer rule allows"),
     (f"{C}.suite.planted", "from faultline.examples.workloads import seqload\n", f"{C}.suite layer rule allows"),
     (f"{C}.pytest_plugin", "from controller.agents.client import AgentClient\n", "import faultline.controller"),
     (f"{A}.kernel.planted", "from ..rpc import gate\n", f"imports {A}.rpc"),
+    (f"{C}.run.planted", "from testkit.netns import wait_until\n", f"{C}.run layer rule allows"),
+    ("bench.planted", "from tests.fakes import fake_agent\n", "bench layer rule allows bench, testkit, faultline"),
+    ("testkit.planted", "from tests.scenarios import partition\n", "testkit layer rule allows"),
 ])
 def test_a_planted_violation_is_caught(tmp_path, module, source, expected) -> None:
     """A throwaway module breaking one rule: the checker names the line and the rule."""

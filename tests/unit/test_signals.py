@@ -19,7 +19,7 @@ from faultline.agent.domain.journal import Journal
 from faultline.agent.domain.policy import RestartCommand
 from faultline.agent.domain.spec import FaultKind, FaultSpec, ProcessAction, ProcessSpec, Selector, TargetBy
 from faultline.agent.kernel import signals
-from tests.netns import wait_until
+from testkit.netns import wait_until
 
 
 def state_of(pid: int) -> str:

@@ -16,7 +16,7 @@ import pytest
 
 from faultline.controller.agents.client import AgentClient
 from faultline.controller.env.lab import Lab, LabConfig
-from tests.netns import tc_state, why_no_lab
+from testkit.netns import tc_state, why_no_lab
 
 VM_LAB = LabConfig(prefix="flv", subnet4="10.80.0.0/24", subnet6="fd80::/64", run_dir=Path("/run/faultline-vm"),
                    ready_timeout_s=300)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from faultline.controller.agents.client import AgentClient, Forbidden, InvalidRequest, fault_spec
-from tests.netns import ping_gaps, ping_ms, read_until, tc_state, udp_delivered
-from tests.stats import binomial_interval
+from testkit.netns import ping_gaps, ping_ms, read_until, tc_state, udp_delivered
+from testkit.stats import binomial_interval
 from tests.vm.conftest import median
 
 # Several binomial checks run in every CI run: at 99 % one failed by chance (4074 delivered,
