@@ -235,6 +235,10 @@ class Watch:
                 return
             raise _error(self.address, e) from None
 
+    def header(self) -> pb.WatchEvent:
+        """What the stream began with (the probes attached, this host's addresses), as an item."""
+        return pb.WatchEvent(at=self.watching_at, watching=self.watching)
+
     def cancel(self) -> None:
         self._cancelled = True
         self._call.cancel()

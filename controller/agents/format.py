@@ -22,6 +22,37 @@ def spec_dict(spec: pb.FaultSpec) -> dict[str, object]:
     return MessageToDict(spec, preserving_proto_field_name=True)
 
 
+def mechanism(value: int) -> str:
+    return enum_name(pb.Mechanism, value, "MECHANISM_")
+
+
+def health(h: pb.HealthResponse, offset: object) -> str:
+    return (f"{h.status}: agent {h.agent_version}, {h.active_faults} active fault(s), "
+            f"netns {h.netns or '-'}, clock {when(h.now)}, offset from this host {offset}")
+
+
+def health_short(h: pb.HealthResponse) -> str:
+    return f"{h.status}, {h.active_faults} fault(s)"
+
+
+def applied(r: pb.ApplyFaultResponse) -> str:
+    return (f"{r.fault_id} applied at {when(r.applied_at)} (realtime {r.applied_at.realtime_ns} ns) via "
+            f"{mechanism(r.mechanism)}; heals by itself at {when(r.lease_expires_at)}")
+
+
+def process_applied(r: pb.ApplyFaultResponse, action: str, spec: pb.FaultSpec) -> str:
+    return f"{r.fault_id}: {action} {describe(spec)}; ends at {when(r.lease_expires_at)}"
+
+
+def renewed(fault_id: str, r: pb.RenewLeaseResponse) -> str:
+    return f"{fault_id} now heals at {when(r.lease_expires_at)}"
+
+
+def watch_json(item: pb.WatchEvent) -> str:
+    """One watch item as one JSON line."""
+    return json.dumps(MessageToDict(item, preserving_proto_field_name=True))
+
+
 def when(ts: pb.Timestamp) -> str:
     if not ts.realtime_ns:
         return "-"

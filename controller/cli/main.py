@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import threading
@@ -14,8 +13,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from google.protobuf.json_format import MessageToDict
 
 from faultline.controller.agents import format as fmt
 from faultline.controller.agents.client import (
@@ -58,15 +55,13 @@ def _run_agent_command(args: argparse.Namespace) -> int:
 
             h = c.health()
             offset = sync(c)
-            out(h, lambda h: f"{h.status}: agent {h.agent_version}, {h.active_faults} active fault(s), "
-                             f"netns {h.netns or '-'}, clock {fmt.when(h.now)}, offset from this host {offset}")
+            out(h, lambda h: fmt.health(h, offset))
         elif args.command == "inject" and args.kind == "process":
             target = {by: getattr(args, by) for by in TARGET_BY if getattr(args, by) is not None}
             spec = process_spec(args.action, args.duration, restart=args.restart, label=args.label,
                                 **target)
             r = c.apply(spec)
-            out(r, lambda r: f"{r.fault_id}: {args.action} {fmt.describe(spec)}; "
-                             f"ends at {fmt.when(r.lease_expires_at)}")
+            out(r, lambda r: fmt.process_applied(r, args.action, spec))
         elif args.command == "inject":
             spec = fault_spec(
                 args.kind, args.interface, peers=args.peer, ports=args.port, direction=args.direction,
@@ -77,10 +72,7 @@ def _run_agent_command(args: argparse.Namespace) -> int:
                 gap=args.gap, rate_bps=args.rate, packet_overhead=args.overhead, queue_limit=args.queue_limit,
             )
             r = c.apply(spec)
-            out(r, lambda r: f"{r.fault_id} applied at {fmt.when(r.applied_at)} "
-                             f"(realtime {r.applied_at.realtime_ns} ns) via "
-                             f"{fmt.enum_name(fmt.pb.Mechanism, r.mechanism, 'MECHANISM_')}; "
-                             f"heals by itself at {fmt.when(r.lease_expires_at)}")
+            out(r, fmt.applied)
         elif args.command == "heal":
             if bool(args.fault_id) == bool(args.all):
                 raise SystemExit("faultline heal: error: give a FAULT_ID or --all, not both or neither")
@@ -90,7 +82,7 @@ def _run_agent_command(args: argparse.Namespace) -> int:
             out(c.list(args.healed), fmt.fault_table)
         elif args.command == "renew":
             r = c.renew(args.fault_id, args.duration)
-            out(r, lambda r: f"{args.fault_id} now heals at {fmt.when(r.lease_expires_at)}")
+            out(r, lambda r: fmt.renewed(args.fault_id, r))
         elif args.command == "flows":
             since = time.time_ns() - int(args.since * 1e9) if args.since else 0
             out(c.summarize(watch_filter(ports=args.port, peers=args.peer), since), fmt.flow_table)
@@ -106,10 +98,10 @@ def _watch(c: AgentClient, args: argparse.Namespace) -> int:
         threading.Timer(args.for_s, w.cancel).start()
 
     def show(item: Any) -> None:
-        print(json.dumps(MessageToDict(item, preserving_proto_field_name=True)) if args.json
+        print(fmt.watch_json(item) if args.json
               else fmt.watch_event(item), flush=True)
 
-    show(fmt.pb.WatchEvent(at=w.watching_at, watching=w.watching))
+    show(w.header())
     try:
         for item in w:
             show(item)
@@ -144,8 +136,7 @@ def _run_lab(args: argparse.Namespace) -> int:
             if alive:
                 try:
                     with AgentClient(h.agent, timeout_s=2) as c:
-                        hr = c.health()
-                        health = f"{hr.status}, {hr.active_faults} fault(s)"
+                        health = fmt.health_short(c.health())
                 except AgentError as e:
                     health = e.code.name
             print(f"{h.name:10} {h.ipv4:15} {h.ipv6:12} netns {h.netns:14} agent pid {h.pid or '-'} "
