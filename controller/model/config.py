@@ -20,8 +20,8 @@ class ResilienceConfig:
     base_retry_delay_s: float = 1.0
     max_retry_delay_s: float = 30.0
     connection_timeout_s: float = 10.0
-    request_timeout_s: float = 30.0
-    rate_limit_per_minute: int = 50
+    request_timeout_s: float = 5.0
+    rate_limit_per_minute: int = 100
     circuit_breaker_failure_threshold: int = 5
     circuit_breaker_reset_timeout_s: float = 60.0
     degradation_enabled: bool = True
