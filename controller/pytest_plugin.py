@@ -14,6 +14,7 @@ fixture is first used. The suite's own names are in faultline.controller.suite.
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -65,6 +66,34 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 RESULTS = pytest.StashKey[list["ScenarioResult"]]()
+HTML = pytest.StashKey[list[str]]()
+
+
+def attach_html(node: pytest.Item, fragment: str) -> None:
+    """Show this HTML in the test's row of a pytest-html report (--html); nothing without one."""
+    node.stash.setdefault(HTML, []).append(fragment)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    fragments = item.stash.get(HTML, [])
+    if call.when == "call" and fragments and item.config.pluginmanager.hasplugin("html"):
+        from pytest_html import extras
+
+        report.extras = [*getattr(report, "extras", []), *(extras.html(f) for f in fragments)]
+    return report
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str],
+                                session: pytest.Session) -> None:
+    """The RECOVERY SCORECARD at the top of a pytest-html report."""
+    results = session.config.stash.get(RESULTS, [])
+    if results:
+        from faultline.controller.suite.results import scorecard
+
+        prefix.append(f"<pre>{html.escape(scorecard(results))}</pre>")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -180,6 +209,7 @@ def chaos_scenario(request: pytest.FixtureRequest, recovery_timer: RecoveryTimer
             result = ScenarioResult(name, kind, request.node.nodeid, passed, m, violations, error)
             request.config.stash[RESULTS].append(result)
             print("\n" + scenario_text(result))
+            attach_html(request.node, f"<pre>{html.escape(scenario_text(result))}</pre>")
 
     return scenario
 

@@ -130,6 +130,19 @@ def junit(outcomes: Sequence[Outcome]) -> str:
 
 
 def timeline_html(o: Outcome) -> str:
+    """timeline.html: the scenario's title, its timeline picture and its block."""
+    return ("<!doctype html><meta charset='utf-8'><title>faultline: " + html.escape(o.scenario.title) +
+            "</title><body style='font-family:sans-serif'><h2>" + html.escape(o.scenario.title) + "</h2>" +
+            report_html(o) + "</body>")
+
+
+def report_html(o: Outcome) -> str:
+    """The picture and the CHAOS SCENARIO block with its metrics, as one HTML fragment (a test's
+    extra in a pytest-html report, the body of timeline.html)."""
+    return timeline_svg(o) + f"<pre>{html.escape(human(o))}</pre>"
+
+
+def timeline_svg(o: Outcome) -> str:
     """Faults as bands per host, probe samples and kernel events as marks, the RTO line."""
     j, m = o.journal, o.metrics
     t0 = j["t0_ns"] or j["started_ns"]
@@ -190,10 +203,7 @@ def timeline_html(o: Outcome) -> str:
                    'stroke-dasharray="4 3"/>')
         out.append(f'<text x="{x(t) + 3:.1f}" y="{height - 16 + (i % 2) * 12}">{html.escape(name)}</text>')
     out.append("</svg>")
-    summary = html.escape(human(o))
-    return ("<!doctype html><meta charset='utf-8'><title>faultline: " + html.escape(o.scenario.title) +
-            "</title><body style='font-family:sans-serif'><h2>" + html.escape(o.scenario.title) + "</h2>" +
-            "".join(out) + f"<pre>{summary}</pre></body>")
+    return "".join(out)
 
 
 def write(o: Outcome, out_dir: Path) -> dict[str, Path]:

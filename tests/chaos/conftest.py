@@ -12,6 +12,7 @@ SCORECARD prints at the end and build/chaos/results.json holds every outcome.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from faultline.controller.env.lab import Lab, LabConfig
 from faultline.controller.model import scenario
+from faultline.controller.pytest_plugin import attach_html
 from faultline.controller.run import report, runner
 from testkit.netns import why_no_lab
 
@@ -47,7 +49,7 @@ def shared_lab():
 
 
 @pytest.fixture
-def run_scenario(shared_lab):
+def run_scenario(shared_lab, request):
     why = why_no_lab()
     if why and IN_VM:
         pytest.fail(f"inside the VM stage, yet: {why}")  # a VM stage that skips proves nothing
@@ -60,6 +62,7 @@ def run_scenario(shared_lab):
         o = runner.run(scn, runner.RunOptions(out_dir=out, lab_config=LAB))
         report.write(o, out)
         print(report.human(o))
+        attach_html(request.node, report.report_html(o))  # its row in an --html report
         if scorecard:  # a deliberately broken workload's run is a test of the suite, not a scenario
             OUTCOMES.append(o)
         return o
@@ -68,6 +71,13 @@ def run_scenario(shared_lab):
 
 def failed(o: runner.Outcome) -> list[str]:
     return [f"{v.name}: {v.detail}" for v in o.verdicts if not v.ok]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str], session: Any) -> None:
+    """--html: the RECOVERY SCORECARD at the top of the report."""
+    if OUTCOMES:
+        prefix.append(f"<pre>{html.escape(report.scorecard(OUTCOMES))}</pre>")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -211,6 +211,29 @@ def test_chaos_scenario_block_and_scorecard(pytester, tmp_path):
     assert saved[1]["violations"] == ["lost: A-2: sent, never received"] and saved[1]["passed"] is False
 
 
+def test_the_html_report_has_the_scorecard_on_top_and_each_scenario_block(pytester, tmp_path):
+    """pytest-html (--html --self-contained-html): the RECOVERY SCORECARD before the results,
+    each chaos test's CHAOS SCENARIO block in its own row."""
+    pytest.importorskip("pytest_html")
+    report = tmp_path / "chaos-report.html"
+    pytester.makepyfile("""
+        from faultline.controller.suite import FaultType
+
+        def test_disconnect(chaos_scenario):
+            with chaos_scenario("Broker disconnect", FaultType.NETWORK_DISCONNECT) as timer:
+                timer.start(); timer.mark_recovery_completed()
+
+        def test_plain():
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--html={report}", "--self-contained-html")
+    result.assert_outcomes(passed=2)
+    page = report.read_text()
+    assert page.count("RECOVERY SCORECARD") == 1 and "✓ PASS  Broker disconnect" in page
+    assert "CHAOS SCENARIO: Broker disconnect" in page  # the row's extra (in the report's JSON blob)
+    assert page.index("RECOVERY SCORECARD") < page.index("data-jsonblob")  # the summary, above the table
+
+
 def test_no_scorecard_without_chaos_scenarios(pytester):
     pytester.makepyfile("def test_it():\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
