@@ -197,9 +197,23 @@ def _run_demo(_args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def _run_readiness(args: argparse.Namespace) -> int:
+    from faultline.controller.suite import readiness
+
+    try:
+        cases = readiness.load(args.results)
+    except ValueError as e:
+        print(f"faultline readiness: error: {e}", file=sys.stderr)
+        return 2
+    lines = readiness.checklist(cases, args.max_data_loss)
+    print(readiness.render(lines))
+    return 0 if all(x.ok for x in lines) else 1
+
+
 # The commands that do not talk to one agent; every other command does (_run_agent_command).
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "lab": _run_lab, "vm": _run_vm, "run": _run_scenarios, "certs": _run_certs, "demo": _run_demo}
+    "lab": _run_lab, "vm": _run_vm, "run": _run_scenarios, "certs": _run_certs, "demo": _run_demo,
+    "readiness": _run_readiness}
 
 
 def main(argv: list[str] | None = None) -> int:

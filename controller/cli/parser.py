@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "lab_hosts": "trader,gateway,broker", "ready_timeout": 60.0, "vm_ready_timeout": 300.0,
     "then": "faultline lab status", "rtt_every": 0.1, "for_s": 0.0, "since": 0.0,
     "controller_name": "faultline-controller", "vm_out": Path("build/vm"), "memory": "2G", "cpus": 2,
-    "vm_timeout": 900.0, "reset_duration": 5.0,
+    "vm_timeout": 900.0, "reset_duration": 5.0, "max_data_loss": 0.05,
 }
 FAULT: dict[str, Any] = {
     "interface": "", "direction": "", "protocol": "any", "mechanism": "auto", "queue_limit": 0,
@@ -370,9 +370,25 @@ def add_vm(sub: Sub) -> None:
     vm.add_argument("vm_command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
 
 
+def add_readiness(sub: Sub) -> None:
+    p = sub.add_parser(
+        "readiness", help="the Production Readiness Checklist, judged from a chaos run's results file",
+        description="Print each line of the Production Readiness Checklist with ✓ or ✗ and the figures behind "
+                    "it (every scenario passed; recovery within the RTO; data loss within the target; no lost "
+                    "or duplicated orders, positions intact; market-data continuity; every fault rolled back). "
+                    "A line no scenario measured does not hold.",
+        epilog="examples:\n  faultline readiness build/chaos/results.json      (the chaos suite's)\n"
+               "  faultline readiness chaos.json                   (pytest --faultline-json=chaos.json)\n\n"
+               "exit status: 0 every line holds; 1 one does not; 2 the file is not a results file.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", type=Path, metavar="RESULTS.json")
+    p.add_argument("--max-data-loss", type=float, default=DEFAULTS["max_data_loss"], metavar="RATIO",
+                   help="the data-loss line's target (default 0.05, the resilience config's)")
+
+
 COMMANDS: tuple[Callable[[Sub], None], ...] = (
     add_caps, add_health, add_inject, add_heal, add_list, add_renew, add_watch, add_flows, add_lab, add_demo,
-    add_certs, add_run, add_vm)
+    add_certs, add_run, add_readiness, add_vm)
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
