@@ -25,6 +25,7 @@ from pathlib import Path
 from bench.common import bench_lab, parser, report
 from faultline.controller.agents.client import WatchRecorder, fault_spec, watch_filter
 from faultline.controller.agents.clocksync import now_ns
+from faultline.controller.agents.events import TcpEvent
 from faultline.controller.env.hosts import connect, lab_endpoints
 from faultline.controller.env.lab import Lab
 from faultline.v1 import agent_pb2 as pb
@@ -95,12 +96,12 @@ def run(rounds: int, out: Path | None) -> dict[str, object]:
         h = lab.state.hosts
         start_workload(lab, Path(lab.config.run_dir) / "detection")
         [trader] = [connect(ep) for ep in lab_endpoints(lab.state, ["trader"]).values()]
-        arrivals: dict[int, int] = {}  # id(item) -> controller time it arrived
+        arrivals: dict[TcpEvent, int] = {}  # event -> controller time it arrived
 
-        def arrived(item: pb.WatchEvent) -> None:
-            arrivals[id(item)] = now_ns()
+        def arrived(event: TcpEvent) -> None:
+            arrivals[event] = now_ns()
 
-        rec = WatchRecorder(trader.client.watch(watch_filter(kinds=["state"], ports=[PORT])), on_item=arrived)
+        rec = WatchRecorder(trader.client.watch(watch_filter(kinds=["state"], ports=[PORT])), on_tcp=arrived)
         poller = Poller(lab)
         deadline = time.monotonic() + 20
         while not established(lab):
@@ -126,7 +127,7 @@ def run(rounds: int, out: Path | None) -> dict[str, object]:
             if polled < kernel_t:  # it saw a connection the kernel had not made yet: a stale one
                 raise RuntimeError(f"round {i + 1}: the probe saw a connection {(kernel_t - polled) / 1e6:.0f} ms "
                                    "before the kernel's reconnect (the old one still ESTABLISHED?)")
-            stream_ms.append((arrivals[id(ev)] - kernel_t) / 1e6)
+            stream_ms.append((arrivals[TcpEvent.of(ev)] - kernel_t) / 1e6)
             poll_ms.append((polled - kernel_t) / 1e6)
             print(f"  round {i + 1}/{rounds}: reconnect {(kernel_t - t_heal) / 1e9:.3f} s after heal; known "
                   f"{stream_ms[-1]:.1f} ms later (stream), {poll_ms[-1]:.0f} ms later (1 s probe)", flush=True)
