@@ -37,15 +37,25 @@ class Partition:
         return f"partition {','.join(self.a)} | {','.join(self.b)}"
 
 
-@dataclass(frozen=True)
-class NetworkFault:
-    """A fault on the hosts' interface: disconnect, loss, delay, duplicate, corrupt, reorder, rate."""
+@dataclass(frozen=True, kw_only=True)
+class _AddressedFault:
+    """A fault on the hosts' traffic with these peers and/or ports."""
 
-    fault: str                                            # the file's `kind:`
     hosts: list[str]
     peers: list[str] = field(default_factory=list)       # addresses/CIDRs, may hold placeholders
     peer_hosts: list[str] = field(default_factory=list)  # scenario hosts: their addresses
     ports: list[int] = field(default_factory=list)
+    kind: ClassVar[str] = "fault"
+
+    def describe(self) -> str:
+        return f"{self.fault} on {','.join(self.hosts)}"  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkFault(_AddressedFault):
+    """A fault on the hosts' interface: disconnect, loss, delay, duplicate, corrupt, reorder, rate."""
+
+    fault: str                                            # the file's `kind:`
     direction: str = ""
     protocol: str = "any"
     mechanism: str = "auto"
@@ -54,25 +64,13 @@ class NetworkFault:
     delay_ms: float = 0.0                                 # delay, reorder
     jitter_ms: float = 0.0                                # delay
     rate_bps: int = 0                                     # rate
-    kind: ClassVar[str] = "fault"
-
-    def describe(self) -> str:
-        return f"{self.fault} on {','.join(self.hosts)}"
 
 
-@dataclass(frozen=True)
-class ResetFault:
+@dataclass(frozen=True, kw_only=True)
+class ResetFault(_AddressedFault):
     """The hosts' kernel resets the matching TCP connections (and refuses new ones) for the duration."""
 
-    hosts: list[str]
-    peers: list[str] = field(default_factory=list)
-    peer_hosts: list[str] = field(default_factory=list)
-    ports: list[int] = field(default_factory=list)
     fault: ClassVar[str] = "reset"
-    kind: ClassVar[str] = "fault"
-
-    def describe(self) -> str:
-        return f"reset on {','.join(self.hosts)}"
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ def fault_of(body: dict[str, Any]) -> NetworkFault | ResetFault | ProcessFault:
     """A `fault:` step's body (checked by the schema and keys_of; duration_s taken out) as its dataclass."""
     rest = {k: v for k, v in body.items() if k != "kind"}
     cls = _class_of(body["kind"])
-    return NetworkFault(body["kind"], **rest) if cls is NetworkFault else cls(**rest)
+    return NetworkFault(fault=body["kind"], **rest) if cls is NetworkFault else cls(**rest)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from faultline.controller.agents.clocksync import AgentClock, now_ns, sleep_unti
 from faultline.controller.agents.format import spec_dict
 from faultline.controller.env.hosts import Endpoint
 from faultline.controller.model.scenario import Scenario
-from faultline.controller.model.steps import NetworkFault, Partition, ProcessFault, ResetFault, Step
+from faultline.controller.model.steps import Partition, ProcessFault, ResetFault, Step, Wait
 from faultline.controller.run.journal import Journal
 
 TICK_S = 0.25
@@ -56,17 +56,16 @@ class Method:
         if isinstance(a, ProcessFault):
             target = {k: (self.resolve(v) if isinstance(v, str) else v) for k, v in a.target.items()}
             return [(h, process_spec(a.action, lease, label=label, **target, restart=a.restart)) for h in a.hosts]
+        if isinstance(a, Wait):
+            return []
+        peers = [self.resolve(x) for x in a.peers] + addrs(a.peer_hosts)
         if isinstance(a, ResetFault):
-            peers = [self.resolve(x) for x in a.peers] + addrs(a.peer_hosts)
             return [(h, fault_spec("reset", "", peers=peers, ports=a.ports, lease_s=lease, label=label))
                     for h in a.hosts]
-        if isinstance(a, NetworkFault):
-            peers = [self.resolve(x) for x in a.peers] + addrs(a.peer_hosts)
-            return [(h, fault_spec(
-                a.fault, self.endpoints[h].interface, peers=peers, ports=a.ports, direction=a.direction,
-                protocol=a.protocol, lease_s=lease, loss_percent=a.loss_percent, mechanism=a.mechanism, label=label,
-                percent=a.percent, delay_ms=a.delay_ms, jitter_ms=a.jitter_ms, rate_bps=a.rate_bps)) for h in a.hosts]
-        return []  # a wait
+        return [(h, fault_spec(
+            a.fault, self.endpoints[h].interface, peers=peers, ports=a.ports, direction=a.direction,
+            protocol=a.protocol, lease_s=lease, loss_percent=a.loss_percent, mechanism=a.mechanism, label=label,
+            percent=a.percent, delay_ms=a.delay_ms, jitter_ms=a.jitter_ms, rate_bps=a.rate_bps)) for h in a.hosts]
 
     # -- the schedule ----------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
