@@ -117,9 +117,7 @@ def _run_lab(args: argparse.Namespace) -> int:
     if args.lab_command == "up" and args.vm:
         inner = (f"faultline lab up --ready-timeout {DEFAULTS['vm_ready_timeout']:g} --hosts "
                  f"{shlex.quote(args.hosts)} && {args.then}; faultline lab down")
-        return _run_vm(argparse.Namespace(out=DEFAULTS["vm_out"], kvm=False, memory=DEFAULTS["memory"],
-                                          cpus=DEFAULTS["cpus"], timeout=DEFAULTS["vm_timeout"], systemd=False,
-                                          vm_command=["bash", "-c", inner]))
+        return _run_vm(build_parser().parse_args(["vm", "--", "bash", "-c", inner]))  # the vm command's defaults
     if args.lab_command == "up":
         state = lab.up([h.strip() for h in args.hosts.split(",") if h.strip()], timeout_s=args.ready_timeout)
         for h in state.hosts.values():

@@ -121,9 +121,13 @@ def _selector_opts(p: argparse.ArgumentParser) -> None:
                    help="lease: the agent heals the fault after this long (default 30s)")
     p.add_argument("--mechanism", choices=("auto", "ebpf", "netem"), default=FAULT["mechanism"],
                    help="auto: eBPF for disconnect/loss when it can, netem otherwise")
-    p.add_argument("--label", default=DEFAULTS["label"], help="free text shown in listings")
+    _label(p)
     p.add_argument("--queue-limit", type=int, default=FAULT["queue_limit"], metavar="PACKETS",
                    help="netem queue limit (default: sized by the agent from rate x delay)")
+
+
+def _label(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--label", default=DEFAULTS["label"], help="free text shown in listings")
 
 
 def _correlation(p: argparse.ArgumentParser) -> None:
@@ -207,7 +211,7 @@ def _add_reset(kinds: Sub) -> None:
                    help="local or remote port (repeatable)")
     k.add_argument("--duration", type=duration, default=DEFAULTS["reset_duration"],
                    help="how long the fault is listed (default 5s)")
-    k.add_argument("--label", default=DEFAULTS["label"], help="free text shown in listings")
+    _label(k)
 
 
 def _add_process(kinds: Sub) -> None:
@@ -232,7 +236,7 @@ def _add_process(kinds: Sub) -> None:
                         "(see `faultline caps`: process_faults lists them)")
     k.add_argument("--duration", type=duration, default=DEFAULTS["duration"],
                    help="pause: how long; kill, stop: until the restart command runs (default 30s)")
-    k.add_argument("--label", default=DEFAULTS["label"], help="free text shown in listings")
+    _label(k)
 
 
 def add_heal(sub: Sub) -> None:
@@ -253,6 +257,7 @@ def add_renew(sub: Sub) -> None:
     _agent_opts(p)
     p.add_argument("fault_id")
     p.add_argument("--duration", type=duration, required=True)
+
 
 def add_watch(sub: Sub) -> None:
     p = sub.add_parser(

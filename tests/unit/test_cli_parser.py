@@ -35,7 +35,8 @@ def test_lab_and_vm_defaults_come_from_the_table() -> None:
 
 
 def test_lab_up_vm_hands_the_vm_every_option_it_reads(monkeypatch) -> None:
-    """`lab up --vm` builds the vm command's options itself: none may be missing (systemd was)."""
+    """`lab up --vm` runs the vm command with that command's own defaults: none may be missing
+    (systemd was, when it built the options by hand)."""
     seen = {}
 
     def fake_vm(args):
@@ -46,4 +47,5 @@ def test_lab_up_vm_hands_the_vm_every_option_it_reads(monkeypatch) -> None:
     assert cli.main(["lab", "up", "--vm", "--hosts", "a,b"]) == 0
     want = {a.dest for a in cli.build_parser()._subparsers._group_actions[0].choices["vm"]._actions} - {"help"}
     assert want <= set(seen), sorted(want - set(seen))
-    assert seen["vm_command"][:2] == ["bash", "-c"] and "--ready-timeout 300 --hosts a,b" in seen["vm_command"][2]
+    # As `faultline vm -- bash -c ...` parses it (the vm command drops the "--").
+    assert seen["vm_command"][:3] == ["--", "bash", "-c"] and "--ready-timeout 300 --hosts a,b" in seen["vm_command"][3]
