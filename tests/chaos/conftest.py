@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from faultline.controller.cli.demo import why_no_netem
 from faultline.controller.env.lab import Lab, LabConfig
 from faultline.controller.model import scenario
 from faultline.controller.pytest_plugin import attach_html
@@ -32,7 +33,9 @@ OUT = Path(os.environ["FAULTLINE_VM_OUT"]) / "chaos" if IN_VM else Path("build/c
 # Under TCG each agent compiles its probes in ~30 s, four at once on two CPUs.
 LAB = LabConfig(ready_timeout_s=300) if IN_VM else LabConfig()
 TRADING_HOSTS = ["trader", "gateway", "broker", "risk"]  # contracts/scenarios/trading/workload.yaml's lab
+TRADING = Path(__file__).resolve().parents[2] / "contracts" / "scenarios" / "trading"
 OUTCOMES: list[runner.Outcome] = []
+RUNS: dict[Path, runner.Outcome] = {}  # each scenario file runs once per session, judged by several tests
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +70,39 @@ def run_scenario(shared_lab, request):
             OUTCOMES.append(o)
         return o
     return run
+
+
+@pytest.fixture
+def trading(run_scenario, request):
+    """trading("partition_trader_gateway_3s"): that file of contracts/scenarios/trading, run once per
+    session (the scenario files are the single source of each case; a test of another category
+    judges the same run). A latency case skips where the kernel has no netem (the VM stage runs it)."""
+    def get(name: str) -> runner.Outcome:
+        path = TRADING / f"{name}.yaml"
+        if name.startswith("latency") and (why := why_no_netem()):
+            pytest.skip(f"{why}: the VM stage runs the latency cases (make test-vm)")
+        if path not in RUNS:
+            RUNS[path] = run_scenario(path)
+        else:
+            print(report.human(RUNS[path]))
+            attach_html(request.node, report.report_html(RUNS[path]))
+        return RUNS[path]
+    return get
+
+
+def assert_recovered(o: runner.Outcome) -> None:
+    """RTO, data loss 0, order integrity, positions, market-data continuity, rollbacks: all of them,
+    and the bounds the scenario puts on the workload's own counters (targets.counters)."""
+    assert o.passed, failed(o)
+    assert {"RTO", "data loss", "integrity", "market-data continuity", "rollbacks"} <= {v.name for v in o.verdicts}
+    assert o.metrics.counters["sent"] > 20  # orders flowed the whole time
+
+
+def verdict(o: runner.Outcome, name: str) -> str:
+    v = next((v for v in o.verdicts if v.name == name), None)
+    assert v is not None, f"no {name} verdict in {[v.name for v in o.verdicts]}"
+    assert v.ok, f"{name}: {v.detail}"
+    return v.detail
 
 
 def failed(o: runner.Outcome) -> list[str]:
