@@ -67,13 +67,18 @@ def report(run: Path, in_flight_s: float = IN_FLIGHT_S) -> tuple[dict[str, int],
     counters = {
         "sent": len(settled), "received": sum(1 for r in settled_refs if per_ref[r]),
         "duplicates": sum(n - 1 for r, n in per_ref.items() if n > 1),
+        "exactly_once": sum(1 for r in settled_refs if per_ref[r] == 1),
         "violations": len(v.violations),
+        "symbols": len({o["symbol"] for o in settled} | {e["symbol"] for e in counted}),
+        "position_mismatches": sum(1 for x in v.violations if x.kind == "position"),
         "md_published": published, "md_received": received,
         "md_continuity_permille": received * 1000 // published if published else 1000,
         "replayed": int(stats["trader"].get("replayed", 0)),
         "reconnects": int(stats["trader"].get("reconnects", 0)),
         "rate_limited": int(stats["gateway"].get("rate_limited", 0)),
         "trader_rate_limited": int(stats["trader"].get("rate_limited", 0)),
+        "trader_timeouts": int(stats["trader"].get("timeouts", 0)),
+        "gateway_outbox_max": int(stats["gateway"].get("outbox_max", 0)),
         "trader_restored": int(stats["trader"].get("restored", 0)),
         # SIGTERMs the trader shut down from with nothing unfilled
         "clean_shutdowns": sum(1 for r in read_log(run / "trader" / "orders.jsonl")
@@ -93,7 +98,8 @@ def planes(run: Path, inject_ns: int, heal_ns: int) -> dict[str, int]:
     """p99 latency of each plane for what was sent in 2 s before the fault (ending 0.5 s before
     it) and while it was on (ms, rounded up). By send time: what a fault delays arrives after
     it, maybe long after. Also the order path's throughput: fills received per minute, in the
-    same baseline and during the fault."""
+    same baseline and during the fault; and the orders placed while it was on, with how many
+    of them were executed exactly once."""
     fills = [f for f in read_log(run / "trader" / "orders.jsonl") if f["op"] == "fill" and "recv_ns" in f]
     orders = [(f["recv_ns"] - int(f["rtt_ms"] * 1e6), f["rtt_ms"]) for f in fills if "rtt_ms" in f]
     md = [(t, age) for t, age in read_log(run / "consumer" / "md_age.jsonl")]
@@ -107,6 +113,10 @@ def planes(run: Path, inject_ns: int, heal_ns: int) -> dict[str, int]:
     for name, lo, hi in (("base", base_from, base_from + BASELINE_NS), ("fault", inject_ns, heal_ns)):
         n = sum(1 for f in fills if lo <= f["recv_ns"] < hi)
         out[f"fills_per_min_{name}"] = round(n * 60e9 / (hi - lo)) if hi > lo else 0
+    during = {r["ref"] for r in read_log(run / "trader" / "orders.jsonl")
+              if r["op"] == "intent" and inject_ns <= r["t_ns"] <= heal_ns}
+    per_ref = Counter(e["ref"] for e in read_log(run / "gateway" / "executions.jsonl") if e["ref"] in during)
+    out |= {"orders_in_fault": len(during), "orders_in_fault_once": sum(1 for r in during if per_ref[r] == 1)}
     return out
 
 

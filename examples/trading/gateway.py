@@ -66,7 +66,7 @@ class Gateway:
         self.outbox: deque[tuple[str, dict[str, Any]]] = deque(maxlen=200_000)
         self.md_seq = 0
         self.counts = {"orders": 0, "executed": len(self.executions), "replays": 0, "rate_limited": 0,
-                       "connections": 0, "md_published": 0, "bus_down": 0}
+                       "connections": 0, "md_published": 0, "bus_down": 0, "outbox_max": 0}
 
     # -- orders ----------------------------------------------------------
     def serve(self, conn: socket.socket) -> None:
@@ -105,7 +105,7 @@ class Gateway:
             self.exec_log.append(fill)  # durable before the trader hears of it
             self.executions[oid] = fill
             self.counts["executed"] += 1
-            self.outbox.append(("fills", fill))
+            self._queue("fills", fill)
         return [{"op": "ack", "order_id": oid}, {"op": "fill", **fill}]
 
     # -- market data and the broker ---------------------------------------
@@ -114,9 +114,15 @@ class Gateway:
             for s in SYMBOLS:
                 self.prices[s] *= 1 + random.gauss(0, 0.0005)
                 self.md_seq += 1
-                self.outbox.append(("md", {"seq": self.md_seq, "symbol": s, "price": round(self.prices[s], 4),
-                                           "t_ns": time.time_ns()}))
+                self._queue("md", {"seq": self.md_seq, "symbol": s, "price": round(self.prices[s], 4),
+                                   "t_ns": time.time_ns()})
             self.counts["md_published"] = self.md_seq
+
+    def _queue(self, stream: str, msg: dict[str, Any]) -> None:
+        """For the broker, in order (caller holds the lock); the peak is the buffering the
+        suite reports (how much waited while the broker was unreachable)."""
+        self.outbox.append((stream, msg))
+        self.counts["outbox_max"] = max(self.counts["outbox_max"], len(self.outbox))
 
     def flush(self) -> None:
         """Send what waits, in order; stop at the first failure (the rest waits for the next try)."""

@@ -61,10 +61,18 @@ def test_planes_compare_p99_by_send_time(tmp_path):
     ticks = [(t * MS, 5.0) for t in range(8_000, 10_000, 50)] + [(t * MS, 400.0) for t in range(10_000, 15_000, 50)]
     ticks.append((1_000 * MS, 900.0))  # long before the baseline window: not counted
     _logs(tmp_path, orders, ticks)
+    # Placed while the fault was on: A and B (A executed twice, B once), C before it, D never executed.
+    with (tmp_path / "trader" / "orders.jsonl").open("a") as f:
+        for ref, t in (("A", 11_000), ("B", 12_000), ("C", 9_000), ("D", 14_000)):
+            f.write(json.dumps({"op": "intent", "ref": ref, "t_ns": t * MS}) + "\n")
+    (tmp_path / "gateway").mkdir()
+    (tmp_path / "gateway" / "executions.jsonl").write_text(
+        "".join(json.dumps({"ref": r}) + "\n" for r in ("A", "A", "B", "C")))
     assert check.planes(tmp_path, inject, heal) == {
         "order_p99_base_ms": 2, "order_p99_fault_ms": 3, "order_p99_rise_ms": 1,
         "md_p99_base_ms": 5, "md_p99_fault_ms": 400, "md_p99_rise_ms": 395,
-        "fills_per_min_base": 600, "fills_per_min_fault": 600}  # one fill each 100 ms
+        "fills_per_min_base": 600, "fills_per_min_fault": 600,  # one fill each 100 ms
+        "orders_in_fault": 3, "orders_in_fault_once": 1}
 
 
 def test_caught_up_needs_connected_nothing_unfilled_nothing_retrying(tmp_path):
