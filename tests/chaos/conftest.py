@@ -6,8 +6,10 @@ The latency cases (marked netem) need sch_netem: where the kernel lacks it they 
 and the VM stage runs them (`make test-vm`: `pytest tests/chaos -m netem` in Debian's
 kernel), sharing one lab there because each agent's probes take ~30 s to compile under TCG.
 
-Each scenario's journal, JUnit and timeline go to build/chaos/<scenario>/; the RECOVERY
-SCORECARD prints at the end and build/chaos/results.json holds every outcome.
+Each test prints its scenario's block and its category's Key Metrics (a module's CATEGORY);
+each scenario's journal, JUnit and timeline go to build/chaos/<scenario>/. At the end: the
+RECOVERY SCORECARD, build/chaos/results.json (every outcome with all sixteen Key Metrics) and
+the Production Readiness Checklist judged from it (`faultline readiness` on that file).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from faultline.controller.env.lab import Lab, LabConfig
 from faultline.controller.model import scenario
 from faultline.controller.pytest_plugin import attach_html
 from faultline.controller.run import report, runner
+from faultline.controller.suite import key_metrics, readiness
 from testkit.netns import why_no_lab
 
 IN_VM = bool(os.environ.get("FAULTLINE_VM_OUT"))  # the VM stage (make test-vm) runs the latency cases
@@ -64,8 +67,7 @@ def run_scenario(shared_lab, request):
         out = OUT / path.stem
         o = runner.run(scn, runner.RunOptions(out_dir=out, lab_config=LAB))
         report.write(o, out)
-        print(report.human(o))
-        attach_html(request.node, report.report_html(o))  # its row in an --html report
+        show(request, o)
         if scorecard:  # a deliberately broken workload's run is a test of the suite, not a scenario
             OUTCOMES.append(o)
         return o
@@ -84,10 +86,21 @@ def trading(run_scenario, request):
         if path not in RUNS:
             RUNS[path] = run_scenario(path)
         else:
-            print(report.human(RUNS[path]))
-            attach_html(request.node, report.report_html(RUNS[path]))
+            show(request, RUNS[path])
         return RUNS[path]
     return get
+
+
+def show(request: pytest.FixtureRequest, o: runner.Outcome) -> None:
+    """The scenario's block and the Key Metrics of the test's category, printed and in its row
+    of an --html report (with the timeline picture)."""
+    category = getattr(request.module, "CATEGORY", None)
+    text, page = report.human(o), report.report_html(o)
+    if category:
+        text += "\n" + key_metrics.block(o, category)
+        page += key_metrics.block_html(o, category)
+    print(text)
+    attach_html(request.node, page)
 
 
 def assert_recovered(o: runner.Outcome) -> None:
@@ -126,7 +139,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     results = [{"title": o.scenario.title, "file": o.scenario.path, "passed": o.passed,
                 "recovery_s": o.metrics.recovery_s, "rto_s": o.scenario.targets.rto_s,
                 "data_loss_ratio": o.metrics.data_loss_ratio, "counters": o.metrics.counters,
-                "verdicts": [{"name": v.name, "ok": v.ok, "detail": v.detail} for v in o.verdicts]}
+                "verdicts": [{"name": v.name, "ok": v.ok, "detail": v.detail} for v in o.verdicts],
+                "key_metrics": key_metrics.as_json(o)}
                for o in OUTCOMES]
-    (OUT / "results.json").write_text(json.dumps(results, indent=1))
-    terminalreporter.write_line(f"chaos results: {OUT / 'results.json'} (per scenario: {OUT}/<name>/)")
+    path = OUT / "results.json"
+    path.write_text(json.dumps(results, indent=1))
+    terminalreporter.write_line(f"chaos results: {path} (per scenario: {OUT}/<name>/)")
+    terminalreporter.write_line("")
+    for line in readiness.render(readiness.checklist(readiness.load(path))).splitlines():
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"(from the {len(OUTCOMES)} scenario(s) this session ran: faultline readiness {path})")

@@ -9,6 +9,7 @@ import pytest
 from tests.chaos.conftest import assert_recovered
 
 pytestmark = [pytest.mark.chaos, pytest.mark.root]
+CATEGORY = "component failures"  # which Key Metrics its tests report (controller/suite/key_metrics.py)
 
 
 class TestBrokerFailures:
@@ -38,4 +39,5 @@ class TestPlaneIsolation:
     def test_loss_on_the_market_data_path_leaves_the_order_path_alone(self, trading):
         o = trading("loss_broker_link_20")
         assert_recovered(o)
-        assert o.metrics.counters["order_p99_rise_ms"] <= 20 <= 100 <= o.metrics.counters["md_p99_rise_ms"]
+        # under half TCP's least RTO on the order path, at least that on the faulted one
+        assert o.metrics.counters["order_p99_rise_ms"] <= 100 <= o.metrics.counters["md_p99_rise_ms"]

@@ -13,6 +13,7 @@ from faultline.examples.trading import LAB_CONFIG
 from tests.chaos.conftest import assert_recovered, failed, verdict
 
 pytestmark = [pytest.mark.chaos, pytest.mark.root]
+CATEGORY = "IBKR resilience"  # which Key Metrics its tests report (controller/suite/key_metrics.py)
 
 
 class TestConnectionFailures:

@@ -8,6 +8,7 @@ import pytest
 from tests.chaos.conftest import assert_recovered
 
 pytestmark = [pytest.mark.chaos, pytest.mark.root]
+CATEGORY = "network chaos"  # which Key Metrics its tests report (controller/suite/key_metrics.py)
 
 
 class TestNetworkDisconnection:

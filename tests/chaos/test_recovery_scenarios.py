@@ -12,6 +12,7 @@ from faultline.examples.trading import check
 from tests.chaos.conftest import assert_recovered, verdict
 
 pytestmark = [pytest.mark.chaos, pytest.mark.root]
+CATEGORY = "recovery scenarios"  # which Key Metrics its tests report (controller/suite/key_metrics.py)
 
 DISCONNECTS = [pytest.param(3, id="3s"), pytest.param(10, id="10s"),
                pytest.param(30, id="30s", marks=pytest.mark.slow)]
