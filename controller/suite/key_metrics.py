@@ -11,10 +11,12 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faultline.controller.model.steps import ProcessFault
-from faultline.controller.run.runner import Outcome
+
+if TYPE_CHECKING:  # the runner (and grpc under it) loads only where outcomes exist
+    from faultline.controller.run.runner import Outcome
 
 
 @dataclass(frozen=True)

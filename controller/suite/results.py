@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from faultline.controller.run import report
+from faultline.controller.suite.key_metrics import as_json as key_metrics_json
 from faultline.controller.suite.recovery_timer import RecoveryMetrics
+
+if TYPE_CHECKING:  # the runner (and grpc under it) loads only where outcomes exist
+    from faultline.controller.run.runner import Outcome
 
 
 @dataclass
@@ -42,3 +47,15 @@ def scorecard(results: list[ScenarioResult]) -> str:
 
 def write_json(results: list[ScenarioResult], path: Path) -> None:
     path.write_text(json.dumps([{**asdict(r), "metrics": asdict(r.metrics)} for r in results], indent=1))
+
+
+def write_outcomes(outcomes: list[Outcome], path: Path) -> None:
+    """The trading suite's results file (build/chaos/results.json): per scenario its verdicts,
+    counters and all sixteen Key Metrics; what `faultline readiness` judges."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([
+        {"title": o.scenario.title, "file": o.scenario.path, "passed": o.passed, "recovery_s": o.metrics.recovery_s,
+         "rto_s": o.scenario.targets.rto_s, "data_loss_ratio": o.metrics.data_loss_ratio,
+         "counters": o.metrics.counters,
+         "verdicts": [{"name": v.name, "ok": v.ok, "detail": v.detail} for v in o.verdicts],
+         "key_metrics": key_metrics_json(o)} for o in outcomes], indent=1))

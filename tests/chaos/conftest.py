@@ -15,7 +15,6 @@ the Production Readiness Checklist judged from it (`faultline readiness` on that
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from faultline.controller.env.lab import Lab, LabConfig
 from faultline.controller.model import scenario
 from faultline.controller.pytest_plugin import attach_html
 from faultline.controller.run import report, runner
-from faultline.controller.suite import key_metrics, readiness
+from faultline.controller.suite import key_metrics, readiness, results
 from testkit.netns import why_no_lab
 
 IN_VM = bool(os.environ.get("FAULTLINE_VM_OUT"))  # the VM stage (make test-vm) runs the latency cases
@@ -135,15 +134,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line("")
     for line in report.scorecard(OUTCOMES).splitlines():
         terminalreporter.write_line(line)
-    OUT.mkdir(parents=True, exist_ok=True)
-    results = [{"title": o.scenario.title, "file": o.scenario.path, "passed": o.passed,
-                "recovery_s": o.metrics.recovery_s, "rto_s": o.scenario.targets.rto_s,
-                "data_loss_ratio": o.metrics.data_loss_ratio, "counters": o.metrics.counters,
-                "verdicts": [{"name": v.name, "ok": v.ok, "detail": v.detail} for v in o.verdicts],
-                "key_metrics": key_metrics.as_json(o)}
-               for o in OUTCOMES]
     path = OUT / "results.json"
-    path.write_text(json.dumps(results, indent=1))
+    results.write_outcomes(OUTCOMES, path)
     terminalreporter.write_line(f"chaos results: {path} (per scenario: {OUT}/<name>/)")
     terminalreporter.write_line("")
     for line in readiness.render(readiness.checklist(readiness.load(path))).splitlines():
