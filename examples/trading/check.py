@@ -110,7 +110,10 @@ def planes(run: Path, inject_ns: int, heal_ns: int) -> dict[str, int]:
         out |= {f"{name}_p99_base_ms": math.ceil(base), f"{name}_p99_fault_ms": math.ceil(during),
                 f"{name}_p99_rise_ms": max(0, math.ceil(during - base))}
     base_from = inject_ns - BASELINE_NS - GUARD_NS
-    for name, lo, hi in (("base", base_from, base_from + BASELINE_NS), ("fault", inject_ns, heal_ns)):
+    # The baseline starts no earlier than the first fill: a trader that began 1 s before it
+    # would otherwise show a third of its rate as "before".
+    first = min((f["recv_ns"] for f in fills), default=base_from)
+    for name, lo, hi in (("base", max(base_from, first), base_from + BASELINE_NS), ("fault", inject_ns, heal_ns)):
         n = sum(1 for f in fills if lo <= f["recv_ns"] < hi)
         out[f"fills_per_min_{name}"] = round(n * 60e9 / (hi - lo)) if hi > lo else 0
     during = {r["ref"] for r in read_log(run / "trader" / "orders.jsonl")

@@ -73,6 +73,10 @@ def test_planes_compare_p99_by_send_time(tmp_path):
         "md_p99_base_ms": 5, "md_p99_fault_ms": 400, "md_p99_rise_ms": 395,
         "fills_per_min_base": 600, "fills_per_min_fault": 600,  # one fill each 100 ms
         "orders_in_fault": 3, "orders_in_fault_once": 1}
+    # A trader that started late: the baseline rate counts from its first fill, not from before it ran.
+    late = tmp_path / "late"
+    _logs(late, [o for o in orders if o[0] >= 8_500 * MS], ticks)
+    assert abs(check.planes(late, inject, heal)["fills_per_min_base"] - 600) <= 2  # counted over 2 s: 300
 
 
 def test_caught_up_needs_connected_nothing_unfilled_nothing_retrying(tmp_path):
