@@ -165,6 +165,10 @@ def compute(targets: Targets, t_inject: int | None, t_heal: int | None, events: 
         signals.append(probe_recovery(t_heal, samples))
     if signals and all(signals):
         m.t_recovered = max(signals, key=lambda mk: mk.t_ns)  # type: ignore[arg-type, return-value]
+    if m.t_detect and m.t_recovered and m.t_detect.t_ns > m.t_recovered.t_ns:
+        # A first symptom after recovery (a paused process leaves none; its flow closing at
+        # the run's end is not how the fault was noticed): not detected, not a negative outage.
+        m.t_detect = None
     return m
 
 

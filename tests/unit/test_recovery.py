@@ -57,6 +57,15 @@ def test_recovered_only_when_every_signal_is_back():
     assert m.t_recovered is None and not m.meets_rto
 
 
+def test_a_symptom_after_recovery_is_not_the_detection():
+    """A paused consumer leaves no kernel symptom; its flow closing at the run's end came after
+    recovery: no detection (and no negative outage), not a detection 11 s late."""
+    events = [state(1 * S, "SYN_SENT", "ESTABLISHED"), state(12 * S, "ESTABLISHED", "FIN_WAIT1")]
+    m = recovery.compute(TARGETS, 1 * S, 5 * S, events, [sample(6 * S, True)], {})
+    assert m.t_recovered.t_ns == 6 * S + 1000
+    assert m.t_detect is None and m.detection_s is None and m.outage_s is None
+
+
 def test_verdicts_name_each_target():
     m = recovery.compute(TARGETS, 1 * S, 3 * S, None, [sample(S + S // 2, False), sample(4 * S, True)],
                          {"sent": 200, "received": 190})
