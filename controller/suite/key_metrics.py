@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from faultline.controller.model.scenario import FaultType
 from faultline.controller.model.steps import ProcessFault
 
 if TYPE_CHECKING:  # the runner (and grpc under it) loads only where outcomes exist
@@ -108,7 +109,7 @@ def _in_fault(o: Outcome, name: str) -> KeyMetric:
 
 def combined_success_rate(o: Outcome) -> KeyMetric:
     name = "success rate with combined faults"
-    if o.scenario.fault_type != "COMBINED":
+    if o.scenario.fault_type != FaultType.COMBINED:
         return _not(name, f"a single fault ({o.scenario.fault_type}), not combined")
     return _in_fault(o, name)
 
@@ -256,10 +257,10 @@ def as_json(o: Outcome) -> dict[str, dict[str, Any]]:
     return {cat: {km.name: km.as_dict() for km in (f(o) for f in fns)} for cat, fns in CATEGORIES.items()}
 
 
-def block(o: Outcome, category: str) -> str:
-    return "\n".join([f"Key Metrics ({category}):", *(f"  {km.line()}" for km in of(o, category))])
+def block(category: str, metrics: list[KeyMetric]) -> str:
+    return "\n".join([f"Key Metrics ({category}):", *(f"  {km.line()}" for km in metrics)])
 
 
-def block_html(o: Outcome, category: str) -> str:
-    rows = "".join(f"<tr><td>{html.escape(km.name)}</td><td>{html.escape(km.text)}</td></tr>" for km in of(o, category))
+def block_html(category: str, metrics: list[KeyMetric]) -> str:
+    rows = "".join(f"<tr><td>{html.escape(km.name)}</td><td>{html.escape(km.text)}</td></tr>" for km in metrics)
     return f"<h4>Key Metrics ({html.escape(category)})</h4><table>{rows}</table>"

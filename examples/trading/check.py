@@ -100,7 +100,8 @@ def planes(run: Path, inject_ns: int, heal_ns: int) -> dict[str, int]:
     it, maybe long after. Also the order path's throughput: fills received per minute, in the
     same baseline and during the fault; and the orders placed while it was on, with how many
     of them were executed exactly once."""
-    fills = [f for f in read_log(run / "trader" / "orders.jsonl") if f["op"] == "fill" and "recv_ns" in f]
+    log = read_log(run / "trader" / "orders.jsonl")
+    fills = [f for f in log if f["op"] == "fill" and "recv_ns" in f]
     orders = [(f["recv_ns"] - int(f["rtt_ms"] * 1e6), f["rtt_ms"]) for f in fills if "rtt_ms" in f]
     md = [(t, age) for t, age in read_log(run / "consumer" / "md_age.jsonl")]
     out = {}
@@ -116,8 +117,7 @@ def planes(run: Path, inject_ns: int, heal_ns: int) -> dict[str, int]:
     for name, lo, hi in (("base", max(base_from, first), base_from + BASELINE_NS), ("fault", inject_ns, heal_ns)):
         n = sum(1 for f in fills if lo <= f["recv_ns"] < hi)
         out[f"fills_per_min_{name}"] = round(n * 60e9 / (hi - lo)) if hi > lo else 0
-    during = {r["ref"] for r in read_log(run / "trader" / "orders.jsonl")
-              if r["op"] == "intent" and inject_ns <= r["t_ns"] <= heal_ns}
+    during = {r["ref"] for r in log if r["op"] == "intent" and inject_ns <= r["t_ns"] <= heal_ns}
     per_ref = Counter(e["ref"] for e in read_log(run / "gateway" / "executions.jsonl") if e["ref"] in during)
     out |= {"orders_in_fault": len(during), "orders_in_fault_once": sum(1 for r in during if per_ref[r] == 1)}
     return out

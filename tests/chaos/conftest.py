@@ -96,8 +96,9 @@ def show(request: pytest.FixtureRequest, o: runner.Outcome) -> None:
     category = getattr(request.module, "CATEGORY", None)
     text, page = report.human(o), report.report_html(o)
     if category:
-        text += "\n" + key_metrics.block(o, category)
-        page += key_metrics.block_html(o, category)
+        metrics = key_metrics.of(o, category)  # computed once for both renderings
+        text += "\n" + key_metrics.block(category, metrics)
+        page += key_metrics.block_html(category, metrics)
     print(text)
     attach_html(request.node, page)
 
