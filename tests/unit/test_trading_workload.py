@@ -54,7 +54,7 @@ def _logs(run, orders, ticks):
     (run / "consumer" / "md_age.jsonl").write_text("".join(json.dumps([t, age]) + "\n" for t, age in ticks))
 
 
-def test_planes_compare_p99_by_send_time(tmp_path):
+def test_planes_compare_p90_and_p99_by_send_time(tmp_path):
     inject, heal = 10_000 * MS, 15_000 * MS
     orders = [(t * MS, 2.0) for t in range(7_000, 10_000, 100)] + [(t * MS, 2.5) for t in range(10_000, 15_000, 100)]
     # Ticks published during the fault arrive after the heal, 400 ms late: counted in the fault.
@@ -69,7 +69,9 @@ def test_planes_compare_p99_by_send_time(tmp_path):
     (tmp_path / "gateway" / "executions.jsonl").write_text(
         "".join(json.dumps({"ref": r}) + "\n" for r in ("A", "A", "B", "C")))
     assert check.planes(tmp_path, inject, heal) == {
+        "order_p90_base_ms": 2, "order_p90_fault_ms": 3, "order_p90_rise_ms": 1,
         "order_p99_base_ms": 2, "order_p99_fault_ms": 3, "order_p99_rise_ms": 1,
+        "md_p90_base_ms": 5, "md_p90_fault_ms": 400, "md_p90_rise_ms": 395,
         "md_p99_base_ms": 5, "md_p99_fault_ms": 400, "md_p99_rise_ms": 395,
         "fills_per_min_base": 600, "fills_per_min_fault": 600,  # one fill each 100 ms
         "orders_in_fault": 3, "orders_in_fault_once": 1}
@@ -77,6 +79,11 @@ def test_planes_compare_p99_by_send_time(tmp_path):
     late = tmp_path / "late"
     _logs(late, [o for o in orders if o[0] >= 8_500 * MS], ticks)
     assert abs(check.planes(late, inject, heal)["fills_per_min_base"] - 600) <= 2  # counted over 2 s: 300
+    # One 200 ms stall in an unfaulted plane (two late ticks of 100): p99 shows it, p90 does not.
+    stall = tmp_path / "stall"
+    _logs(stall, orders, [(t * MS, 200.0 if t in (12_000, 12_050) else 5.0) for t in range(8_000, 15_000, 50)])
+    got = check.planes(stall, inject, heal)
+    assert (got["md_p99_rise_ms"], got["md_p90_rise_ms"]) == (195, 0)
 
 
 def test_caught_up_needs_connected_nothing_unfilled_nothing_retrying(tmp_path):
