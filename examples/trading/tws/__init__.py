@@ -1,0 +1,1 @@
+"""A lab IB Gateway speaking the TWS API socket protocol (wire, messages, gateway)."""

@@ -1,0 +1,294 @@
+"""The lab's IB Gateway speaks the TWS API: IB's own clients (ib_async, ibapi) connect, sync,
+trade and stream against it on 127.0.0.1; malformed requests get IB's errors and hurt no other
+client; pacing refuses the excess with error 100 and drops a client that goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from faultline.examples.trading.tws import messages as m
+from faultline.examples.trading.tws.gateway import Gateway
+from faultline.examples.trading.tws.wire import (
+    FrameError,
+    Hello,
+    Splitter,
+    encode,
+    negotiate,
+    parse_hello,
+)
+
+ib_async = pytest.importorskip("ib_async", reason="ib-async is a dev dependency (pip install -e .[dev])")
+
+
+# -- the wire, alone -------------------------------------------------------------------------
+def test_frames_round_trip_and_split_anywhere():
+    data = encode([3, 17, "AAPL", 1.5, True, None]) + encode([49, 1])
+    for cut in range(len(data)):
+        sp = Splitter()
+        got = sp.feed(data[:cut]) + sp.feed(data[cut:])
+        assert got == [["3", "17", "AAPL", "1.5", "1", ""], ["49", "1"]]
+
+
+@pytest.mark.parametrize("n", [0, (1 << 20) + 1])
+def test_a_broken_length_prefix_is_a_frame_error(n):
+    with pytest.raises(FrameError, match=f"bad message length {n}"):
+        Splitter().feed(struct.pack(">I", n) + b"x")
+
+
+def test_the_version_is_the_highest_both_speak():
+    assert negotiate(parse_hello("v157..178")) == 178          # ib_async 2.x
+    assert negotiate(parse_hello("v100..226")) == 178          # ibapi-stable 10.50
+    assert negotiate(parse_hello("v100..160 +PACEAPI")) == 160
+    assert negotiate(Hello(100, 150, "")) is None               # too old for this gateway
+    with pytest.raises(FrameError, match="bad handshake"):
+        parse_hello("hello")
+
+
+# -- the gateway on 127.0.0.1 ----------------------------------------------------------------
+class Running:
+    def __init__(self, directory: Path, pacing: int = 50) -> None:
+        self.gw = Gateway(directory, pacing)
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def main() -> None:
+            ev = asyncio.Event()
+            self.task = asyncio.create_task(self.gw.serve("127.0.0.1", 0, ev))
+            await ev.wait()
+            ready.set()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(main(),), daemon=True)
+        self.thread.start()
+        assert ready.wait(10), "gateway did not start"
+        self.port = self.gw.port
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.task.cancel)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def gateway(tmp_path) -> Iterator[Running]:
+    r = Running(tmp_path / "gw")
+    yield r
+    r.stop()
+
+
+class Raw:
+    """A bare TWS API client: the handshake and START_API, then whatever bytes a test sends."""
+
+    def __init__(self, port: int, client_id: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.split = Splitter()
+        self.pending: list[list[str]] = []
+        body = b"v157..178"
+        self.sock.sendall(b"API\0" + struct.pack(">I", len(body)) + body)
+        self.version = int(self.next()[0])
+        self.send([m.START_API, 2, client_id, ""])
+
+    def send(self, fields: list) -> None:
+        self.sock.sendall(encode(fields))
+
+    def next(self) -> list[str]:
+        while not self.pending:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionResetError("closed by the gateway")
+            self.pending += self.split.feed(data)
+        return self.pending.pop(0)
+
+    def until(self, pred, what: str) -> list[str]:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            msg = self.next()
+            if pred(msg):
+                return msg
+        raise AssertionError(f"no {what} within 5 s")
+
+    def errors(self, code: int) -> list[list[str]]:
+        return [f for f in self.pending if f[0] == "4" and f[3] == str(code)]
+
+    def closed(self) -> bool:
+        """True once the gateway closed the connection (within the socket's 5 s timeout)."""
+        try:
+            while True:
+                self.next()
+        except TimeoutError:
+            return False
+        except OSError:  # reset or closed
+            return True
+
+
+def ib_wait(ib: ib_async.IB, cond, timeout_s: float, what: str):
+    """Run ib_async's loop until cond() holds, with a deadline. An update wakes it early; an
+    error event is not an update, hence the 50 ms cap on each wait."""
+    deadline = time.monotonic() + timeout_s
+    while not (got := cond()):
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {what} within {timeout_s} s"
+        ib.waitOnUpdate(timeout=min(left, 0.05))
+    return got
+
+
+def connect(port: int, client_id: int, **kw) -> ib_async.IB:
+    ib = ib_async.IB()
+    ib.errors = []  # type: ignore[attr-defined]
+    ib.errorEvent += lambda req, code, text, contract: ib.errors.append((code, text))
+    ib.connect("127.0.0.1", port, clientId=client_id, timeout=4, **kw)
+    return ib
+
+
+def test_ib_async_connects_and_syncs_in_under_a_second_with_no_timeout(gateway, caplog):
+    caplog.set_level(logging.INFO, logger="ib_async")
+    t = time.monotonic()
+    ib = connect(gateway.port, 1)
+    took = time.monotonic() - t
+    try:
+        assert took < 1.0, took
+        assert ib.isConnected() and ib.client.serverVersion() == 178
+        assert ib.managedAccounts() == ["DU1234567"]
+        assert not [r for r in caplog.records if "timed out" in r.getMessage()]
+        assert any("Synchronization complete" in r.getMessage() for r in caplog.records)
+        assert [c for c, _ in ib.errors] == [2104, 2106, 2158]  # the farm notices, as TWS sends them
+        assert ib.reqCurrentTime().year >= 2025
+    finally:
+        ib.disconnect()
+
+
+def test_ibapi_negotiates_down_and_gets_next_valid_id_and_a_tick(gateway):
+    from ibapi.client import EClient
+    from ibapi.contract import Contract
+    from ibapi.wrapper import EWrapper
+
+    got: dict[str, object] = {}
+    valid, ticked = threading.Event(), threading.Event()
+
+    class App(EWrapper, EClient):
+        def __init__(self) -> None:
+            EClient.__init__(self, self)
+
+        def nextValidId(self, orderId: int) -> None:
+            got["next_id"] = orderId
+            valid.set()
+
+        def tickPrice(self, reqId, tickType, price, attrib) -> None:
+            got["tick"] = (reqId, tickType, price)
+            ticked.set()
+
+    app = App()
+    app.connect("127.0.0.1", gateway.port, clientId=2)
+    reader = threading.Thread(target=app.run, daemon=True)
+    reader.start()
+    try:
+        assert app.serverVersion() == 178  # its 100..226 met the gateway's 157..178 at the top
+        assert valid.wait(5) and got["next_id"] == 1
+        c = Contract()
+        c.symbol, c.secType, c.exchange, c.currency = "MSFT", "STK", "SMART", "USD"
+        app.reqMktData(9, c, "", False, False, [])
+        assert ticked.wait(5)
+        assert got["tick"][0] == 9 and got["tick"][2] > 0
+    finally:
+        app.disconnect()
+        reader.join(5)
+
+
+def test_an_order_fills_once_and_is_there_after_a_reconnect_and_a_restart(tmp_path):
+    r = Running(tmp_path / "gw")
+    ib = connect(r.port, 5)
+    try:
+        [aapl] = ib.qualifyContracts(ib_async.Stock("AAPL", "SMART", "USD"))
+        trade = ib.placeOrder(aapl, ib_async.MarketOrder("BUY", 10, orderRef="ref-1"))
+        ib_wait(ib, trade.isDone, 5, "fill")
+        assert trade.orderStatus.status == "Filled" and trade.orderStatus.filled == 10
+        assert [f.execution.shares for f in trade.fills] == [10]
+        assert ib_wait(ib, ib.positions, 5, "position update")[0].position == 10
+        # The same id again (a careless replay, below ib_async's own guard): refused, not executed twice.
+        ib.client.placeOrder(trade.order.orderId, aapl, ib_async.MarketOrder("BUY", 10, orderRef="ref-1"))
+        ib_wait(ib, lambda: 103 in [c for c, _ in ib.errors], 5, "error 103")
+        ib.disconnect()
+        ib = connect(r.port, 5)
+        assert [(f.execution.orderRef, f.execution.shares) for f in ib.reqExecutions()] == [("ref-1", 10)]
+    finally:
+        ib.disconnect()
+        r.stop()
+    # A restarted gateway read its executions back: the fill, the position, the next id.
+    r = Running(tmp_path / "gw")
+    ib = connect(r.port, 5)
+    try:
+        assert [f.execution.orderRef for f in ib.reqExecutions()] == ["ref-1"]
+        assert [(p.contract.symbol, p.position) for p in ib.positions()] == [("AAPL", 10)]
+        assert r.gw.book.next_id == trade.order.orderId + 1
+    finally:
+        ib.disconnect()
+        r.stop()
+
+
+def test_malformed_requests_get_ib_errors_and_leave_other_clients_streaming(gateway):
+    ib = connect(gateway.port, 1)
+    try:
+        ticker = ib.reqMktData(ib_async.Stock("SPY", "SMART", "USD", conId=756733))
+        raw = Raw(gateway.port, 2)
+        raw.send([777, 1])                                   # unknown message id
+        assert raw.until(lambda f: f[:1] == ["4"] and f[3] == "320", "error 320")[4].endswith("unknown message id 777")
+        raw.send([m.PLACE_ORDER, 42, 265598])                # truncated fields
+        err = raw.until(lambda f: f[:1] == ["4"] and f[3] == "321", "error 321")
+        assert "field" in err[4] and "missing" in err[4]
+        raw.send([m.REQ_CURRENT_TIME, 1])                    # still connected, still answered
+        assert raw.until(lambda f: f[0] == "49", "currentTime")
+        raw.sock.sendall(struct.pack(">I", 0xFFFFFFF0) + b"garbage")  # framing broken: closed
+        assert raw.closed()
+        ib_wait(ib, lambda: ticker.time, 5, "first tick")
+        seen = ticker.time
+        ib_wait(ib, lambda: ticker.time != seen, 5, "a tick after the bad client was closed")
+        assert ib.isConnected()
+        assert gateway.gw.counts["framing_closed"] == 1
+    finally:
+        ib.disconnect()
+
+
+def test_pacing_refuses_the_excess_with_error_100_and_drops_a_client_that_goes_on(tmp_path):
+    r = Running(tmp_path / "gw", pacing=50)
+    try:
+        raw = Raw(r.port, 3)
+        raw.until(lambda f: f[0] == "9", "nextValidId")
+        raw.sock.sendall(b"".join(encode([m.REQ_CURRENT_TIME, 1]) for _ in range(60)))
+        answered, refused = 0, []
+        while answered + len(refused) < 59:  # START_API was the first of this second's 50
+            f = raw.next()
+            answered += f[0] == "49"
+            if f[0] == "4" and f[3] == "100":
+                refused.append(f[4])
+        assert (answered, len(refused)) == (49, 10)
+        assert refused[0].startswith("Max rate of messages per second has been exceeded:max=50 rec=")
+        # Going on past the limit (another 120 at once): disconnected.
+        raw.sock.sendall(b"".join(encode([m.REQ_CURRENT_TIME, 1]) for _ in range(120)))
+        assert raw.closed()
+        assert r.gw.counts["pacing_disconnects"] == 1
+        # A client within the limit is served as before.
+        ib = connect(r.port, 4)
+        assert ib.reqCurrentTime()
+        ib.disconnect()
+    finally:
+        r.stop()
+
+
+def test_a_client_id_in_use_is_refused_with_326(gateway):
+    ib = connect(gateway.port, 8)
+    try:
+        raw = Raw(gateway.port, 8)
+        err = raw.until(lambda f: f[0] == "4", "an error")
+        assert err[3] == "326" and "client id is already in use" in err[4]
+        assert raw.closed()
+        assert ib.isConnected()
+    finally:
+        ib.disconnect()
