@@ -17,6 +17,7 @@ import pytest
 
 from faultline.examples.trading.tws import messages as m
 from faultline.examples.trading.tws.gateway import Gateway
+from faultline.examples.trading.tws.ibserver import IbServer
 from faultline.examples.trading.tws.wire import (
     FrameError,
     Hello,
@@ -55,25 +56,45 @@ def test_the_version_is_the_highest_both_speak():
 
 # -- the gateway on 127.0.0.1 ----------------------------------------------------------------
 class Running:
-    def __init__(self, directory: Path, pacing: int = 50) -> None:
-        self.gw = Gateway(directory, pacing)
+    """Servers (the gateway, an ibserver) on one asyncio loop in a thread, on 127.0.0.1."""
+
+    def __init__(self, directory: Path | None = None, pacing: int = 50) -> None:
         self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        async def main() -> None:
-            ev = asyncio.Event()
-            self.task = asyncio.create_task(self.gw.serve("127.0.0.1", 0, ev))
-            await ev.wait()
-            ready.set()
-            await asyncio.gather(self.task, return_exceptions=True)
-
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(main(),), daemon=True)
+        self.tasks: list[asyncio.Task[None]] = []
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        assert ready.wait(10), "gateway did not start"
-        self.port = self.gw.port
+        if directory is not None:
+            self.gw = self.start(Gateway(directory, pacing))
+            self.port = self.gw.port
+
+    def start(self, server):
+        ev = threading.Event()
+
+        async def go() -> None:
+            ready = asyncio.Event()
+            self.tasks.append(asyncio.create_task(server.serve("127.0.0.1", 0, ready)))
+            await ready.wait()
+            ev.set()
+
+        self.call(go)
+        assert ev.wait(10), f"{type(server).__name__} did not start"
+        return server
+
+    def call(self, fn) -> None:
+        """Run fn (a coroutine function or a plain one) on the servers' loop, and wait for it."""
+        async def wrap() -> None:
+            r = fn()
+            if asyncio.iscoroutine(r):
+                await r
+        asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(10)
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.task.cancel)
+        async def down() -> None:
+            for t in self.tasks:
+                t.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.call(down)
+        self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
 
@@ -292,3 +313,80 @@ def test_a_client_id_in_use_is_refused_with_326(gateway):
         assert ib.isConnected()
     finally:
         ib.disconnect()
+
+
+# -- IB's back end behind the gateway: 1100, then 1102 or 1101 -------------------------------
+def _with_backend(tmp_path: Path, keep_s: float) -> tuple[Running, IbServer, Gateway]:
+    r = Running()
+    ibs = r.start(IbServer(tmp_path / "ibserver"))
+    gw = r.start(Gateway(tmp_path / "gw", upstream=("127.0.0.1", ibs.port), keep_s=keep_s))
+    return r, ibs, gw
+
+
+def _silence(r: Running, ibs: IbServer) -> None:
+    """The back end goes quiet without closing anything, as under a partition."""
+    r.call(ibs.pump_task.cancel)
+
+
+def _speak(r: Running, ibs: IbServer) -> None:
+    def again() -> None:
+        ibs.pump_task = asyncio.get_running_loop().create_task(ibs.pump())
+    r.call(again)
+
+
+def codes(ib: ib_async.IB) -> list[int]:
+    return [c for c, _ in ib.errors if c in (1100, 1101, 1102)]
+
+
+def test_a_short_outage_1100_then_1102_held_order_filled_once_ticks_resume(tmp_path):
+    r, ibs, gw = _with_backend(tmp_path, keep_s=5)
+    ib = connect(gw.port, 1)
+    try:
+        ib_wait(ib, lambda: gw.link is not None, 5, "the gateway's link to the back end")
+        ticker = ib.reqMktData(ib_async.Stock("AAPL", "SMART", "USD", conId=265598))
+        ib_wait(ib, lambda: ticker.last == ticker.last and ticker.last > 0, 5, "a tick from the back end")
+        first = ib.placeOrder(ticker.contract, ib_async.MarketOrder("BUY", 5, orderRef="a"))
+        ib_wait(ib, first.isDone, 5, "a fill from the back end")
+        assert ibs.counts["executed"] == 1
+        t0 = time.monotonic()
+        _silence(r, ibs)
+        ib_wait(ib, lambda: 1100 in codes(ib), 5, "error 1100")
+        assert time.monotonic() - t0 < 1.0, "1100 within a second of the link going silent"
+        assert ib.errors[-1][1] == "Connectivity between IB and Trader Workstation has been lost."
+        held = ib.placeOrder(ticker.contract, ib_async.MarketOrder("SELL", 5, orderRef="b"))
+        ib_wait(ib, lambda: held.orderStatus.status == "PreSubmitted", 5, "the order held")
+        _speak(r, ibs)
+        ib_wait(ib, lambda: 1102 in codes(ib), 5, "error 1102")
+        ib_wait(ib, held.isDone, 5, "the held order filled after the restore")
+        assert codes(ib) == [1100, 1102]
+        assert [f.execution.shares for f in held.fills] == [5] and ibs.counts["executed"] == 2
+        before = ticker.time
+        ib_wait(ib, lambda: ticker.time != before, 5, "ticks without resubscribing (1102: kept)")
+    finally:
+        ib.disconnect()
+        r.stop()
+
+
+def test_a_long_outage_1101_drops_subscriptions_until_the_client_resubscribes(tmp_path):
+    r, ibs, gw = _with_backend(tmp_path, keep_s=0.2)
+    ib = connect(gw.port, 1)
+    try:
+        ib_wait(ib, lambda: gw.link is not None, 5, "the gateway's link to the back end")
+        contract = ib_async.Stock("MSFT", "SMART", "USD", conId=272093)
+        ticker = ib.reqMktData(contract)
+        ib_wait(ib, lambda: ticker.last == ticker.last and ticker.last > 0, 5, "a tick")
+        _silence(r, ibs)
+        ib_wait(ib, lambda: 1100 in codes(ib), 5, "error 1100")
+        ib_wait(ib, lambda: gw.lost_at is not None and time.monotonic() - gw.lost_at > 0.2, 5, "a long outage")
+        _speak(r, ibs)
+        ib_wait(ib, lambda: 1101 in codes(ib), 5, "error 1101")
+        assert ib.errors[-1][1] == "Connectivity between IB and Trader Workstation has been restored - data lost."
+        sent = gw.counts["ticks_sent"]
+        ib_wait(ib, lambda: gw.link is not None and ibs.counts["links"] == 2, 5, "the link back")
+        assert gw.counts["ticks_sent"] == sent, "no ticks for the dropped subscription"
+        ib.cancelMktData(contract)
+        again = ib.reqMktData(contract)
+        ib_wait(ib, lambda: gw.counts["ticks_sent"] > sent + 3 and again.last > 0, 5, "ticks after resubscribing")
+    finally:
+        ib.disconnect()
+        r.stop()

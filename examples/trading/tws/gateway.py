@@ -12,8 +12,16 @@ pacing (error 100 past the limit per second; a client that goes on is disconnect
 it cannot read gets error 320 or 321, as TWS answers, and the connection stays; a broken length
 prefix closes that connection only. Every execution is fsynced to executions.jsonl before any
 client hears of it, and read back on start: a restarted gateway keeps its fills and positions.
-What it does not model: IB's back end (every order fills at once, at the current price),
-completed orders (reqCompletedOrders answers with its end only), combos, algos, FA accounts.
+
+IB's back end is another host (`--upstream`, ibserver.py): matching and market data come from
+there over one connection, as IB Gateway's from IB's servers. When that link closes or falls
+silent every client gets 1100; when it is back, 1102 (subscriptions kept) if the outage was
+short, else 1101 (subscriptions dropped: the client must request market data again). An order
+placed while the link is down is held (PreSubmitted) and transmitted when it is back, as TWS
+does with an order it accepted: a client that gives up on it and places it again under a new id
+executes it twice, which is what the chaos suite must catch. Without `--upstream` orders fill
+here at once. Not modelled: completed orders (reqCompletedOrders answers with its end only),
+combos, algos, FA accounts, held orders across a gateway restart.
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import random
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from faultline.examples.trading.tws import messages as m
 from faultline.examples.trading.tws.wire import (
@@ -50,6 +60,9 @@ TICK_S = 0.05           # each subscribed symbol ticks 20 times a second
 PACING_PER_S = 50       # IB's documented API limit per client
 COMMISSION = 1.0
 MAX_BUFFERED = 4 << 20  # a client this far behind on reading is dropped, as TWS drops slow readers
+LINK_SILENT_S = 0.5     # no heartbeat from the back end this long: the link is lost (1100)
+KEEP_S = 5.0            # restored within this: subscriptions kept (1102); later: lost (1101)
+RETRY_S = 0.2           # reconnects to the back end
 
 
 class BadRequest(ValueError):
@@ -193,8 +206,13 @@ class Session:
 
 
 class Gateway:
-    def __init__(self, directory: Path, pacing_per_s: int = PACING_PER_S) -> None:
+    def __init__(self, directory: Path, pacing_per_s: int = PACING_PER_S,
+                 upstream: tuple[str, int] | None = None, keep_s: float = KEEP_S) -> None:
         self.dir = directory
+        self.upstream, self.keep_s = upstream, keep_s
+        self.link: asyncio.StreamWriter | None = None
+        self.lost_at: float | None = None
+        self.pending: dict[int, m.OrderRecord] = {}  # perm id -> sent to the back end, not filled yet
         self.book = Book(directory)
         self.pacing_per_s = pacing_per_s
         self.sessions: set[Session] = set()
@@ -275,31 +293,49 @@ class Gateway:
             s.error(order_id, 200)
             return
         lmt = f[19] if len(f) > 19 and f[19] else None
+        held = self.upstream is not None and self.link is None
         o = m.OrderRecord(order_id=order_id, client_id=s.client_id or 0, perm_id=next(self.book.perm),
                           instrument=instrument, action=action, qty=qty, order_type=order_type,
-                          lmt_price=float(lmt) if lmt else None, order_ref=_str(f, 26), account=ACCOUNT)
+                          lmt_price=float(lmt) if lmt else None, order_ref=_str(f, 26), account=ACCOUNT,
+                          status="PreSubmitted" if held else "Submitted")
         self.book.orders[order_id] = o
         self.book.next_id = max(self.book.next_id, order_id + 1)
         self.count("orders")
         s.send(m.open_order(o))
         s.send(m.order_status(o))
-        price = round(self.prices[instrument.symbol], 2)
+        if self.upstream is None:  # standalone: filled here, at once
+            self.filled(o, round(self.prices[instrument.symbol], 2))
+            return
+        # Held while the back end is unreachable, transmitted when it is back (see _link).
+        self.pending[o.perm_id] = o
+        self.count("held" if held else "transmitted")
+        self._transmit(o)
+
+    def _transmit(self, o: m.OrderRecord) -> None:
+        if self.link is not None and not self.link.is_closing():
+            self.link.write((json.dumps({"op": "order", "perm_id": o.perm_id, "symbol": o.instrument.symbol,
+                                         "action": o.action, "qty": o.qty}) + "\n").encode())
+
+    def filled(self, o: m.OrderRecord, price: float) -> None:
+        """The execution, durable first, then to the order's client (if connected) and position
+        subscribers; a client that is away finds it with reqExecutions."""
         e = self.book.execute(o, price)
         self.count("executed")
-        s.send(m.exec_details(-1, e, o.filled, o.avg_price))
-        s.send(m.commission_report(e.exec_id, COMMISSION))
-        s.send(m.order_status(o, price))
-        s.send(m.open_order(o))
-        qty, avg = self.book.positions()[instrument.symbol]
+        for s in [x for x in self.sessions if x.client_id == o.client_id]:
+            s.send(m.exec_details(-1, e, o.filled, o.avg_price))
+            s.send(m.commission_report(e.exec_id, COMMISSION))
+            s.send(m.order_status(o, price))
+            s.send(m.open_order(o))
+        qty, avg = self.book.positions()[o.instrument.symbol]
         for other in list(self.sessions):
             if other.positions:
-                other.send(m.position(ACCOUNT, instrument, qty, avg))
+                other.send(m.position(ACCOUNT, o.instrument, qty, avg))
         self.save_stats()
 
     def cancel_order(self, s: Session, f: list[str]) -> None:
         order_id = _int(f, 2)
         o = self.book.orders.get(order_id)
-        if o is None or o.status in ("Filled", "Cancelled"):
+        if o is None or o.status in ("Filled", "Cancelled") or o.perm_id in self.pending:
             s.error(order_id, 10147, detail=f"(order {order_id})")
             return
         o.status = "Cancelled"
@@ -411,6 +447,76 @@ class Gateway:
                     self._tick_one(s, req_id, sym)
             await asyncio.sleep(TICK_S)
 
+    # -- the link to IB's back end -------------------------------------------------------------
+    def _broadcast_error(self, code: int) -> None:
+        for s in list(self.sessions):
+            s.error(m.NO_REQ, code)
+
+    def _lost(self) -> None:
+        self.link = None
+        self.lost_at = time.monotonic()
+        self.count("link_lost")
+        self._broadcast_error(1100)
+        self.save_stats()
+
+    def _restored(self) -> None:
+        if self.lost_at is None:
+            return  # the first connection: nothing was lost
+        kept = time.monotonic() - self.lost_at <= self.keep_s
+        if not kept:  # as IB after a long outage: market-data requests must be made again
+            for s in self.sessions:
+                s.subscriptions.clear()
+        self.lost_at = None
+        self._broadcast_error(1102 if kept else 1101)
+        self.count("link_restored")
+
+    def _from_backend(self, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        if op == "tick" and msg.get("symbol") in self.prices:
+            self.prices[msg["symbol"]] = float(msg["price"])
+            for s in list(self.sessions):
+                for req_id, sym in list(s.subscriptions.items()):
+                    if sym == msg["symbol"]:
+                        self._tick_one(s, req_id, sym)
+        elif op == "fill" and (o := self.pending.pop(int(msg["perm_id"]), None)) is not None:
+            self.filled(o, float(msg["price"]))
+
+    async def _link(self) -> None:
+        """One connection to the back end at a time; lost when it closes or falls silent
+        (a partition closes nothing), then retried until it is back."""
+        assert self.upstream is not None
+        while True:
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.upstream), LINK_SILENT_S)
+            except (OSError, TimeoutError):
+                await asyncio.sleep(RETRY_S)
+                continue
+            try:
+                # Up when the back end speaks, not when TCP connects: the login, as it were.
+                first = await asyncio.wait_for(reader.readline(), LINK_SILENT_S)
+            except (OSError, TimeoutError):
+                first = b""
+            if not first:
+                writer.close()
+                await asyncio.sleep(RETRY_S)
+                continue
+            self.link = writer
+            self.count("link_up")
+            self._restored()
+            for o in list(self.pending.values()):  # held ones, and any the break left unanswered
+                self._transmit(o)
+            try:
+                line = first
+                while line:
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        self._from_backend(json.loads(line))
+                    line = await asyncio.wait_for(reader.readline(), LINK_SILENT_S)
+            except (OSError, TimeoutError):
+                pass
+            finally:
+                writer.close()
+                self._lost()
+
     def save_stats(self) -> None:
         write_json(self.dir / "stats.json", {**self.counts, "clients": len(self.sessions)})
 
@@ -429,7 +535,8 @@ class Gateway:
 
         server = await asyncio.start_server(client, host, port)
         self.port = server.sockets[0].getsockname()[1]  # the one bound, when asked for port 0
-        tick = asyncio.create_task(self.ticker())
+        tick = asyncio.create_task(self.ticker() if self.upstream is None else self._link())
+        self.background = tick
         if ready is not None:
             ready.set()
         try:
@@ -475,6 +582,13 @@ def _instrument(f: list[str], con_id_at: int, symbol_at: int) -> m.Instrument | 
     return BY_CON_ID.get(con_id) if con_id else INSTRUMENTS.get(_str(f, symbol_at))
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bind", required=True, help="address to listen on")
@@ -482,8 +596,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dir", type=Path, required=True, help="executions.jsonl and stats.json go here")
     ap.add_argument("--pacing", type=int, default=PACING_PER_S, metavar="N",
                     help="API messages per second per client before error 100 (default %(default)s, IB's)")
+    ap.add_argument("--upstream", type=_host_port, metavar="HOST:PORT",
+                    help="IB's back end (the lab's ibserver, port 4001); without it orders fill here, at once")
+    ap.add_argument("--keep-s", type=float, default=KEEP_S, metavar="S",
+                    help="a link restored within S keeps subscriptions (1102), later loses them (1101) "
+                         "(default %(default)s)")
     args = ap.parse_args(argv)
-    gw = Gateway(args.dir, args.pacing)
+    gw = Gateway(args.dir, args.pacing, args.upstream, args.keep_s)
     gw.save_stats()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(gw.serve(args.bind, args.port))
