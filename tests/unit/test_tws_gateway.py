@@ -264,6 +264,9 @@ def test_malformed_requests_get_ib_errors_and_leave_other_clients_streaming(gate
         raw.send([m.PLACE_ORDER, 42, 265598])                # truncated fields
         err = raw.until(lambda f: f[:1] == ["4"] and f[3] == "321", "error 321")
         assert "field" in err[4] and "missing" in err[4]
+        raw.send([m.REQ_MKT_DATA, 11, 5, 0, "NOPE", "STK"])  # a contract IB does not know
+        err = raw.until(lambda f: f[:1] == ["4"] and f[3] == "200", "error 200")
+        assert err[2] == "5" and err[4] == "No security definition has been found for the request"
         raw.send([m.REQ_CURRENT_TIME, 1])                    # still connected, still answered
         assert raw.until(lambda f: f[0] == "49", "currentTime")
         raw.sock.sendall(struct.pack(">I", 0xFFFFFFF0) + b"garbage")  # framing broken: closed

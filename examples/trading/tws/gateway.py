@@ -100,24 +100,28 @@ class Book:
         directory.mkdir(parents=True, exist_ok=True)
         self.exec_path = directory / "executions.jsonl"
         self.executions: list[m.ExecutionRecord] = []
+        # Kept as executions arrive, not recomputed from all of them on every fill.
+        self.positions: dict[str, tuple[float, float]] = {}  # symbol -> (position, average cost)
+        self.executed_ids: set[int] = set()
+        self.cash = 1_000_000.0
         for r in read_log(self.exec_path):
-            self.executions.append(m.ExecutionRecord(**{**r, "instrument": INSTRUMENTS[r["instrument"]]}))
+            self._book(m.ExecutionRecord(**{**r, "instrument": INSTRUMENTS[r["instrument"]]}))
         self.log = AppendLog(self.exec_path)
         self.orders: dict[int, m.OrderRecord] = {}
         self.next_id = max((e.order_id for e in self.executions), default=0) + 1
         self.perm = itertools.count(max((e.perm_id for e in self.executions), default=1_000_000) + 1)
         self.exec_seq = itertools.count(len(self.executions) + 1)
 
-    def positions(self) -> dict[str, tuple[float, float]]:
-        """symbol -> (position, average cost)."""
-        out: dict[str, tuple[float, float]] = {}
-        for e in self.executions:
-            qty, avg = out.get(e.instrument.symbol, (0.0, 0.0))
-            signed = e.shares if e.side == "BOT" else -e.shares
-            new = qty + signed
-            avg = (avg * qty + e.price * signed) / new if new and (qty == 0 or (qty > 0) == (signed > 0)) else avg
-            out[e.instrument.symbol] = (new, avg if new else 0.0)
-        return out
+    def _book(self, e: m.ExecutionRecord) -> None:
+        self.executions.append(e)
+        self.executed_ids.add(e.order_id)
+        qty, avg = self.positions.get(e.instrument.symbol, (0.0, 0.0))
+        signed = e.shares if e.side == "BOT" else -e.shares
+        new = qty + signed
+        # The average cost moves when the position grows; a reduction keeps it.
+        avg = (avg * qty + e.price * signed) / new if new and (qty == 0 or (qty > 0) == (signed > 0)) else avg
+        self.positions[e.instrument.symbol] = (new, avg if new else 0.0)
+        self.cash -= signed * e.price
 
     def execute(self, o: m.OrderRecord, price: float) -> m.ExecutionRecord:
         t = time.gmtime()
@@ -126,7 +130,7 @@ class Book:
                               side="BOT" if o.action == "BUY" else "SLD", shares=o.qty, price=price,
                               time=time.strftime("%Y%m%d %H:%M:%S UTC", t), account=o.account, order_ref=o.order_ref)
         self.log.append({**asdict(e), "instrument": e.instrument.symbol})  # durable before anyone hears of it
-        self.executions.append(e)
+        self._book(e)
         o.status, o.filled, o.avg_price = "Filled", o.qty, price
         return e
 
@@ -286,7 +290,7 @@ class Gateway:
         action, qty, order_type = _str(f, 16), _float(f, 17), _str(f, 18)
         if action not in ("BUY", "SELL") or qty <= 0:
             raise BadRequest(f"order {order_id}: action {action!r} (BUY or SELL), quantity {qty} (> 0)")
-        if order_id in self.book.orders or any(e.order_id == order_id for e in self.book.executions):
+        if order_id in self.book.orders or order_id in self.book.executed_ids:
             s.error(order_id, 103)
             return
         if instrument is None:
@@ -326,7 +330,7 @@ class Gateway:
             s.send(m.commission_report(e.exec_id, COMMISSION))
             s.send(m.order_status(o, price))
             s.send(m.open_order(o))
-        qty, avg = self.book.positions()[o.instrument.symbol]
+        qty, avg = self.book.positions[o.instrument.symbol]
         for other in list(self.sessions):
             if other.positions:
                 other.send(m.position(ACCOUNT, o.instrument, qty, avg))
@@ -367,7 +371,7 @@ class Gateway:
 
     def req_positions(self, s: Session, f: list[str]) -> None:
         s.positions = True
-        for symbol, (qty, avg) in self.book.positions().items():
+        for symbol, (qty, avg) in self.book.positions.items():
             s.send(m.position(ACCOUNT, INSTRUMENTS[symbol], qty, avg))
         s.send(m.position_end())
 
@@ -375,8 +379,8 @@ class Gateway:
         s.positions = False
 
     def _account_values(self) -> list[tuple[str, str]]:
-        cash = 1_000_000.0 - sum((1 if e.side == "BOT" else -1) * e.shares * e.price for e in self.book.executions)
-        value = sum(q * self.prices[sym] for sym, (q, _) in self.book.positions().items())
+        cash = self.book.cash
+        value = sum(q * self.prices[sym] for sym, (q, _) in self.book.positions.items())
         return [("TotalCashValue", f"{cash:.2f}"), ("NetLiquidation", f"{cash + value:.2f}"),
                 ("BuyingPower", f"{4 * (cash + value):.2f}")]
 
@@ -404,23 +408,26 @@ class Gateway:
     def current_time(self, s: Session, f: list[str]) -> None:
         s.send(m.current_time(int(time.time())))
 
-    def contract_data(self, s: Session, f: list[str]) -> None:
-        # reqContractDetails: version, reqId, the contract's 12 fields, ...
+    def _requested(self, s: Session, f: list[str]) -> tuple[int, m.Instrument | None]:
+        """reqContractDetails and reqMktData: version, reqId, the contract's 12 fields, ...; an
+        unknown contract is answered with 200 (None)."""
         req_id = _int(f, 2)
         instrument = _instrument(f, 3, 4)
         if instrument is None:
             s.error(req_id, 200)
+        return req_id, instrument
+
+    def contract_data(self, s: Session, f: list[str]) -> None:
+        req_id, instrument = self._requested(s, f)
+        if instrument is None:
             return
         s.send(m.contract_details(req_id, instrument))
         s.send(m.contract_details_end(req_id))
 
     # -- market data ---------------------------------------------------------------------------
     def req_mkt_data(self, s: Session, f: list[str]) -> None:
-        # reqMktData: version, reqId, the contract's 12 fields, ...
-        req_id = _int(f, 2)
-        instrument = _instrument(f, 3, 4)
+        req_id, instrument = self._requested(s, f)
         if instrument is None:
-            s.error(req_id, 200)
             return
         s.subscriptions[req_id] = instrument.symbol
         s.send(m.market_data_type(req_id))
