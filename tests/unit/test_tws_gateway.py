@@ -327,12 +327,17 @@ def _with_backend(tmp_path: Path, keep_s: float) -> tuple[Running, IbServer, Gat
 
 
 def _silence(r: Running, ibs: IbServer) -> None:
-    """The back end goes quiet without closing anything, as under a partition."""
-    r.call(ibs.pump_task.cancel)
+    """The back end goes quiet without closing anything, as under a partition: no heartbeat, no
+    tick, no fill reaches the gateway (what it receives meanwhile it still executes)."""
+    def mute() -> None:
+        ibs.pump_task.cancel()
+        ibs._send = lambda w, msg: None  # type: ignore[method-assign]
+    r.call(mute)
 
 
 def _speak(r: Running, ibs: IbServer) -> None:
     def again() -> None:
+        del ibs._send
         ibs.pump_task = asyncio.get_running_loop().create_task(ibs.pump())
     r.call(again)
 

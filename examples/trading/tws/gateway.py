@@ -543,7 +543,6 @@ class Gateway:
         server = await asyncio.start_server(client, host, port)
         self.port = server.sockets[0].getsockname()[1]  # the one bound, when asked for port 0
         tick = asyncio.create_task(self.ticker() if self.upstream is None else self._link())
-        self.background = tick
         if ready is not None:
             ready.set()
         try:

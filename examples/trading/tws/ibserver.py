@@ -109,6 +109,7 @@ class IbServer:
             async with server:
                 await server.serve_forever()
         finally:
+            pump = self.pump_task  # the one running now (a test may have restarted it)
             pump.cancel()
             if self.link is not None:
                 self.link.close()

@@ -1,0 +1,111 @@
+"""The ib_async trader against the lab gateway and ibserver on 127.0.0.1: through a back-end
+outage (1100, orders held, 1102) and its own kill and restart (reconciled with reqExecutions
+and reqOpenOrders), every order it meant is executed exactly once; after 1101 it resubscribes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from faultline.examples.trading.tws.gateway import Gateway
+from faultline.examples.trading.tws.ibserver import IbServer
+from faultline.examples.trading.wire import read_log
+from testkit.netns import wait_until
+from tests.unit.test_tws_gateway import Running, _silence, _speak
+
+pytest.importorskip("ib_async", reason="ib-async is a dev dependency (pip install -e .[dev])")
+
+
+def stats(d: Path) -> dict:
+    p = d / "stats.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def codes(d: Path) -> list[int]:
+    return [e["code"] for e in read_log(d / "errors.jsonl") if e["code"] in (1100, 1101, 1102)]
+
+
+def trader(port: int, d: Path, rate: int = 20) -> subprocess.Popen:
+    d.mkdir(parents=True, exist_ok=True)
+    with (d / "trader.log").open("a") as log:  # ib_async logs every IB error: a pipe could fill
+        return subprocess.Popen([sys.executable, "-m", "faultline.examples.trading.tws.trader", "--connect",
+                                 f"127.0.0.1:{port}", "--dir", str(d), "--rate", str(rate)],
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+def exactly_once(gw_dir: Path, trader_dir: Path) -> tuple[list[str], list[str]]:
+    """(refs executed more than once, refs never executed) of what the trader logged as intents."""
+    refs = {r["ref"] for r in read_log(trader_dir / "orders.jsonl") if r["op"] == "intent"}
+    ex = Counter(e["order_ref"] for e in read_log(gw_dir / "executions.jsonl"))
+    return sorted(r for r, n in ex.items() if n > 1), sorted(r for r in refs if ex[r] == 0)
+
+
+@pytest.fixture
+def lab(tmp_path):
+    r = Running()
+    ibs = r.start(IbServer(tmp_path / "ibserver"))
+    gw = r.start(Gateway(tmp_path / "gw", upstream=("127.0.0.1", ibs.port), keep_s=5))
+    yield r, ibs, gw, tmp_path
+    r.stop()
+
+
+def test_outage_then_kill_and_restart_every_order_once(lab):
+    r, ibs, gw, tmp = lab
+    d = tmp / "trader"
+    p = trader(gw.port, d)
+    try:
+        wait_until(lambda: stats(d).get("reconciled") and stats(d).get("orders", 0) >= 10, 15, "trading")
+        _silence(r, ibs)
+        wait_until(lambda: gw.counts.get("held", 0) >= 5, 10, "orders held during the outage")
+        _speak(r, ibs)
+        wait_until(lambda: codes(d) == [1100, 1102], 10, "1100 then 1102 in the trader's error log")
+        held = gw.counts["held"]
+        wait_until(lambda: not gw.pending and gw.counts["executed"] >= stats(d).get("orders", 0) - 2, 10,
+                   "the held orders filled")
+        assert held >= 5
+        p.send_signal(signal.SIGKILL)  # no goodbye: restart from the log, reconcile with IB
+        p.wait(10)
+        before = len(read_log(d / "orders.jsonl"))
+        p = trader(gw.port, d)
+        wait_until(lambda: stats(d).get("connects") == 1 and stats(d).get("reconciled")
+                   and len(read_log(d / "orders.jsonl")) > before + 20, 15, "trading again after the restart")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0, (d / "trader.log").read_text()[-2000:]
+        wait_until(lambda: not gw.pending, 5, "nothing in flight")
+        twice, never = exactly_once(tmp / "gw", d)
+        assert twice == [] and never == [], (twice, never)
+        ticks = [sum(x["ticks"].values()) for x in read_log(d / "md.jsonl")]
+        assert ticks[-2] > 0, ticks  # streaming after all that (the last second may be partial)
+    finally:
+        p.kill()
+        p.wait(10)
+
+
+def test_after_1101_the_trader_resubscribes_and_ticks_come_back(tmp_path):
+    r = Running()
+    ibs = r.start(IbServer(tmp_path / "ibserver"))
+    gw = r.start(Gateway(tmp_path / "gw", upstream=("127.0.0.1", ibs.port), keep_s=0.2))
+    d = tmp_path / "trader"
+    p = trader(gw.port, d, rate=0)
+    try:
+        wait_until(lambda: stats(d).get("reconciled") and gw.counts.get("ticks_sent", 0) > 10, 15, "ticks")
+        _silence(r, ibs)
+        wait_until(lambda: codes(d) == [1100], 5, "1100")
+        wait_until(lambda: gw.lost_at is not None, 5, "the link lost")
+        wait_until(lambda: time.monotonic() - gw.lost_at > 0.3, 5, "an outage longer than keep_s")
+        _speak(r, ibs)
+        wait_until(lambda: codes(d) == [1100, 1101], 5, "1101")
+        sent = gw.counts["ticks_sent"]
+        wait_until(lambda: stats(d).get("resubscribed") == 1 and gw.counts["ticks_sent"] > sent + 10, 5,
+                   "ticks again, after resubscribing")
+    finally:
+        p.kill()
+        p.wait(10)
+        r.stop()
