@@ -4,9 +4,7 @@ client; pacing refuses the excess with error 100 and drops a client that goes on
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 import struct
 import threading
 import time
@@ -26,6 +24,7 @@ from faultline.examples.trading.tws.wire import (
     negotiate,
     parse_hello,
 )
+from testkit.tws import Raw, Running, silence, speak
 
 ib_async = pytest.importorskip("ib_async", reason="ib-async is a dev dependency (pip install -e .[dev])")
 
@@ -45,7 +44,7 @@ def test_a_broken_length_prefix_is_a_frame_error(n):
         Splitter().feed(struct.pack(">I", n) + b"x")
 
 
-def test_the_version_is_the_highest_both_speak():
+def test_the_version_is_the_highest_bothspeak():
     assert negotiate(parse_hello("v157..178")) == 178          # ib_async 2.x
     assert negotiate(parse_hello("v100..226")) == 178          # ibapi-stable 10.50
     assert negotiate(parse_hello("v100..160 +PACEAPI")) == 160
@@ -55,99 +54,11 @@ def test_the_version_is_the_highest_both_speak():
 
 
 # -- the gateway on 127.0.0.1 ----------------------------------------------------------------
-class Running:
-    """Servers (the gateway, an ibserver) on one asyncio loop in a thread, on 127.0.0.1."""
-
-    def __init__(self, directory: Path | None = None, pacing: int = 50) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.tasks: list[asyncio.Task[None]] = []
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        if directory is not None:
-            self.gw = self.start(Gateway(directory, pacing))
-            self.port = self.gw.port
-
-    def start(self, server):
-        ev = threading.Event()
-
-        async def go() -> None:
-            ready = asyncio.Event()
-            self.tasks.append(asyncio.create_task(server.serve("127.0.0.1", 0, ready)))
-            await ready.wait()
-            ev.set()
-
-        self.call(go)
-        assert ev.wait(10), f"{type(server).__name__} did not start"
-        return server
-
-    def call(self, fn) -> None:
-        """Run fn (a coroutine function or a plain one) on the servers' loop, and wait for it."""
-        async def wrap() -> None:
-            r = fn()
-            if asyncio.iscoroutine(r):
-                await r
-        asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(10)
-
-    def stop(self) -> None:
-        async def down() -> None:
-            for t in self.tasks:
-                t.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.call(down)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-
 @pytest.fixture
 def gateway(tmp_path) -> Iterator[Running]:
     r = Running(tmp_path / "gw")
     yield r
     r.stop()
-
-
-class Raw:
-    """A bare TWS API client: the handshake and START_API, then whatever bytes a test sends."""
-
-    def __init__(self, port: int, client_id: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.split = Splitter()
-        self.pending: list[list[str]] = []
-        body = b"v157..178"
-        self.sock.sendall(b"API\0" + struct.pack(">I", len(body)) + body)
-        self.version = int(self.next()[0])
-        self.send([m.START_API, 2, client_id, ""])
-
-    def send(self, fields: list) -> None:
-        self.sock.sendall(encode(fields))
-
-    def next(self) -> list[str]:
-        while not self.pending:
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionResetError("closed by the gateway")
-            self.pending += self.split.feed(data)
-        return self.pending.pop(0)
-
-    def until(self, pred, what: str) -> list[str]:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            msg = self.next()
-            if pred(msg):
-                return msg
-        raise AssertionError(f"no {what} within 5 s")
-
-    def errors(self, code: int) -> list[list[str]]:
-        return [f for f in self.pending if f[0] == "4" and f[3] == str(code)]
-
-    def closed(self) -> bool:
-        """True once the gateway closed the connection (within the socket's 5 s timeout)."""
-        try:
-            while True:
-                self.next()
-        except TimeoutError:
-            return False
-        except OSError:  # reset or closed
-            return True
 
 
 def ib_wait(ib: ib_async.IB, cond, timeout_s: float, what: str):
@@ -326,22 +237,6 @@ def _with_backend(tmp_path: Path, keep_s: float) -> tuple[Running, IbServer, Gat
     return r, ibs, gw
 
 
-def _silence(r: Running, ibs: IbServer) -> None:
-    """The back end goes quiet without closing anything, as under a partition: no heartbeat, no
-    tick, no fill reaches the gateway (what it receives meanwhile it still executes)."""
-    def mute() -> None:
-        ibs.pump_task.cancel()
-        ibs._send = lambda w, msg: None  # type: ignore[method-assign]
-    r.call(mute)
-
-
-def _speak(r: Running, ibs: IbServer) -> None:
-    def again() -> None:
-        del ibs._send
-        ibs.pump_task = asyncio.get_running_loop().create_task(ibs.pump())
-    r.call(again)
-
-
 def codes(ib: ib_async.IB) -> list[int]:
     return [c for c, _ in ib.errors if c in (1100, 1101, 1102)]
 
@@ -357,13 +252,13 @@ def test_a_short_outage_1100_then_1102_held_order_filled_once_ticks_resume(tmp_p
         ib_wait(ib, first.isDone, 5, "a fill from the back end")
         assert ibs.counts["executed"] == 1
         t0 = time.monotonic()
-        _silence(r, ibs)
+        silence(r, ibs)
         ib_wait(ib, lambda: 1100 in codes(ib), 5, "error 1100")
         assert time.monotonic() - t0 < 1.0, "1100 within a second of the link going silent"
         assert ib.errors[-1][1] == "Connectivity between IB and Trader Workstation has been lost."
         held = ib.placeOrder(ticker.contract, ib_async.MarketOrder("SELL", 5, orderRef="b"))
         ib_wait(ib, lambda: held.orderStatus.status == "PreSubmitted", 5, "the order held")
-        _speak(r, ibs)
+        speak(r, ibs)
         ib_wait(ib, lambda: 1102 in codes(ib), 5, "error 1102")
         ib_wait(ib, held.isDone, 5, "the held order filled after the restore")
         assert codes(ib) == [1100, 1102]
@@ -383,10 +278,10 @@ def test_a_long_outage_1101_drops_subscriptions_until_the_client_resubscribes(tm
         contract = ib_async.Stock("MSFT", "SMART", "USD", conId=272093)
         ticker = ib.reqMktData(contract)
         ib_wait(ib, lambda: ticker.last == ticker.last and ticker.last > 0, 5, "a tick")
-        _silence(r, ibs)
+        silence(r, ibs)
         ib_wait(ib, lambda: 1100 in codes(ib), 5, "error 1100")
         ib_wait(ib, lambda: gw.lost_at is not None and time.monotonic() - gw.lost_at > 0.2, 5, "a long outage")
-        _speak(r, ibs)
+        speak(r, ibs)
         ib_wait(ib, lambda: 1101 in codes(ib), 5, "error 1101")
         assert ib.errors[-1][1] == "Connectivity between IB and Trader Workstation has been restored - data lost."
         sent = gw.counts["ticks_sent"]

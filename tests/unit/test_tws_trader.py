@@ -18,7 +18,7 @@ from faultline.examples.trading.tws.gateway import Gateway
 from faultline.examples.trading.tws.ibserver import IbServer
 from faultline.examples.trading.wire import read_log
 from testkit.netns import wait_until
-from tests.unit.test_tws_gateway import Running, _silence, _speak
+from testkit.tws import Running, silence, speak
 
 pytest.importorskip("ib_async", reason="ib-async is a dev dependency (pip install -e .[dev])")
 
@@ -62,9 +62,9 @@ def test_outage_then_kill_and_restart_every_order_once(lab):
     p = trader(gw.port, d)
     try:
         wait_until(lambda: stats(d).get("reconciled") and stats(d).get("orders", 0) >= 10, 15, "trading")
-        _silence(r, ibs)
+        silence(r, ibs)
         wait_until(lambda: gw.counts.get("held", 0) >= 5, 10, "orders held during the outage")
-        _speak(r, ibs)
+        speak(r, ibs)
         wait_until(lambda: codes(d) == [1100, 1102], 10, "1100 then 1102 in the trader's error log")
         held = gw.counts["held"]
         wait_until(lambda: not gw.pending and gw.counts["executed"] >= stats(d).get("orders", 0) - 2, 10,
@@ -96,11 +96,11 @@ def test_after_1101_the_trader_resubscribes_and_ticks_come_back(tmp_path):
     p = trader(gw.port, d, rate=0)
     try:
         wait_until(lambda: stats(d).get("reconciled") and gw.counts.get("ticks_sent", 0) > 10, 15, "ticks")
-        _silence(r, ibs)
+        silence(r, ibs)
         wait_until(lambda: codes(d) == [1100], 5, "1100")
         wait_until(lambda: gw.lost_at is not None, 5, "the link lost")
         wait_until(lambda: time.monotonic() - gw.lost_at > 0.3, 5, "an outage longer than keep_s")
-        _speak(r, ibs)
+        speak(r, ibs)
         wait_until(lambda: codes(d) == [1100, 1101], 5, "1101")
         sent = gw.counts["ticks_sent"]
         wait_until(lambda: stats(d).get("resubscribed") == 1 and gw.counts["ticks_sent"] > sent + 10, 5,
