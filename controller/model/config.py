@@ -22,6 +22,7 @@ class ResilienceConfig:
     connection_timeout_s: float = 10.0
     request_timeout_s: float = 5.0
     rate_limit_per_minute: int = 100
+    api_pacing_per_s: int = 50   # IB's API limit per client: past it, error 100 (the lab gateway enforces it)
     circuit_breaker_failure_threshold: int = 5
     circuit_breaker_reset_timeout_s: float = 60.0
     degradation_enabled: bool = True
@@ -44,7 +45,8 @@ SCHEMA = Map({
     "retry": Map({"max_retry_attempts": Num(0, 1000, integer=True), "base_retry_delay_s": SECONDS,
                   "max_retry_delay_s": SECONDS}),
     "timeouts": Map({"connection_timeout_s": SECONDS, "request_timeout_s": SECONDS}),
-    "rate_limit": Map({"rate_limit_per_minute": Num(1, 1_000_000, integer=True)}),
+    "rate_limit": Map({"rate_limit_per_minute": Num(1, 1_000_000, integer=True),
+                       "api_pacing_per_s": Num(1, 100_000, integer=True)}),
     "circuit_breaker": Map({"failure_threshold": Num(1, 1000, integer=True), "reset_timeout_s": SECONDS}),
     "degradation": Map({"enabled": Bool(), "max_stale_market_data_s": SECONDS}),
     "health_checks": Map({"interval_s": SECONDS, "timeout_s": SECONDS,
@@ -58,6 +60,7 @@ NAMES = {
     ("timeouts", "connection_timeout_s"): "connection_timeout_s",
     ("timeouts", "request_timeout_s"): "request_timeout_s",
     ("rate_limit", "rate_limit_per_minute"): "rate_limit_per_minute",
+    ("rate_limit", "api_pacing_per_s"): "api_pacing_per_s",
     ("circuit_breaker", "failure_threshold"): "circuit_breaker_failure_threshold",
     ("circuit_breaker", "reset_timeout_s"): "circuit_breaker_reset_timeout_s",
     ("degradation", "enabled"): "degradation_enabled",

@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faultline.controller.model import config as resilience
+from faultline.examples.trading import LAB_CONFIG
 from faultline.examples.trading.tws import messages as m
 from faultline.examples.trading.tws.wire import (
     PREFIX,
@@ -600,15 +602,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bind", required=True, help="address to listen on")
     ap.add_argument("--port", type=int, default=4002, help="API port (default %(default)s, IB Gateway's paper port)")
     ap.add_argument("--dir", type=Path, required=True, help="executions.jsonl and stats.json go here")
-    ap.add_argument("--pacing", type=int, default=PACING_PER_S, metavar="N",
-                    help="API messages per second per client before error 100 (default %(default)s, IB's)")
+    ap.add_argument("--config", type=Path, default=LAB_CONFIG,
+                    help="resilience config: rate_limit.api_pacing_per_s is the pacing (default: the lab's)")
+    ap.add_argument("--pacing", type=int, metavar="N",
+                    help="API messages per second per client before error 100 (default: from --config)")
     ap.add_argument("--upstream", type=_host_port, metavar="HOST:PORT",
                     help="IB's back end (the lab's ibserver, port 4001); without it orders fill here, at once")
     ap.add_argument("--keep-s", type=float, default=KEEP_S, metavar="S",
                     help="a link restored within S keeps subscriptions (1102), later loses them (1101) "
                          "(default %(default)s)")
     args = ap.parse_args(argv)
-    gw = Gateway(args.dir, args.pacing, args.upstream, args.keep_s)
+    pacing = args.pacing or resilience.load(args.config).api_pacing_per_s
+    gw = Gateway(args.dir, pacing, args.upstream, args.keep_s)
     gw.save_stats()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(gw.serve(args.bind, args.port))
