@@ -2,7 +2,9 @@
 kernel faults underneath.
 
 Fixtures: network_fault_injector, recovery_timer, state_validator, chaos_config,
-chaos_scenario, faultline_hosts. Markers: chaos, slow. Where the agents are: --faultline-lab
+chaos_scenario, faultline_hosts, chaos_ibkr_client (an ib_async client of the IB Gateway given by
+--faultline-ibkr, with the faults IBKR users meet), faultline_ibkr (where that gateway is).
+Markers: chaos, slow. Where the agents are: --faultline-lab
 (a lab for the session; root) or --faultline-agents NAME=HOST:PORT,... (env FAULTLINE_AGENTS,
 ini faultline_agents). A test that needs agents when none are configured skips, saying how
 to give them; a fault the kernel cannot do (netem missing) skips with the agent's reason.
@@ -25,12 +27,14 @@ import pytest
 
 if TYPE_CHECKING:
     from faultline.controller.env.hosts import Endpoint, Host
+    from faultline.controller.suite.ibkr import ChaosIbkrClient, IbkrTarget
     from faultline.controller.suite.injector import FaultInjector
     from faultline.controller.suite.recovery_timer import RecoveryTimer
     from faultline.controller.suite.results import ScenarioResult
     from faultline.controller.suite.state import StateValidator
 
 DEFAULT_LAB_HOSTS = "trader,gateway,broker"
+IBKR_LAB_HOSTS = ("gateway", "ibserver")  # --faultline-ibkr lab: the TWS gateway and IB's back end
 
 def _setting(config: pytest.Config, option: str, env: str, ini: str) -> str:
     """CLI, then environment, then ini."""
@@ -53,6 +57,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="the agents that apply faults (default: all but the target's)")
     g.addoption("--faultline-config", default=None, metavar="PATH",
                 help="resilience config for chaos_config and the RTO (default contracts/resilience_config.yaml)")
+    g.addoption("--faultline-ibkr", default=None, metavar="HOST:PORT|lab",
+                help="the IB Gateway / TWS API port chaos_ibkr_client connects to (a paper session: 4002), or "
+                     "'lab' with --faultline-lab: the lab's TWS gateway and ibserver (env FAULTLINE_IBKR)")
+    g.addoption("--faultline-ibkr-agent", default=None, metavar="NAME",
+                help="the agent on the gateway's host, which applies the client's faults (default gateway)")
+    g.addoption("--faultline-ibkr-upstream", default=None, metavar="HOST[:PORT]",
+                help="IB's servers as the gateway host reaches them, for inject_upstream_outage "
+                     "(the lab: ibserver:4001)")
     g.addoption("--faultline-json", default=None, metavar="PATH", help="write the chaos scenarios' results here")
     parser.addini("faultline_agents", "real agents: NAME=HOST:PORT,...")
     parser.addini("faultline_target", "default fault target: HOST[:PORT]")
@@ -127,6 +139,8 @@ def faultline_hosts(pytestconfig: pytest.Config) -> Iterator[dict[str, Host]]:
         from faultline.controller.env.lab import Lab
 
         names = [n.strip() for n in (pytestconfig.getoption("faultline_lab_hosts") or DEFAULT_LAB_HOSTS).split(",")]
+        if _ibkr_setting(pytestconfig) == "lab":
+            names += [n for n in IBKR_LAB_HOSTS if n not in names]
         lab = Lab()
         made = lab.load() is None
         endpoints: dict[str, Endpoint] = lab_endpoints(lab.up(names), names)
@@ -212,6 +226,53 @@ def chaos_scenario(request: pytest.FixtureRequest, recovery_timer: RecoveryTimer
             attach_html(request.node, f"<pre>{html.escape(scenario_text(result))}</pre>")
 
     return scenario
+
+
+def _ibkr_setting(config: pytest.Config) -> str:
+    return config.getoption("faultline_ibkr") or os.environ.get("FAULTLINE_IBKR", "")
+
+
+@pytest.fixture(scope="session")
+def faultline_ibkr(pytestconfig: pytest.Config, request: pytest.FixtureRequest,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[IbkrTarget]:
+    """The IB Gateway under test: --faultline-ibkr HOST:PORT (and the agent on its host), or
+    'lab': the lab's TWS gateway and ibserver, started for the session."""
+    from faultline.controller.suite.ibkr import IbkrTarget
+
+    where = _ibkr_setting(pytestconfig)
+    agent = pytestconfig.getoption("faultline_ibkr_agent") or "gateway"
+    upstream = pytestconfig.getoption("faultline_ibkr_upstream") or ""
+    if not where:
+        pytest.skip("no IB gateway: pass --faultline-ibkr HOST:PORT (with its host's agent) "
+                    "or --faultline-lab --faultline-ibkr lab")
+    if where != "lab":
+        yield IbkrTarget(where, agent, upstream)
+        return
+    if not pytestconfig.getoption("faultline_lab"):
+        pytest.skip("--faultline-ibkr lab needs --faultline-lab (root)")
+    from faultline.controller.env.ibkr_lab import IbkrLab
+    from faultline.controller.env.lab import Lab
+
+    request.getfixturevalue("faultline_hosts")  # brings the lab up, with gateway and ibserver
+    state = Lab().load()
+    if state is None:
+        pytest.fail("the lab is not up")
+    with IbkrLab(state, tmp_path_factory.mktemp("ibkr")) as lab:
+        yield IbkrTarget(lab.address, "gateway", upstream or lab.upstream)
+
+
+@pytest.fixture
+def chaos_ibkr_client(faultline_ibkr: IbkrTarget, network_fault_injector: FaultInjector,
+                      chaos_config: dict[str, float | int]) -> Iterator[ChaosIbkrClient]:
+    """client.connect() -> ib_async.IB; inject_disconnect(mode="reset"|"disconnect"),
+    inject_timeout_on_next_request(), inject_slow_response(delay_ms=...), inject_upstream_outage(
+    duration_s=...): real kernel faults by the agent on the gateway's host. client.errors: IB's
+    errors (code, text, t_ns). Every fault is healed and the client disconnected after the test."""
+    from faultline.controller.suite.ibkr import ChaosIbkrClient
+
+    client = ChaosIbkrClient(network_fault_injector, faultline_ibkr, chaos_config)
+    yield client
+    client.close()
 
 
 # -- the end of the session -------------------------------------------------------

@@ -18,7 +18,7 @@ import ipaddress
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from faultline.controller.agents import coordinate
 from faultline.controller.agents.client import AgentError, Unsupported, fault_spec
@@ -115,7 +115,7 @@ class FaultInjector:
     def inject_disconnect(self, duration_s: float, target: str | None = None,
                           on: Sequence[str] | str | None = None) -> Iterator[ActiveFault]:
         """Drop every packet between the hosts and the target, both directions."""
-        with self._fault("disconnect", duration_s, target, on, {}) as f:
+        with self.fault("disconnect", duration_s, target, on, {}) as f:
             yield f
 
     @contextmanager
@@ -124,26 +124,27 @@ class FaultInjector:
         """Drop each packet with this probability (a fraction, 0 < p <= 1), both directions."""
         if not 0 < loss_probability <= 1:
             raise InjectionRefused(f"loss_probability: a fraction 0 < p <= 1; got {loss_probability!r}")
-        with self._fault("loss", duration_s, target, on, {"loss_percent": loss_probability * 100}) as f:
+        with self.fault("loss", duration_s, target, on, {"loss_percent": loss_probability * 100}) as f:
             yield f
 
     @contextmanager
     def inject_latency(self, latency_ms: float, duration_s: float | None = None, jitter_ms: float = 0.0,
                        target: str | None = None, on: Sequence[str] | str | None = None) -> Iterator[ActiveFault]:
         """Delay packets to the target (netem, egress of each host)."""
-        with self._fault("delay", duration_s, target, on, {"delay_ms": latency_ms, "jitter_ms": jitter_ms}) as f:
+        with self.fault("delay", duration_s, target, on, {"delay_ms": latency_ms, "jitter_ms": jitter_ms}) as f:
             yield f
 
     @contextmanager
-    def _fault(self, kind: str, duration_s: float | None, target_text: str | None, on: Sequence[str] | str | None,
-               params: dict[str, float]) -> Iterator[ActiveFault]:
+    def fault(self, kind: str, duration_s: float | None, target_text: str | None, on: Sequence[str] | str | None,
+              params: Mapping[str, Any]) -> Iterator[ActiveFault]:
+        """Any fault kind the agents know (client.KINDS), its parameters as fault_spec takes them."""
         if duration_s is not None and duration_s <= 0:
             raise InjectionRefused(f"duration_s: more than 0; got {duration_s!r}")
         target = self.target(target_text)
         names = self.on(on, target)
         lease = (duration_s + coordinate.LEASE_SLACK_S) if duration_s is not None else OPEN_ENDED_LEASE_S
         specs = [coordinate.Target(n, self.hosts[n].client, self.hosts[n].clock, fault_spec(
-            kind, self.hosts[n].endpoint.interface, peers=target.cidrs, ports=target.ports, lease_s=lease,
+            kind, self._interface(n, kind), peers=target.cidrs, ports=target.ports, lease_s=lease,
             label=f"pytest {kind}", **params)) for n in names]
         landed: list[coordinate.Applied] = []
         fault: ActiveFault | None = None
@@ -166,6 +167,10 @@ class FaultInjector:
                 if fault is not None:
                     fault.healed_ns, fault.final = healed_ns, final
                     self._tell("fault_healed", healed_ns)
+
+    def _interface(self, name: str, kind: str) -> str:
+        """A reset acts on the host's sockets, not on an interface."""
+        return "" if kind == "reset" else self.hosts[name].endpoint.interface
 
     def _heal(self, landed: list[coordinate.Applied]) -> tuple[int, dict[str, tuple[int, int]]]:
         final, last = {}, 0
