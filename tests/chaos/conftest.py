@@ -22,11 +22,15 @@ from typing import Any
 import pytest
 
 from faultline.controller.cli.demo import why_no_netem
+from faultline.controller.env.ibkr_lab import IbkrLab
 from faultline.controller.env.lab import Lab, LabConfig
+from faultline.controller.model import config as resilience
 from faultline.controller.model import scenario
 from faultline.controller.pytest_plugin import attach_html
 from faultline.controller.run import report, runner
 from faultline.controller.suite import key_metrics, readiness, results
+from faultline.controller.suite.ibkr import IbkrTarget
+from faultline.examples.trading import LAB_CONFIG
 from testkit.netns import why_no_lab
 
 IN_VM = bool(os.environ.get("FAULTLINE_VM_OUT"))  # the VM stage (make test-vm) runs the latency cases
@@ -36,6 +40,10 @@ OUT = Path(os.environ["FAULTLINE_VM_OUT"]) / "chaos" if IN_VM else Path("build/c
 LAB = LabConfig(ready_timeout_s=300) if IN_VM else LabConfig()
 TRADING_HOSTS = ["trader", "gateway", "broker", "risk"]  # contracts/scenarios/trading/workload.yaml's lab
 TRADING = Path(__file__).resolve().parents[2] / "contracts" / "scenarios" / "trading"
+# IB in the lab (test_ibkr_resilience's chaos_ibkr_client cases): a lab of its own, beside the
+# scenarios' (its own bridge and subnet), so that neither ever reuses or tears down the other.
+IBKR_LAB = LabConfig(prefix="fib", subnet4="10.79.0.0/24", subnet6="fd79::/64", ready_timeout_s=LAB.ready_timeout_s)
+IBKR_HOSTS = ["gateway", "ibserver", "trader"]
 OUTCOMES: list[runner.Outcome] = []
 RUNS: dict[Path, runner.Outcome] = {}  # each scenario file runs once per session, judged by several tests
 
@@ -53,13 +61,55 @@ def shared_lab():
     lab.down()
 
 
-@pytest.fixture
-def run_scenario(shared_lab, request):
+@pytest.fixture(scope="module")
+def ibkr_lab():
+    """The lab's TWS gateway and ibserver in namespaces of their own (and a trader host), for
+    the module: each case starts from a connected client and every fault healed."""
+    _need_lab()
+    lab = Lab(IBKR_LAB)
+    lab.down()  # what a killed earlier run left
+    try:
+        state = lab.up(IBKR_HOSTS)
+        with IbkrLab(state, OUT / "ibkr") as ib:
+            yield ib
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def faultline_hosts(ibkr_lab: IbkrLab):
+    """The plugin's fixture, here the IB lab's agents."""
+    from faultline.controller.env.hosts import connect, lab_endpoints
+
+    hosts = {n: connect(ep) for n, ep in lab_endpoints(ibkr_lab.state).items()}
+    yield hosts
+    for h in hosts.values():
+        h.client.close()
+
+
+@pytest.fixture(scope="module")
+def faultline_ibkr(ibkr_lab: IbkrLab) -> IbkrTarget:
+    """The plugin's fixture, here the IB lab's gateway (4002) and its back end (ibserver:4001)."""
+    return IbkrTarget(ibkr_lab.address, "gateway", ibkr_lab.upstream)
+
+
+@pytest.fixture(scope="session")
+def chaos_config() -> dict[str, float | int]:
+    """The lab's client settings (seconds-long timeouts for seconds-long faults)."""
+    return resilience.load(LAB_CONFIG).chaos_config()
+
+
+def _need_lab() -> None:
     why = why_no_lab()
     if why and IN_VM:
         pytest.fail(f"inside the VM stage, yet: {why}")  # a VM stage that skips proves nothing
     if why:
         pytest.skip(why)
+
+
+@pytest.fixture
+def run_scenario(shared_lab, request):
+    _need_lab()
 
     def run(path: Path, scorecard: bool = True) -> runner.Outcome:
         scn = scenario.load(path)

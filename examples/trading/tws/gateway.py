@@ -8,7 +8,7 @@ use is refused with 326), the start-up messages (managedAccounts, nextValidId, t
 notices 2104/2106/2158), orders (placeOrder -> openOrder, orderStatus, execDetails,
 commissionReport; cancelOrder; a duplicate order id refused with 103), reqIds, open orders,
 executions, positions, account updates and summary, contract details, streaming market data, current time, and
-pacing (error 100 past the limit per second; a client that goes on is disconnected). A request
+pacing (error 100 past the limit per second; refused without a break for 2 s: disconnected). A request
 it cannot read gets error 320 or 321, as TWS answers, and the connection stays; a broken length
 prefix closes that connection only. Every execution is fsynced to executions.jsonl before any
 client hears of it, and read back on start: a restarted gateway keeps its fills and positions.
@@ -60,6 +60,7 @@ INSTRUMENTS = {i.symbol: i for i in (m.Instrument(265598, "AAPL"), m.Instrument(
 BY_CON_ID = {i.con_id: i for i in INSTRUMENTS.values()}
 TICK_S = 0.05           # each subscribed symbol ticks 20 times a second
 PACING_PER_S = 50       # IB's documented API limit per client
+PERSIST_S = 2.0         # refused without a break for this long: disconnected
 COMMISSION = 1.0
 MAX_BUFFERED = 4 << 20  # a client this far behind on reading is dropped, as TWS drops slow readers
 LINK_SILENT_S = 0.5     # no heartbeat from the back end this long: the link is lost (1100)
@@ -73,26 +74,31 @@ class BadRequest(ValueError):
 
 @dataclass
 class Pacing:
-    """Messages per rolling second; past the limit each one is refused, and a client that sends
-    another limit's worth while refused is disconnected."""
+    """Messages per rolling second; past the limit each one is refused (error 100). A client
+    that goes on being refused for more than PERSIST_S (refusals never a second apart: it
+    ignored the error 100s) is disconnected; one burst that then backs off is not."""
 
     limit: int
     times: deque[float] = field(default_factory=deque)
-    refused_in_a_row: int = 0
+    refused: int = 0                  # in the current run of refusals
+    first_refused: float | None = None
+    last_refused: float = 0.0
 
     def admit(self, now: float) -> bool:
         while self.times and now - self.times[0] >= 1.0:
             self.times.popleft()
         if len(self.times) >= self.limit:
-            self.refused_in_a_row += 1
+            if self.first_refused is None or now - self.last_refused > 1.0:  # a new run
+                self.first_refused, self.refused = now, 0
+            self.last_refused = now
+            self.refused += 1
             return False
         self.times.append(now)
-        self.refused_in_a_row = 0
         return True
 
     @property
     def persistent(self) -> bool:
-        return self.refused_in_a_row > self.limit
+        return self.first_refused is not None and self.last_refused - self.first_refused > PERSIST_S
 
 
 class Book:
@@ -253,7 +259,7 @@ class Gateway:
             return
         if not s.pacing.admit(time.monotonic()):
             req = _int(fields, 1) if msg_id == m.PLACE_ORDER else m.NO_REQ
-            s.error(req, 100, detail=f":max={self.pacing_per_s} rec={len(s.pacing.times) + s.pacing.refused_in_a_row}")
+            s.error(req, 100, detail=f":max={self.pacing_per_s} rec={len(s.pacing.times) + s.pacing.refused}")
             return
         handler = self.handlers.get(msg_id)
         if handler is None:
