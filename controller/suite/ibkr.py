@@ -117,8 +117,11 @@ class ChaosIbkrClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"no {what} within {timeout_s} s")
-            if self.ib is not None:
-                self.ib.waitOnUpdate(timeout=min(left, 0.05))
+            if self.ib is not None and self.ib.isConnected():
+                try:
+                    self.ib.waitOnUpdate(timeout=min(left, 0.05))
+                except ConnectionError:  # ib_async raises the lost connection here; `disconnects` has it
+                    pass
             else:
                 time.sleep(min(left, 0.05))  # nothing connected to wake us: poll the condition
         return got

@@ -4,6 +4,10 @@ timeouts, rate limiting, orders placed during failures, streaming market data.""
 from __future__ import annotations
 
 import itertools
+import os
+import statistics
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,7 @@ from faultline.controller.model import config as resilience
 from faultline.examples.trading import LAB_CONFIG
 from tests.chaos.conftest import assert_recovered, failed, verdict
 
+ib_async = pytest.importorskip("ib_async", reason="ib-async is a dev dependency (pip install -e .[dev])")
 pytestmark = [pytest.mark.chaos, pytest.mark.root]
 CATEGORY = "IBKR resilience"  # which Key Metrics its tests report (controller/suite/key_metrics.py)
 
@@ -69,3 +74,193 @@ class TestStreamingData:
         o = trading("partition_trader_gateway_10s")
         assert_recovered(o)
         verdict(o, "market-data continuity")
+
+
+# -- Against the IB API: the lab's TWS-protocol gateway and ibserver, an ib_async client --------
+# (chaos_ibkr_client, from faultline's pytest plugin; here on a lab of its own: tests/chaos/conftest.py).
+# Every fault is a kernel fault by the gateway host's agent; its counters prove it happened.
+def dropped(fault) -> int:
+    return sum(d for _, d in fault.counters().values())
+
+
+class TestIbConnectionFailures:
+    def test_ib_async_connects_and_syncs_in_under_a_second(self, chaos_ibkr_client, caplog):
+        t0 = time.monotonic()
+        ib = chaos_ibkr_client.connect()
+        took = time.monotonic() - t0
+        print(f"ib_async connect + start-up sync: {took * 1000:.0f} ms, server version {ib.client.serverVersion()}")
+        assert took < 1.0 and ib.isConnected()
+        assert not [r for r in caplog.records if "timed out" in r.getMessage().lower()]
+        assert ib.managedAccounts() and 2104 in chaos_ibkr_client.codes()
+
+    def test_reset_the_client_sees_the_close_at_once_and_reconnects(self, chaos_ibkr_client):
+        c = chaos_ibkr_client
+        ib = c.connect()
+        f = c.inject_disconnect()  # RESET: the gateway host's kernel aborts the connection
+        t_ns = f.applied_ns
+        c.wait_for(lambda: c.disconnects, 2, "disconnected event")
+        seen_ms = (c.disconnects[0] - t_ns) / 1e6
+        c.wait_healed(f)
+        print(f"RESET: sockets aborted {f.final}, disconnected event {seen_ms:.0f} ms after the fault")
+        assert f.final["gateway"][0] >= 1  # the agent destroyed the API connection
+        assert seen_ms < 1000
+        c.connect()
+        assert ib.isConnected() and ib.reqCurrentTime()
+
+    def test_disconnect_nothing_fires_until_a_request_times_out_then_the_link_carries_on(self, chaos_ibkr_client):
+        c = chaos_ibkr_client
+        ib = c.connect()
+        f = c.inject_disconnect(mode="disconnect", duration_s=3)  # both directions dropped
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            ib.reqCurrentTime()
+        waited = time.monotonic() - t0
+        assert not c.disconnects and ib.isConnected()  # no close ever reached the client
+        c.wait_healed(f)
+        print(f"DISCONNECT: {dropped(f)} packets dropped; request timed out after {waited:.2f} s; "
+              f"no disconnected event")
+        assert dropped(f) >= 1 and waited >= c.config["request_timeout_s"] * 0.9
+        c.wait_for(lambda: answers(ib), 10, "an answer after the heal")  # on the same connection
+        assert not c.disconnects
+
+
+class TestIbTimeoutHandling:
+    def test_the_next_request_times_out_its_answer_comes_late(self, chaos_ibkr_client):
+        c = chaos_ibkr_client
+        ib = c.connect()
+        f = c.inject_timeout_on_next_request()
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            ib.reqCurrentTime()
+        waited = time.monotonic() - t0
+        c.wait_healed(f)
+        print(f"request timeout after {waited:.2f} s (config {c.config['request_timeout_s']} s); "
+              f"{dropped(f)} answers dropped on the gateway's egress")
+        assert dropped(f) >= 1
+        t0 = time.monotonic()
+        c.wait_for(lambda: answers(ib), 10, "an answer after the heal")  # behind TCP's retransmission
+        print(f"answered again {time.monotonic() - t0:.2f} s after the heal, on the same connection")
+        assert ib.isConnected() and not c.disconnects
+
+    def test_connection_timeout_while_the_gateway_is_unreachable(self, chaos_ibkr_client):
+        c = chaos_ibkr_client
+        ib = c.connect()
+        f = c.inject_disconnect(mode="disconnect", duration_s=4)
+        ib.disconnect()
+        t0 = time.monotonic()
+        with pytest.raises((TimeoutError, ConnectionError)):
+            c.connect()
+        waited = time.monotonic() - t0
+        print(f"connect timed out after {waited:.2f} s (config {c.config['connection_timeout_s']} s)")
+        assert waited < c.config["connection_timeout_s"] + 1.0
+        c.wait_healed(f)
+        assert dropped(f) >= 1  # the SYNs
+        # The old session's FIN was dropped too: until the gateway sees it (TCP retransmits it),
+        # the client id is still in use there (326), as with a real IB Gateway. Retry, with a deadline.
+        t0 = time.monotonic()
+        c.wait_for(lambda: reconnected(c), 20, "a reconnect after the heal")
+        print(f"reconnected {time.monotonic() - t0:.2f} s after the heal; 326 (client id in use) "
+              f"{c.codes(326).__len__()} time(s) meanwhile")
+        assert ib.isConnected()
+
+    def test_slow_answers_are_measured(self, chaos_ibkr_client):
+        c = chaos_ibkr_client
+        ib = c.connect()
+        base = _rtt_ms(ib)
+        f = c.inject_slow_response(delay_ms=300, duration_s=5)  # skips where the kernel has no netem
+        slow = _rtt_ms(ib)
+        c.wait_healed(f)
+        print(f"reqCurrentTime round trip: {base:.1f} ms before, {slow:.1f} ms with 300 ms added")
+        assert slow - base >= 250
+
+
+def reconnected(c) -> bool:
+    try:
+        c.connect()
+        return True
+    except (TimeoutError, ConnectionError):
+        return False
+
+
+def answers(ib) -> bool:
+    """One reqCurrentTime answered within the request timeout."""
+    try:
+        return bool(ib.reqCurrentTime())
+    except TimeoutError:
+        return False
+
+
+def _rtt_ms(ib) -> float:
+    samples = []
+    for _ in range(5):
+        t0 = time.monotonic()
+        ib.reqCurrentTime()
+        samples.append((time.monotonic() - t0) * 1000)
+    return statistics.median(samples)
+
+
+class TestIbUpstreamOutage:
+    @pytest.mark.parametrize(("outage_s", "code"), [(2, 1102), (8, 1101)])
+    def test_1100_within_a_second_then_restored_and_ticks_resume(self, chaos_ibkr_client, outage_s, code):
+        """gateway <-> ibserver cut: 1100 within 1 s; back within the gateway's keep window (5 s)
+        1102 and the subscription streams again, later 1101 and nothing until resubscribed."""
+        c = chaos_ibkr_client
+        ib = c.connect()
+        [contract] = ib.qualifyContracts(ib_async.Stock("AAPL", "SMART", "USD"))
+        ticks: list[float] = []
+        ib.pendingTickersEvent += lambda tickers: ticks.extend(time.monotonic() for _ in tickers)
+        ib.reqMktData(contract)
+        c.wait_for(lambda: len(ticks) >= 5, 5, "ticks")
+        f = c.inject_upstream_outage(duration_s=outage_s)
+        c.wait_for(lambda: 1100 in c.codes(), 3, "1100")
+        lost = next(e for e in c.errors if e.code == 1100)
+        t_lost = time.monotonic()
+        c.wait_for(lambda: code in c.codes(), outage_s + 5, f"{code} after the heal")
+        t_back = time.monotonic()
+        c.wait_healed(f)
+        during = sum(t_lost + 0.1 < t < t_back for t in ticks)
+        if code == 1101:  # subscriptions lost: nothing comes until the client asks again
+            c.wait_for(lambda: True, 0.5, "")
+            assert not [t for t in ticks if t > t_back], "ticks after 1101 without resubscribing"
+            ib.cancelMktData(contract)
+            ib.reqMktData(contract)
+        n = len(ticks)
+        c.wait_for(lambda: len(ticks) >= n + 5, 5, "ticks again")
+        detect_ms = (lost.t_ns - f.applied_ns) / 1e6
+        print(f"{outage_s} s upstream outage: {dropped(f)} packets dropped gateway<->ibserver; 1100 "
+              f"{detect_ms:.0f} ms after the fault; {code} after the heal; {during} ticks while down; "
+              f"streaming again{' after resubscribing' if code == 1101 else ''}")
+        assert dropped(f) >= 1 and detect_ms < 1000 and during == 0
+
+
+class TestIbRateLimiting:
+    def test_a_burst_of_200_orders_gets_error_100_backs_off_and_fills_each_once(self, chaos_ibkr_client):
+        """200 orders at once: the gateway's pacing (rate_limit.api_pacing_per_s) refuses the excess
+        with error 100; the client waits out the window, paces itself below the limit and sends
+        the refused ones again (new order ids, same orderRef): every ref filled exactly once."""
+        c = chaos_ibkr_client
+        limit = resilience.load(LAB_CONFIG).api_pacing_per_s
+        ib = c.connect()
+        ib.client.MaxRequests = 0  # ib_async paces itself to 45/s by default: off, for the burst
+        [contract] = ib.qualifyContracts(ib_async.Stock("MSFT", "SMART", "USD"))
+        refs = [f"burst-{os.getpid()}-{time.time_ns()}-{i}" for i in range(200)]
+
+        def place(batch: list[str]) -> set[str]:
+            """The refs refused for pacing."""
+            trades = {r: ib.placeOrder(contract, ib_async.MarketOrder("BUY", 1, orderRef=r)) for r in batch}
+            c.wait_for(lambda: all(t.isDone() for t in trades.values()), 30, "every order answered")
+            refused = {r for r, t in trades.items() if t.orderStatus.status != "Filled"}
+            assert all(any(e.errorCode == 100 for e in trades[r].log) for r in refused), "refused, not for pacing"
+            return refused
+
+        refused = place(refs)
+        burst_100s = len(c.codes(100))
+        ib.sleep(1.0)                                 # back off: the gateway's window is one second
+        ib.client.MaxRequests = int(limit * 0.8)      # then paced below the limit (ib_async's throttle)
+        again = place(sorted(refused))
+        print(f"burst of 200 orders: {len(refused)} refused with error 100 (limit {limit}/s); resent paced at "
+              f"{ib.client.MaxRequests}/s: {len(again)} refused; {len(c.codes(100)) - burst_100s} more 100s")
+        assert len(refused) >= 200 - limit and not again
+        fills = Counter(f.execution.orderRef for f in ib.reqExecutions() if f.execution.orderRef in set(refs))
+        assert set(fills) == set(refs) and set(fills.values()) == {1}  # each filled exactly once
+        assert ib.isConnected() and not c.disconnects  # backed off in time: not disconnected for pacing
