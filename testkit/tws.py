@@ -5,16 +5,19 @@ again (silence / speak) as under a partition, without the kernel."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import struct
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from faultline.examples.trading.tws import messages as m
 from faultline.examples.trading.tws.gateway import Gateway
 from faultline.examples.trading.tws.ibserver import IbServer
 from faultline.examples.trading.tws.wire import Splitter, encode
+from faultline.examples.trading.wire import read_log
 
 
 class Running:
@@ -119,3 +122,20 @@ def speak(r: Running, ibs: IbServer) -> None:
         del ibs._send
         ibs.pump_task = asyncio.get_running_loop().create_task(ibs.pump())
     r.call(again)
+
+
+# -- the trader's logs (examples/trading/tws/trader.py --dir) ----------------------------------
+def stats(d: Path) -> dict:
+    p = d / "stats.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def codes(d: Path) -> list[int]:
+    return [e["code"] for e in read_log(d / "errors.jsonl") if e["code"] in (1100, 1101, 1102)]
+
+
+def exactly_once(gw_dir: Path, trader_dir: Path) -> tuple[list[str], list[str]]:
+    """(refs executed more than once, refs never executed) of what the trader logged as intents."""
+    refs = {r["ref"] for r in read_log(trader_dir / "orders.jsonl") if r["op"] == "intent"}
+    ex = Counter(e["order_ref"] for e in read_log(gw_dir / "executions.jsonl"))
+    return sorted(r for r, n in ex.items() if n > 1), sorted(r for r in refs if ex[r] == 0)

@@ -16,6 +16,11 @@ from __future__ import annotations
 
 import html
 import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +79,40 @@ def ibkr_lab():
             yield ib
     finally:
         lab.down()
+
+
+@dataclass
+class TraderRun:
+    """The ib_async trader (examples/trading/tws/trader.py) on the IB lab's trader host."""
+
+    dir: Path
+    gateway_dir: Path
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        """SIGTERM: no new orders, what is in flight filled, then exit 0."""
+        self.proc.terminate()
+        rc = self.proc.wait(20)
+        assert rc == 0, f"trader exited {rc}: {(self.dir / 'trader.log').read_text()[-2000:]}"
+
+
+@pytest.fixture
+def ibkr_trader(ibkr_lab: IbkrLab, tmp_path: Path) -> Iterator[TraderRun]:
+    d = OUT / "ibkr" / "trader" / tmp_path.name
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    argv = ibkr_lab_exec("trader", [sys.executable, "-m", "faultline.examples.trading.tws.trader", "--connect",
+                                    ibkr_lab.address, "--dir", str(d), "--rate", "5"])
+    with (d / "trader.log").open("ab") as log:  # ib_async logs every IB error: a pipe could fill
+        run = TraderRun(d, ibkr_lab.run_dir / "gateway", subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+    yield run
+    if run.proc.poll() is None:
+        run.proc.kill()
+        run.proc.wait(10)
+
+
+def ibkr_lab_exec(host: str, argv: list[str]) -> list[str]:
+    return Lab(IBKR_LAB).exec_argv(host, argv)
 
 
 @pytest.fixture(scope="module")

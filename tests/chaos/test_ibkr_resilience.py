@@ -14,6 +14,8 @@ import pytest
 
 from faultline.controller.model import config as resilience
 from faultline.examples.trading import LAB_CONFIG
+from faultline.examples.trading.wire import read_log
+from testkit.tws import codes, exactly_once, stats
 from tests.chaos.conftest import assert_recovered, failed, verdict
 
 ib_async = pytest.importorskip("ib_async", reason="ib-async is a dev dependency (pip install -e .[dev])")
@@ -231,6 +233,33 @@ class TestIbUpstreamOutage:
               f"{detect_ms:.0f} ms after the fault; {code} after the heal; {during} ticks while down; "
               f"streaming again{' after resubscribing' if code == 1101 else ''}")
         assert dropped(f) >= 1 and detect_ms < 1000 and during == 0
+
+
+class TestIbTraderThroughAnUpstreamPartition:
+    def test_the_traders_ib_async_client_1100_then_1101_resubscribes_and_no_order_is_lost_or_doubled(
+            self, chaos_ibkr_client, ibkr_trader):
+        """The ib_async trader (examples/trading/tws/trader.py) on its own lab host, a 10 s
+        gateway<->ibserver partition: 1100 within 1 s, 1101 after the heal (longer than the
+        gateway's 5 s keep window), market data resubscribed and flowing, and every order it
+        meant executed exactly once (its orders.jsonl against the gateway's executions)."""
+        c, d = chaos_ibkr_client, ibkr_trader.dir
+        c.wait_for(lambda: stats(d).get("reconciled") and stats(d).get("orders", 0) >= 10, 20, "the trader trading")
+        f = c.inject_upstream_outage(duration_s=10)
+        c.wait_for(lambda: codes(d)[-1:] == [1100], 3, "1100 in the trader's error log")
+        c.wait_healed(f)
+        c.wait_for(lambda: codes(d)[-2:] == [1100, 1101], 10, "1101 in the trader's error log")
+        lost = next(e for e in read_log(d / "errors.jsonl") if e["code"] == 1100 and e["t_ns"] >= f.applied_ns)
+        c.wait_for(lambda: stats(d).get("resubscribed", 0) >= 1, 5, "the trader resubscribing")
+        c.wait_for(lambda: sum(read_log(d / "md.jsonl")[-1]["ticks"].values()) > 0, 5, "ticks in the trader again")
+        orders = stats(d)["orders"]
+        c.wait_for(lambda: stats(d).get("orders", 0) >= orders + 10, 10, "orders after the heal")
+        ibkr_trader.stop()  # SIGTERM: what is in flight is filled, then it exits
+        twice, never = exactly_once(ibkr_trader.gateway_dir, d)
+        detect_ms = (lost["t_ns"] - f.applied_ns) / 1e6
+        print(f"trader: 1100 {detect_ms:.0f} ms after the partition, 1101 after the heal, resubscribed; "
+              f"{stats(d)['orders']} orders, {len(twice)} executed twice, {len(never)} never; "
+              f"{dropped(f)} packets dropped gateway<->ibserver")
+        assert detect_ms < 1000 and twice == [] and never == [] and dropped(f) >= 1
 
 
 class TestIbRateLimiting:

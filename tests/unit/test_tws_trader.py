@@ -4,12 +4,10 @@ and reqOpenOrders), every order it meant is executed exactly once; after 1101 it
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,18 +16,9 @@ from faultline.examples.trading.tws.gateway import Gateway
 from faultline.examples.trading.tws.ibserver import IbServer
 from faultline.examples.trading.wire import read_log
 from testkit.netns import wait_until
-from testkit.tws import Running, silence, speak
+from testkit.tws import Running, codes, exactly_once, silence, speak, stats
 
 pytest.importorskip("ib_async", reason="ib-async is a dev dependency (pip install -e .[dev])")
-
-
-def stats(d: Path) -> dict:
-    p = d / "stats.json"
-    return json.loads(p.read_text()) if p.exists() else {}
-
-
-def codes(d: Path) -> list[int]:
-    return [e["code"] for e in read_log(d / "errors.jsonl") if e["code"] in (1100, 1101, 1102)]
 
 
 def trader(port: int, d: Path, rate: int = 20) -> subprocess.Popen:
@@ -38,13 +27,6 @@ def trader(port: int, d: Path, rate: int = 20) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "faultline.examples.trading.tws.trader", "--connect",
                                  f"127.0.0.1:{port}", "--dir", str(d), "--rate", str(rate)],
                                 stdout=log, stderr=subprocess.STDOUT)
-
-
-def exactly_once(gw_dir: Path, trader_dir: Path) -> tuple[list[str], list[str]]:
-    """(refs executed more than once, refs never executed) of what the trader logged as intents."""
-    refs = {r["ref"] for r in read_log(trader_dir / "orders.jsonl") if r["op"] == "intent"}
-    ex = Counter(e["order_ref"] for e in read_log(gw_dir / "executions.jsonl"))
-    return sorted(r for r, n in ex.items() if n > 1), sorted(r for r in refs if ex[r] == 0)
 
 
 @pytest.fixture
