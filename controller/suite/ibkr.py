@@ -21,6 +21,7 @@ until a condition holds. close() heals whatever is still in and disconnects.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
     import ib_async
 
 T = TypeVar("T")
-CLIENT_ID = 71            # one the trading team's own clients are unlikely to use
+# Client ids the trading team's own clients are unlikely to use; each ChaosIbkrClient takes the
+# next, as a session whose close a fault swallowed holds its id at the gateway for a while (326).
+CLIENT_IDS = itertools.count(71)
 RESET_WINDOW_S = 0.2      # a reset acts once; its fault record lasts this long
 ANSWER_MARGIN_S = 1.0     # the timeout fault outlasts the request timeout by this much
 
@@ -75,9 +78,9 @@ class _Background:
 
 class ChaosIbkrClient:
     def __init__(self, injector: FaultInjector, target: IbkrTarget, config: dict[str, float | int],
-                 client_id: int = CLIENT_ID) -> None:
+                 client_id: int | None = None) -> None:
         self.injector, self.target, self.config = injector, target, config
-        self.client_id = client_id
+        self.client_id = client_id if client_id is not None else next(CLIENT_IDS)
         self.ib: ib_async.IB | None = None
         self.errors: list[IbError] = []
         self.disconnects: list[int] = []

@@ -222,7 +222,7 @@ class TestIbUpstreamOutage:
         c.wait_healed(f)
         during = sum(t_lost + 0.1 < t < t_back for t in ticks)
         if code == 1101:  # subscriptions lost: nothing comes until the client asks again
-            c.wait_for(lambda: True, 0.5, "")
+            ib.sleep(0.5)  # the client's loop runs: anything the gateway streams would arrive
             assert not [t for t in ticks if t > t_back], "ticks after 1101 without resubscribing"
             ib.cancelMktData(contract)
             ib.reqMktData(contract)
@@ -233,6 +233,46 @@ class TestIbUpstreamOutage:
               f"{detect_ms:.0f} ms after the fault; {code} after the heal; {during} ticks while down; "
               f"streaming again{' after resubscribing' if code == 1101 else ''}")
         assert dropped(f) >= 1 and detect_ms < 1000 and during == 0
+
+
+class TestIbHalfOpen:
+    def test_one_direction_blackholed_no_close_fires_the_clients_own_timeouts_notice(self, chaos_ibkr_client):
+        """The gateway's answers blackholed, its requests still arriving: no FIN, no RST, the
+        socket stays ESTABLISHED on both sides. A client that checks its link (here reqCurrentTime
+        back to back, as a heartbeat) notices by its request timeout; the test reports how long."""
+        c = chaos_ibkr_client
+        ib = c.connect()
+        f = c.inject_half_open(duration_s=10)
+        t0 = time.monotonic()
+        c.wait_for(lambda: not answers(ib), 10, "a heartbeat timing out")
+        noticed = time.monotonic() - t0
+        assert ib.isConnected() and not c.disconnects  # nothing told the client: half-open
+        c.heal_all()
+        print(f"half-open: noticed by the client's own request timeout {noticed:.2f} s after the fault "
+              f"(request timeout {c.config['request_timeout_s']} s); no disconnected event; "
+              f"{f.final['gateway'][1]} packets dropped on the gateway's egress")
+        assert f.final["gateway"][1] >= 1 and noticed <= c.config["request_timeout_s"] + 1.0
+
+
+class TestIbOrderPlacementDuringFailures:
+    @pytest.mark.parametrize("fault", ["upstream", "disconnect"])
+    def test_orders_placed_during_a_fault_execute_exactly_once(self, chaos_ibkr_client, fault):
+        """Orders placed while IB's back end is cut off (held by the gateway, PreSubmitted) or
+        while the client's own link drops everything (in TCP's buffers): after the heal each is
+        executed exactly once, proved by reqExecutions."""
+        c = chaos_ibkr_client
+        ib = c.connect()
+        [contract] = ib.qualifyContracts(ib_async.Stock("SPY", "SMART", "USD"))
+        f = (c.inject_upstream_outage(duration_s=3) if fault == "upstream"
+             else c.inject_disconnect(mode="disconnect", duration_s=3))
+        refs = [f"during-{fault}-{time.time_ns()}-{i}" for i in range(10)]
+        trades = [ib.placeOrder(contract, ib_async.MarketOrder("SELL", 1, orderRef=r)) for r in refs]
+        c.wait_healed(f)
+        c.wait_for(lambda: all(t.orderStatus.status == "Filled" for t in trades), 15, "every order filled")
+        fills = Counter(x.execution.orderRef for x in ib.reqExecutions() if x.execution.orderRef in set(refs))
+        print(f"{fault}: 10 orders placed during the fault, {dropped(f)} packets dropped; executions per ref: "
+              f"{sorted(set(fills.values()))}")
+        assert dropped(f) >= 1 and set(fills) == set(refs) and set(fills.values()) == {1}
 
 
 class TestIbTraderThroughAnUpstreamPartition:
