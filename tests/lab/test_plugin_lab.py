@@ -51,3 +51,23 @@ def test_readme_example_and_loss_on_a_lab_of_the_plugins_own(pytester):
     recovery = re.search(r"Recovery Time: (\d+\.\d+)s", result.stdout.str())
     assert recovery and 3.0 <= float(recovery.group(1)) < 5.0
     assert not Path("/run/faultline-lab/fl-lab.json").exists()  # the plugin took its lab down
+
+
+def readme_ibkr_example() -> str:
+    text = README.read_text()
+    section = text[text.index("### IBKR in the lab and for real"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_ibkr_example_runs_as_written_on_the_plugins_lab(pytester):
+    """`pytest --faultline-lab --faultline-ibkr lab`: the plugin brings up gateway and ibserver
+    hosts, starts the TWS gateway and ibserver there, and the README's chaos_ibkr_client tests pass."""
+    why = why_no_lab()
+    if why:
+        pytest.skip(why)
+    pytest.importorskip("ib_async", reason="ib-async is a dev dependency (pip install -e .[dev])")
+    pytester.makepyfile(test_ib=readme_ibkr_example())
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", "--faultline-lab",
+                                           "--faultline-lab-hosts", "gateway", "--faultline-ibkr", "lab", timeout=300)
+    result.assert_outcomes(passed=2)
+    assert not Path("/run/faultline-lab/fl-lab.json").exists()  # the plugin took its lab down
