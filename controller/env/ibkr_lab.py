@@ -81,7 +81,7 @@ class IbkrLab:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready():
             if p.poll() is not None or time.monotonic() > deadline:
-                why = f"exited {p.returncode}" if p.poll() is not None else f"not listening after {START_TIMEOUT_S} s"
+                why = f"exited {p.returncode}" if p.poll() is not None else f"not serving after {START_TIMEOUT_S} s"
                 raise IbkrLabError(f"{module[0]} on {host}: {why}; see {d / 'process.log'}")
             time.sleep(0.05)  # polling the condition above, with its deadline
 

@@ -73,6 +73,9 @@ def ibkr_lab():
     _need_lab()
     lab = Lab(IBKR_LAB)
     lab.down()  # what a killed earlier run left
+    # A fresh gateway: one started on an earlier run's executions.jsonl would hold its fills
+    # (the trader's refs T000001... again), and "executed once" would count them.
+    shutil.rmtree(OUT / "ibkr", ignore_errors=True)
     try:
         state = lab.up(IBKR_HOSTS)
         with IbkrLab(state, OUT / "ibkr") as ib:
