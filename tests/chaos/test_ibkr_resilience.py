@@ -1,5 +1,7 @@
-"""Gateway (IBKR-style) resilience on the trading lab: connection failures, reconnect backoff,
-timeouts, rate limiting, orders placed during failures, streaming market data."""
+"""IBKR resilience. On the trading lab (its scenarios): connection failures, reconnect backoff
+from the kernel's SYN gaps, timeouts, rate limiting, orders placed during failures, streaming
+market data. Against the IB API (the TestIb* classes): an ib_async client (chaos_ibkr_client)
+and the ib_async trader on the lab's TWS-protocol gateway and ibserver, faulted by the kernel."""
 
 from __future__ import annotations
 
