@@ -113,21 +113,8 @@ class ChaosIbkrClient:
         return [e.code for e in self.errors if not wanted or e.code in wanted]
 
     def wait_for(self, cond: Callable[[], T], timeout_s: float, what: str) -> T:
-        """Run the client's event loop until cond() is true; AssertionError naming `what` after
-        timeout_s. An error event is not an update, hence the 50 ms cap on each wait."""
-        deadline = time.monotonic() + timeout_s
-        while not (got := cond()):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {what} within {timeout_s} s")
-            if self.ib is not None and self.ib.isConnected():
-                try:
-                    self.ib.waitOnUpdate(timeout=min(left, 0.05))
-                except ConnectionError:  # ib_async raises the lost connection here; `disconnects` has it
-                    pass
-            else:
-                time.sleep(min(left, 0.05))  # nothing connected to wake us: poll the condition
-        return got
+        """Run the client's event loop until cond() is true (run_until)."""
+        return run_until(self.ib, cond, timeout_s, what)
 
     # -- the faults ---------------------------------------------------------------------------
     def inject_disconnect(self, mode: str = "reset", duration_s: float = 5.0) -> ActiveFault:
@@ -145,7 +132,7 @@ class ChaosIbkrClient:
         a margin: the next request's answer does not come in time; it arrives after the heal,
         when TCP retransmits it. The client's requests still reach the gateway."""
         t = duration_s if duration_s is not None else float(self.config["request_timeout_s"]) + ANSWER_MARGIN_S
-        return self._hold("disconnect", t, self._client_target(), {"direction": "egress"})
+        return self.inject_half_open(t)
 
     def inject_half_open(self, duration_s: float) -> ActiveFault:
         """One direction blackholed (the gateway's answers), long: no close ever fires, so the
@@ -221,3 +208,21 @@ class ChaosIbkrClient:
         """Run the client's loop until this fault is healed (its final counters are then in)."""
         self.wait_for(lambda: fault.healed_ns is not None, timeout_s, f"heal of the {fault.kind}")
         return fault
+
+
+def run_until(ib: ib_async.IB | None, cond: Callable[[], T], timeout_s: float, what: str) -> T:
+    """Run ib_async's loop until cond() is true; AssertionError naming `what` after timeout_s.
+    An update wakes it early; an error event is not an update, hence the 50 ms cap on each wait."""
+    deadline = time.monotonic() + timeout_s
+    while not (got := cond()):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no {what} within {timeout_s} s")
+        if ib is not None and ib.isConnected():
+            try:
+                ib.waitOnUpdate(timeout=min(left, 0.05))
+            except ConnectionError:  # ib_async raises a lost connection here; the event has it
+                pass
+        else:
+            time.sleep(min(left, 0.05))  # nothing connected to wake us: poll the condition
+    return got

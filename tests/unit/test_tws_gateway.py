@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from faultline.controller.suite.ibkr import run_until
 from faultline.examples.trading.tws import messages as m
 from faultline.examples.trading.tws.gateway import Gateway
 from faultline.examples.trading.tws.ibserver import IbServer
@@ -60,17 +61,6 @@ def gateway(tmp_path) -> Iterator[Running]:
     r = Running(tmp_path / "gw")
     yield r
     r.stop()
-
-
-def ib_wait(ib: ib_async.IB, cond, timeout_s: float, what: str):
-    """Run ib_async's loop until cond() holds, with a deadline. An update wakes it early; an
-    error event is not an update, hence the 50 ms cap on each wait."""
-    deadline = time.monotonic() + timeout_s
-    while not (got := cond()):
-        left = deadline - time.monotonic()
-        assert left > 0, f"no {what} within {timeout_s} s"
-        ib.waitOnUpdate(timeout=min(left, 0.05))
-    return got
 
 
 def connect(port: int, client_id: int, **kw) -> ib_async.IB:
@@ -141,13 +131,13 @@ def test_an_order_fills_once_and_is_there_after_a_reconnect_and_a_restart(tmp_pa
     try:
         [aapl] = ib.qualifyContracts(ib_async.Stock("AAPL", "SMART", "USD"))
         trade = ib.placeOrder(aapl, ib_async.MarketOrder("BUY", 10, orderRef="ref-1"))
-        ib_wait(ib, trade.isDone, 5, "fill")
+        run_until(ib, trade.isDone, 5, "fill")
         assert trade.orderStatus.status == "Filled" and trade.orderStatus.filled == 10
         assert [f.execution.shares for f in trade.fills] == [10]
-        assert ib_wait(ib, ib.positions, 5, "position update")[0].position == 10
+        assert run_until(ib, ib.positions, 5, "position update")[0].position == 10
         # The same id again (a careless replay, below ib_async's own guard): refused, not executed twice.
         ib.client.placeOrder(trade.order.orderId, aapl, ib_async.MarketOrder("BUY", 10, orderRef="ref-1"))
-        ib_wait(ib, lambda: 103 in [c for c, _ in ib.errors], 5, "error 103")
+        run_until(ib, lambda: 103 in [c for c, _ in ib.errors], 5, "error 103")
         ib.disconnect()
         ib = connect(r.port, 5)
         assert [(f.execution.orderRef, f.execution.shares) for f in ib.reqExecutions()] == [("ref-1", 10)]
@@ -183,9 +173,9 @@ def test_malformed_requests_get_ib_errors_and_leave_other_clients_streaming(gate
         assert raw.until(lambda f: f[0] == "49", "currentTime")
         raw.sock.sendall(struct.pack(">I", 0xFFFFFFF0) + b"garbage")  # framing broken: closed
         assert raw.closed()
-        ib_wait(ib, lambda: ticker.time, 5, "first tick")
+        run_until(ib, lambda: ticker.time, 5, "first tick")
         seen = ticker.time
-        ib_wait(ib, lambda: ticker.time != seen, 5, "a tick after the bad client was closed")
+        run_until(ib, lambda: ticker.time != seen, 5, "a tick after the bad client was closed")
         assert ib.isConnected()
         assert gateway.gw.counts["framing_closed"] == 1
     finally:
@@ -254,26 +244,26 @@ def test_a_short_outage_1100_then_1102_held_order_filled_once_ticks_resume(tmp_p
     r, ibs, gw = _with_backend(tmp_path, keep_s=5)
     ib = connect(gw.port, 1)
     try:
-        ib_wait(ib, lambda: gw.link is not None, 5, "the gateway's link to the back end")
+        run_until(ib, lambda: gw.link is not None, 5, "the gateway's link to the back end")
         ticker = ib.reqMktData(ib_async.Stock("AAPL", "SMART", "USD", conId=265598))
-        ib_wait(ib, lambda: ticker.last == ticker.last and ticker.last > 0, 5, "a tick from the back end")
+        run_until(ib, lambda: ticker.last == ticker.last and ticker.last > 0, 5, "a tick from the back end")
         first = ib.placeOrder(ticker.contract, ib_async.MarketOrder("BUY", 5, orderRef="a"))
-        ib_wait(ib, first.isDone, 5, "a fill from the back end")
+        run_until(ib, first.isDone, 5, "a fill from the back end")
         assert ibs.counts["executed"] == 1
         t0 = time.monotonic()
         silence(r, ibs)
-        ib_wait(ib, lambda: 1100 in codes(ib), 5, "error 1100")
+        run_until(ib, lambda: 1100 in codes(ib), 5, "error 1100")
         assert time.monotonic() - t0 < 1.0, "1100 within a second of the link going silent"
         assert ib.errors[-1][1] == "Connectivity between IB and Trader Workstation has been lost."
         held = ib.placeOrder(ticker.contract, ib_async.MarketOrder("SELL", 5, orderRef="b"))
-        ib_wait(ib, lambda: held.orderStatus.status == "PreSubmitted", 5, "the order held")
+        run_until(ib, lambda: held.orderStatus.status == "PreSubmitted", 5, "the order held")
         speak(r, ibs)
-        ib_wait(ib, lambda: 1102 in codes(ib), 5, "error 1102")
-        ib_wait(ib, held.isDone, 5, "the held order filled after the restore")
+        run_until(ib, lambda: 1102 in codes(ib), 5, "error 1102")
+        run_until(ib, held.isDone, 5, "the held order filled after the restore")
         assert codes(ib) == [1100, 1102]
         assert [f.execution.shares for f in held.fills] == [5] and ibs.counts["executed"] == 2
         before = ticker.time
-        ib_wait(ib, lambda: ticker.time != before, 5, "ticks without resubscribing (1102: kept)")
+        run_until(ib, lambda: ticker.time != before, 5, "ticks without resubscribing (1102: kept)")
     finally:
         ib.disconnect()
         r.stop()
@@ -283,22 +273,22 @@ def test_a_long_outage_1101_drops_subscriptions_until_the_client_resubscribes(tm
     r, ibs, gw = _with_backend(tmp_path, keep_s=0.2)
     ib = connect(gw.port, 1)
     try:
-        ib_wait(ib, lambda: gw.link is not None, 5, "the gateway's link to the back end")
+        run_until(ib, lambda: gw.link is not None, 5, "the gateway's link to the back end")
         contract = ib_async.Stock("MSFT", "SMART", "USD", conId=272093)
         ticker = ib.reqMktData(contract)
-        ib_wait(ib, lambda: ticker.last == ticker.last and ticker.last > 0, 5, "a tick")
+        run_until(ib, lambda: ticker.last == ticker.last and ticker.last > 0, 5, "a tick")
         silence(r, ibs)
-        ib_wait(ib, lambda: 1100 in codes(ib), 5, "error 1100")
-        ib_wait(ib, lambda: gw.lost_at is not None and time.monotonic() - gw.lost_at > 0.2, 5, "a long outage")
+        run_until(ib, lambda: 1100 in codes(ib), 5, "error 1100")
+        run_until(ib, lambda: gw.lost_at is not None and time.monotonic() - gw.lost_at > 0.2, 5, "a long outage")
         speak(r, ibs)
-        ib_wait(ib, lambda: 1101 in codes(ib), 5, "error 1101")
+        run_until(ib, lambda: 1101 in codes(ib), 5, "error 1101")
         assert ib.errors[-1][1] == "Connectivity between IB and Trader Workstation has been restored - data lost."
         sent = gw.counts["ticks_sent"]
-        ib_wait(ib, lambda: gw.link is not None and ibs.counts["links"] == 2, 5, "the link back")
+        run_until(ib, lambda: gw.link is not None and ibs.counts["links"] == 2, 5, "the link back")
         assert gw.counts["ticks_sent"] == sent, "no ticks for the dropped subscription"
         ib.cancelMktData(contract)
         again = ib.reqMktData(contract)
-        ib_wait(ib, lambda: gw.counts["ticks_sent"] > sent + 3 and again.last > 0, 5, "ticks after resubscribing")
+        run_until(ib, lambda: gw.counts["ticks_sent"] > sent + 3 and again.last > 0, 5, "ticks after resubscribing")
     finally:
         ib.disconnect()
         r.stop()
