@@ -1,9 +1,9 @@
 """Detection resolution: how soon after the kernel saw the reconnect the controller knew.
 
-The reference workload (examples/trading: broker, gateway, trader placing 10 orders/s) in
-a lab; a 3 s partition between trader and gateway (DISCONNECT on the trader's agent), then
-the heal, round after round. The kernel's moment: the trader's connection to 4002 going
-ESTABLISHED again (inet_sock_set_state, timestamped in the kernel). Against it:
+The reference workload (examples/trading: the lab's IB Gateway, filling orders itself, and the
+ib_async trader placing 10 orders/s) in a lab; a 3 s partition between trader and gateway
+(DISCONNECT on the trader's agent), then the heal, round after round. The kernel's moment: the
+trader's connection to 4002 going ESTABLISHED again (inet_sock_set_state, timestamped in the kernel). Against it:
 
 - faultline: the moment that event reached the controller over the watch stream; the mark
   itself carries the kernel's timestamp, so its error is zero and this is how late it is known;
@@ -39,16 +39,14 @@ PORT = 4002
 def start_workload(lab: Lab, run_dir: Path) -> list[subprocess.Popen]:
     h = lab.state.hosts
     py = sys.executable
-    run_dir.mkdir(parents=True, exist_ok=True)  # redis-server exits if its --dir is missing
+    run_dir.mkdir(parents=True, exist_ok=True)
     argvs = [
-        ("broker", ["/usr/bin/redis-server", "--bind", h["broker"].ipv4, "--port", "6379", "--save", "",
-                    "--appendonly", "no", "--protected-mode", "no", "--dir", str(run_dir)]),
-        ("gateway", [py, "-m", "faultline.examples.trading.gateway", "--bind", h["gateway"].ipv4,
-                     "--bus", f"{h['broker'].ipv4}:6379", "--dir", str(run_dir / "gateway")]),
-        ("trader", [py, "-m", "faultline.examples.trading.trader", "--connect", f"{h['gateway'].ipv4}:{PORT}",
+        ("gateway", [py, "-m", "faultline.examples.trading.tws.gateway", "--bind", h["gateway"].ipv4,
+                     "--dir", str(run_dir / "gateway")]),
+        ("trader", [py, "-m", "faultline.examples.trading.tws.trader", "--connect", f"{h['gateway'].ipv4}:{PORT}",
                     "--dir", str(run_dir / "trader"), "--rate", "10"]),
     ]
-    listens = {"broker": 6379, "gateway": PORT}
+    listens = {"gateway": PORT}
     procs = []
     for host, argv in argvs:
         procs.append(subprocess.Popen(lab.exec_argv(host, argv), stdout=subprocess.DEVNULL,
@@ -92,7 +90,7 @@ def run(rounds: int, out: Path | None) -> dict[str, object]:
     stream_ms: list[float] = []
     poll_ms: list[float] = []
     try:
-        lab.state = lab.up(["trader", "gateway", "broker"], agents=["trader"])  # down below even if this fails
+        lab.state = lab.up(["trader", "gateway"], agents=["trader"])  # down below even if this fails
         h = lab.state.hosts
         start_workload(lab, Path(lab.config.run_dir) / "detection")
         [trader] = [connect(ep) for ep in lab_endpoints(lab.state, ["trader"]).values()]

@@ -285,7 +285,10 @@ def _with_include(path: Path) -> tuple[str, Path | None, int]:
 # Modules a scenario's commands ran before everything moved under the one import name `faultline`.
 _RENAMED = {"controller.seqload": "faultline.examples.workloads.seqload",
             "controller.workload": "faultline.examples.workloads.echo", "controller.cli": "faultline",
-            "controller.nsexec": "faultline.controller.env.nsexec"}
+            "controller.nsexec": "faultline.controller.env.nsexec",
+            # The JSON-lines gateway and its trader gave way to the TWS API ones (IB's protocol).
+            **{f"{pre}examples.trading.{m}": f"faultline.examples.trading.tws.{m}"
+               for pre in ("", "faultline.") for m in ("gateway", "trader")}}
 
 
 def renamed_module(module: str) -> str | None:

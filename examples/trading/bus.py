@@ -8,6 +8,8 @@ consumer group for the group) and naming it in `connect`.
 from __future__ import annotations
 
 import json
+import threading
+from collections import deque
 from typing import Any, Protocol
 
 import redis
@@ -70,3 +72,40 @@ class RedisBus:
 def connect(address: str) -> Bus:
     host, _, port = address.rpartition(":")
     return RedisBus(host, int(port))
+
+
+class Outbox:
+    """What a publisher owes the broker, in order: kept while the broker is unreachable and sent
+    when it is back. The peak is the buffering the suite reports (outbox_max)."""
+
+    def __init__(self, bus: Bus, limit: int = 200_000) -> None:
+        self.bus = bus
+        self._q: deque[tuple[str, dict[str, Any]]] = deque(maxlen=limit)
+        self._lock = threading.Lock()
+        self.counts = {"outbox_max": 0, "bus_down": 0}
+
+    def put(self, stream: str, message: dict[str, Any]) -> None:
+        with self._lock:
+            self._q.append((stream, message))
+            self.counts["outbox_max"] = max(self.counts["outbox_max"], len(self._q))
+
+    def flush(self) -> None:
+        """Send what waits, in order; stop at the first failure (the rest waits for the next try)."""
+        while True:
+            with self._lock:
+                if not self._q:
+                    return
+                stream, message = self._q[0]
+            try:
+                self.bus.publish(stream, message)
+            except BusDown:
+                self.counts["bus_down"] += 1
+                return
+            with self._lock:
+                self._q.popleft()
+
+    def run(self, stop: threading.Event, every_s: float = 0.005) -> None:
+        """The publisher thread: the producer never waits for the broker."""
+        while not stop.is_set():
+            self.flush()
+            stop.wait(every_s)

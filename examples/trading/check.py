@@ -1,10 +1,12 @@
 """What a QA engineer checks after a fault: order integrity, positions, market-data continuity.
 
-Joins the trader's order log with the gateway's executions: every order the trader placed
-must be executed exactly once (by its ref: a replay under a new id shows up as a duplicate),
-nothing executed that was not placed, and the positions from executions must equal the
-positions the trader's intents imply. Prints one JSON object of counters (the scenario's
-data-loss probe reads sent / received); `--violations` lists each problem instead.
+Joins the trader's order log (its intents, each with IB's orderRef) with the lab IB Gateway's
+executions (execDetails as IB reports them: orderRef, permId, BOT/SLD, shares): every order
+the trader meant must be executed exactly once by its orderRef (a resend under a new order id
+that IB also filled shows up as a duplicate), nothing executed that was not meant, no permId
+executed twice, and the positions from executions must equal the positions the intents imply.
+Prints one JSON object of counters (the scenario's data-loss probe reads sent / received);
+`--violations` lists each problem instead.
 
 With `--window INJECT_NS HEAL_NS` it also compares each plane's latency before and during the
 fault: the order path (an order's send to its fill, at the trader) and the market-data path
@@ -34,15 +36,19 @@ BASELINE_NS = 2_000_000_000  # the plane latency before a fault: what was sent i
 GUARD_NS = 500_000_000       # ...ending this long before it (a message in flight at the inject is the fault's)
 
 
-def signed(order: dict[str, Any]) -> int:
-    return int(order["qty"]) * (1 if order["side"] == "buy" else -1)
-
-
-def positions(orders: list[dict[str, Any]]) -> dict[str, float]:
+def positions(signed: list[tuple[str, float]]) -> dict[str, float]:
     out: dict[str, float] = {}
-    for o in orders:
-        out[o["symbol"]] = out.get(o["symbol"], 0) + signed(o)
+    for symbol, qty in signed:
+        out[symbol] = out.get(symbol, 0) + qty
     return out
+
+
+def intended(intents: list[dict[str, Any]]) -> dict[str, float]:
+    return positions([(o["symbol"], o["qty"] * (1 if o["side"] == "BUY" else -1)) for o in intents])
+
+
+def executed(executions: list[dict[str, Any]]) -> dict[str, float]:
+    return positions([(e["instrument"], e["shares"] * (1 if e["side"] == "BOT" else -1)) for e in executions])
 
 
 def report(run: Path, in_flight_s: float = IN_FLIGHT_S) -> tuple[dict[str, int], StateValidator]:
@@ -53,11 +59,12 @@ def report(run: Path, in_flight_s: float = IN_FLIGHT_S) -> tuple[dict[str, int],
     settled_refs = {o["ref"] for o in settled}
     placed_refs = {o["ref"] for o in intents}
     # Executions of settled orders, and of orders the trader never placed (those are violations).
-    counted = [e for e in executions if e["ref"] in settled_refs or e["ref"] not in placed_refs]
+    counted = [e for e in executions if e["order_ref"] in settled_refs or e["order_ref"] not in placed_refs]
     v = StateValidator()
-    v.validate_order_integrity([o["ref"] for o in settled], [{"id": e["ref"]} for e in counted])
-    v.validate_position_consistency(positions(settled), positions(counted))
-    per_ref = Counter(e["ref"] for e in counted)
+    v.validate_order_integrity([o["ref"] for o in settled], [{"id": e["order_ref"]} for e in counted])
+    v.validate_position_consistency(intended(settled), executed(counted))
+    per_ref = Counter(e["order_ref"] for e in counted)
+    per_perm = Counter(e["perm_id"] for e in executions)
     stats = {}
     for name in ("gateway", "consumer", "trader"):
         p = run / name / "stats.json"
@@ -69,7 +76,8 @@ def report(run: Path, in_flight_s: float = IN_FLIGHT_S) -> tuple[dict[str, int],
         "duplicates": sum(n - 1 for r, n in per_ref.items() if n > 1),
         "exactly_once": sum(1 for r in settled_refs if per_ref[r] == 1),
         "violations": len(v.violations),
-        "symbols": len({o["symbol"] for o in settled} | {e["symbol"] for e in counted}),
+        "perm_id_repeats": sum(n - 1 for n in per_perm.values() if n > 1),  # one IB order filled twice
+        "symbols": len({o["symbol"] for o in settled} | {e["instrument"] for e in counted}),
         "position_mismatches": sum(1 for x in v.violations if x.kind == "position"),
         "md_published": published, "md_received": received,
         "md_continuity_permille": received * 1000 // published if published else 1000,
@@ -102,7 +110,8 @@ def planes(run: Path, inject_ns: int, heal_ns: int) -> dict[str, int]:
     of them were executed exactly once."""
     log = read_log(run / "trader" / "orders.jsonl")
     fills = [f for f in log if f["op"] == "fill" and "recv_ns" in f]
-    orders = [(f["recv_ns"] - int(f["rtt_ms"] * 1e6), f["rtt_ms"]) for f in fills if "rtt_ms" in f]
+    # rtt: a live fill's time from its send; fills learnt from reqExecutions after a reconnect have none
+    orders = [(f["recv_ns"] - int(f["rtt_ms"] * 1e6), f["rtt_ms"]) for f in fills if f.get("rtt_ms") is not None]
     md = [(t, age) for t, age in read_log(run / "consumer" / "md_age.jsonl")]
     out = {}
     for name, samples in (("order", orders), ("md", md)):
@@ -123,7 +132,8 @@ def planes(run: Path, inject_ns: int, heal_ns: int) -> dict[str, int]:
         n = sum(1 for f in fills if lo <= f["recv_ns"] < hi)
         out[f"fills_per_min_{name}"] = round(n * 60e9 / (hi - lo)) if hi > lo else 0
     during = {r["ref"] for r in log if r["op"] == "intent" and inject_ns <= r["t_ns"] <= heal_ns}
-    per_ref = Counter(e["ref"] for e in read_log(run / "gateway" / "executions.jsonl") if e["ref"] in during)
+    per_ref = Counter(e["order_ref"] for e in read_log(run / "gateway" / "executions.jsonl")
+                      if e["order_ref"] in during)
     out |= {"orders_in_fault": len(during), "orders_in_fault_once": sum(1 for r in during if per_ref[r] == 1)}
     return out
 

@@ -1,28 +1,11 @@
-"""JSON lines over TCP, and small file helpers both ends share."""
+"""Small file helpers the lab's processes share: fsynced JSON-lines logs, atomic JSON files."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-
-def send(sock: socket.socket, msg: dict[str, Any]) -> None:
-    sock.sendall((json.dumps(msg, separators=(",", ":")) + "\n").encode())
-
-
-def lines(sock: socket.socket) -> Iterator[dict[str, Any]]:
-    """Messages until the peer closes (a socket error propagates)."""
-    buf = b""
-    while data := sock.recv(65536):
-        buf += data
-        *complete, buf = buf.split(b"\n")
-        for line in complete:
-            if line.strip():
-                yield json.loads(line)
 
 
 class AppendLog:

@@ -43,7 +43,7 @@ IN_VM = bool(os.environ.get("FAULTLINE_VM_OUT"))  # the VM stage (make test-vm) 
 OUT = Path(os.environ["FAULTLINE_VM_OUT"]) / "chaos" if IN_VM else Path("build/chaos")
 # Under TCG each agent compiles its probes in ~30 s, four at once on two CPUs.
 LAB = LabConfig(ready_timeout_s=300) if IN_VM else LabConfig()
-TRADING_HOSTS = ["trader", "gateway", "broker", "risk"]  # contracts/scenarios/trading/workload.yaml's lab
+TRADING_HOSTS = ["trader", "gateway", "broker", "risk", "ibserver"]  # contracts/scenarios/trading/workload.yaml's lab
 TRADING = Path(__file__).resolve().parents[2] / "contracts" / "scenarios" / "trading"
 # IB in the lab (test_ibkr_resilience's chaos_ibkr_client cases): a lab of its own, beside the
 # scenarios' (its own bridge and subnet), so that neither ever reuses or tears down the other.

@@ -147,7 +147,8 @@ def test_a_cross_field_error_inside_an_included_file_names_that_file_and_line(tm
 
 
 @pytest.mark.parametrize("old,new", [("controller.seqload", "faultline.examples.workloads.seqload"),
-                                     ("examples.trading.gateway", "faultline.examples.trading.gateway")])
+                                     ("examples.trading.gateway", "faultline.examples.trading.tws.gateway"),
+                                     ("faultline.examples.trading.trader", "faultline.examples.trading.tws.trader")])
 def test_a_module_under_its_old_name_is_a_one_line_error_naming_the_new(tmp_path, old, new):
     with pytest.raises(SchemaError) as e:
         load(tmp_path, GOOD.replace('command: [cat, "{run_dir}/c.json"]', f"command: [python3, -m, {old}]"))

@@ -20,7 +20,9 @@ short, else 1101 (subscriptions dropped: the client must request market data aga
 placed while the link is down is held (PreSubmitted) and transmitted when it is back, as TWS
 does with an order it accepted: a client that gives up on it and places it again under a new id
 executes it twice, which is what the chaos suite must catch. Without `--upstream` orders fill
-here at once. Not modelled: completed orders (reqCompletedOrders answers with its end only),
+here at once. With `--bus` every fill and every price move is also published to the broker
+(Redis streams `fills` and `md`, as the risk host reads them), through an outbox that keeps
+them while the broker is away. Not modelled: completed orders (reqCompletedOrders answers with its end only),
 combos, algos, FA accounts, held orders across a gateway restart.
 """
 
@@ -32,6 +34,7 @@ import contextlib
 import itertools
 import json
 import random
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -40,6 +43,7 @@ from typing import Any
 
 from faultline.controller.model import config as resilience
 from faultline.examples.trading import LAB_CONFIG
+from faultline.examples.trading.bus import Outbox, connect
 from faultline.examples.trading.tws import messages as m
 from faultline.examples.trading.tws.wire import (
     PREFIX,
@@ -66,6 +70,7 @@ MAX_BUFFERED = 4 << 20  # a client this far behind on reading is dropped, as TWS
 LINK_SILENT_S = 0.5     # no heartbeat from the back end this long: the link is lost (1100)
 KEEP_S = 5.0            # restored within this: subscriptions kept (1102); later: lost (1101)
 RETRY_S = 0.2           # reconnects to the back end
+STATS_S = 0.1           # stats.json rewritten this often (the chaos suite's checks read it)
 
 
 class BadRequest(ValueError):
@@ -219,8 +224,10 @@ class Session:
 
 class Gateway:
     def __init__(self, directory: Path, pacing_per_s: int = PACING_PER_S,
-                 upstream: tuple[str, int] | None = None, keep_s: float = KEEP_S) -> None:
+                 upstream: tuple[str, int] | None = None, keep_s: float = KEEP_S,
+                 outbox: Outbox | None = None) -> None:
         self.dir = directory
+        self.outbox = outbox
         self.upstream, self.keep_s = upstream, keep_s
         self.link: asyncio.StreamWriter | None = None
         self.lost_at: float | None = None
@@ -231,7 +238,7 @@ class Gateway:
         self.port = 0
         self.prices = {s: 100.0 + 50 * i for i, s in enumerate(INSTRUMENTS)}
         self.counts: dict[str, int] = {"connections": 0, "orders": 0, "executed": len(self.book.executions),
-                                       "ticks_sent": 0}
+                                       "ticks_sent": 0, "rate_limited": 0, "md_published": 0}
         self.handlers = {
             m.START_API: self.start_api, m.PLACE_ORDER: self.place_order, m.CANCEL_ORDER: self.cancel_order,
             m.REQ_IDS: self.req_ids, m.REQ_OPEN_ORDERS: self.open_orders, m.REQ_ALL_OPEN_ORDERS: self.open_orders,
@@ -258,6 +265,7 @@ class Gateway:
             s.error(m.NO_REQ, 320, detail=f"message id {fields[:1]!r} is not a number")
             return
         if not s.pacing.admit(time.monotonic()):
+            self.count("rate_limited")
             req = _int(fields, 1) if msg_id == m.PLACE_ORDER else m.NO_REQ
             s.error(req, 100, detail=f":max={self.pacing_per_s} rec={len(s.pacing.times) + s.pacing.refused}")
             return
@@ -333,6 +341,9 @@ class Gateway:
         subscribers; a client that is away finds it with reqExecutions."""
         e = self.book.execute(o, price)
         self.count("executed")
+        if self.outbox is not None:
+            self.outbox.put("fills", {"order_id": str(o.perm_id), "ref": o.order_ref, "symbol": o.instrument.symbol,
+                                      "action": o.action, "qty": o.qty, "price": price, "t_ns": time.time_ns()})
         for s in [x for x in self.sessions if x.client_id == o.client_id]:
             s.send(m.exec_details(-1, e, o.filled, o.avg_price))
             s.send(m.commission_report(e.exec_id, COMMISSION))
@@ -453,10 +464,19 @@ class Gateway:
         s.send(m.tick_price(req_id, m.LAST, round(p, 2), 10))
         self.count("ticks_sent")
 
+    def _published(self, symbol: str) -> None:
+        """A price move, to the broker's market-data stream with its sequence and time: the
+        consumer counts gaps by the sequence and the plane's latency by the time."""
+        self.count("md_published")
+        if self.outbox is not None:
+            self.outbox.put("md", {"seq": self.counts["md_published"], "symbol": symbol,
+                                   "price": round(self.prices[symbol], 4), "t_ns": time.time_ns()})
+
     async def ticker(self) -> None:
         while True:
             for sym in self.prices:
                 self.prices[sym] *= 1 + random.gauss(0, 0.0005)
+                self._published(sym)
             for s in list(self.sessions):
                 for req_id, sym in list(s.subscriptions.items()):
                     self._tick_one(s, req_id, sym)
@@ -489,6 +509,7 @@ class Gateway:
         op = msg.get("op")
         if op == "tick" and msg.get("symbol") in self.prices:
             self.prices[msg["symbol"]] = float(msg["price"])
+            self._published(msg["symbol"])
             for s in list(self.sessions):
                 for req_id, sym in list(s.subscriptions.items()):
                     if sym == msg["symbol"]:
@@ -533,7 +554,13 @@ class Gateway:
                 self._lost()
 
     def save_stats(self) -> None:
-        write_json(self.dir / "stats.json", {**self.counts, "clients": len(self.sessions)})
+        outbox = self.outbox.counts if self.outbox is not None else {}
+        write_json(self.dir / "stats.json", {**self.counts, **outbox, "clients": len(self.sessions)})
+
+    async def stats_loop(self) -> None:
+        while True:
+            self.save_stats()
+            await asyncio.sleep(STATS_S)
 
     async def serve(self, host: str, port: int, ready: asyncio.Event | None = None) -> None:
         clients: set[asyncio.Task[None]] = set()
@@ -551,6 +578,7 @@ class Gateway:
         server = await asyncio.start_server(client, host, port)
         self.port = server.sockets[0].getsockname()[1]  # the one bound, when asked for port 0
         tick = asyncio.create_task(self.ticker() if self.upstream is None else self._link())
+        stats = asyncio.create_task(self.stats_loop())
         if ready is not None:
             ready.set()
         try:
@@ -558,9 +586,10 @@ class Gateway:
                 await server.serve_forever()
         finally:
             tick.cancel()
+            stats.cancel()
             for t in list(clients):  # every connection closed before the loop goes
                 t.cancel()
-            await asyncio.gather(tick, *clients, return_exceptions=True)
+            await asyncio.gather(tick, stats, *clients, return_exceptions=True)
 
 
 def _str(f: list[str], i: int) -> str:
@@ -617,12 +646,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep-s", type=float, default=KEEP_S, metavar="S",
                     help="a link restored within S keeps subscriptions (1102), later loses them (1101) "
                          "(default %(default)s)")
+    ap.add_argument("--bus", metavar="HOST:PORT",
+                    help="the broker (Redis, port 6379): fills and market data are published there too")
     args = ap.parse_args(argv)
     pacing = args.pacing or resilience.load(args.config).api_pacing_per_s
-    gw = Gateway(args.dir, pacing, args.upstream, args.keep_s)
+    outbox, stop = None, threading.Event()
+    if args.bus:
+        outbox = Outbox(connect(args.bus))
+        # Its own thread: the API and the market never wait for a slow or absent broker.
+        threading.Thread(target=outbox.run, args=(stop,), name="publisher", daemon=True).start()
+    gw = Gateway(args.dir, pacing, args.upstream, args.keep_s, outbox)
     gw.save_stats()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(gw.serve(args.bind, args.port))
+    stop.set()
 
 
 if __name__ == "__main__":
