@@ -1,7 +1,8 @@
 """`make demo`: the trading lab under a representative set of faults, then the RECOVERY SCORECARD.
 
-For each scenario: lab up (trader, gateway, broker, risk: one agent each) -> workload up
-(Redis broker, gateway, consumer, trader placing orders) -> the fault, with live progress ->
+For each scenario: lab up (trader, gateway, ibserver, broker, risk: one agent each) -> workload
+up (Redis broker, IB's back end, the TWS-protocol gateway, consumer, the ib_async trader placing
+orders) -> the fault, with live progress ->
 its verdicts, journal and timeline -> lab down, nothing left. The set: a 3 s partition
 trader<->gateway, 500 ms latency on the gateway's answers (netem; on a kernel without it
 this says why and skips it: `faultline vm -- faultline demo` runs the set in the VM), 20 %

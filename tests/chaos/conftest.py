@@ -156,6 +156,7 @@ def run_scenario(shared_lab, request):
     def run(path: Path, scorecard: bool = True) -> runner.Outcome:
         scn = scenario.load(path)
         out = OUT / path.stem
+        shutil.rmtree(out, ignore_errors=True)  # an earlier run's logs would be read as this one's
         o = runner.run(scn, runner.RunOptions(out_dir=out, lab_config=LAB))
         report.write(o, out)
         show(request, o)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import struct
 import threading
 import time
@@ -289,6 +290,27 @@ def test_a_long_outage_1101_drops_subscriptions_until_the_client_resubscribes(tm
         ib.cancelMktData(contract)
         again = ib.reqMktData(contract)
         run_until(ib, lambda: gw.counts["ticks_sent"] > sent + 3 and again.last > 0, 5, "ticks after resubscribing")
+    finally:
+        ib.disconnect()
+        r.stop()
+
+
+def test_a_health_check_connecting_to_the_back_end_does_not_cut_the_gateway_off(tmp_path):
+    """Only a gateway that logs in takes the back end's one link: a TCP probe of port 4001 (the
+    scenarios' steady-state check) once replaced the gateway's link, and every client got 1100."""
+    r, ibs, gw = _with_backend(tmp_path, keep_s=5)
+    ib = connect(gw.port, 1)
+    try:
+        run_until(ib, lambda: gw.link is not None and ibs.counts["links"] == 1, 5, "the gateway's link")
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", ibs.port), timeout=2):
+                pass  # connect and leave, as a port check does
+        with socket.create_connection(("127.0.0.1", ibs.port), timeout=2) as s:
+            s.sendall(b'{"op": "order", "perm_id": 1, "symbol": "AAPL", "action": "BUY", "qty": 1}\n')
+            assert s.recv(100) == b""  # not logged in: closed, nothing executed
+        ib.reqCurrentTime()  # a round trip, so a 1100 would have arrived
+        assert codes(ib) == [] and ibs.counts["links"] == 1 and ibs.counts["executed"] == 0
+        assert gw.counts.get("link_lost", 0) == 0
     finally:
         ib.disconnect()
         r.stop()

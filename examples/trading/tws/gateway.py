@@ -527,6 +527,7 @@ class Gateway:
             except (OSError, TimeoutError):
                 await asyncio.sleep(RETRY_S)
                 continue
+            writer.write(b'{"op":"login"}\n')
             try:
                 # Up when the back end speaks, not when TCP connects: the login, as it were.
                 first = await asyncio.wait_for(reader.readline(), LINK_SILENT_S)

@@ -1,7 +1,7 @@
 """The lab's IB back end (host `ibserver`): matching and market data, behind the gateway, as IB's
 servers are behind IB Gateway. The gateway holds one connection to it (JSON lines, port 4001):
 
-    gateway -> ibserver   {"op": "order", "perm_id", "symbol", "action", "qty"}
+    gateway -> ibserver   {"op": "login"} first, then {"op": "order", "perm_id", "symbol", "action", "qty"}
     ibserver -> gateway   {"op": "fill", "perm_id", "price", "time"}   {"op": "tick", "symbol", "price"}
                           {"op": "hb"} every 100 ms, so a silent link is a lost link, also under a partition
 
@@ -28,6 +28,7 @@ from faultline.examples.trading.wire import AppendLog, read_log, write_json
 PORT = 4001
 HEARTBEAT_S = 0.1
 TICK_S = 0.05
+LOGIN_S = 2.0  # a connection that has not logged in by then is closed
 SYMBOLS = ("AAPL", "MSFT", "SPY")
 
 
@@ -59,6 +60,14 @@ class IbServer:
         return fill
 
     async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # The link is a gateway that logged in, not any TCP connection: a health check that
+        # connects to the port and leaves must not cut the gateway off.
+        hello: Any = None
+        with contextlib.suppress(ConnectionError, TimeoutError, ValueError):
+            hello = json.loads(await asyncio.wait_for(reader.readline(), LOGIN_S) or b"null")
+        if not isinstance(hello, dict) or hello.get("op") != "login":
+            writer.close()
+            return
         if self.link is not None:  # one gateway session at a time: a new login replaces the old
             self.link.close()
         self.link = writer
