@@ -15,6 +15,7 @@ trader's connection to 4002 going ESTABLISHED again (inet_sock_set_state, timest
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,7 +40,8 @@ PORT = 4002
 def start_workload(lab: Lab, run_dir: Path) -> list[subprocess.Popen]:
     h = lab.state.hosts
     py = sys.executable
-    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(run_dir, ignore_errors=True)  # an earlier run's order logs are not this one's
+    run_dir.mkdir(parents=True)
     argvs = [
         ("gateway", [py, "-m", "faultline.examples.trading.tws.gateway", "--bind", h["gateway"].ipv4,
                      "--dir", str(run_dir / "gateway")]),
