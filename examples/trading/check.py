@@ -88,6 +88,9 @@ def report(run: Path, in_flight_s: float = IN_FLIGHT_S) -> tuple[dict[str, int],
         "trader_timeouts": int(stats["trader"].get("timeouts", 0)),
         "gateway_outbox_max": int(stats["gateway"].get("outbox_max", 0)),
         "trader_restored": int(stats["trader"].get("restored", 0)),
+        # IB's position messages against the trader's own fills, checked by the trader itself
+        "trader_position_checks": int(stats["trader"].get("position_checks", 0)),
+        "trader_position_mismatches": int(stats["trader"].get("position_mismatches", 0)),
         # SIGTERMs the trader shut down from with nothing unfilled
         "clean_shutdowns": sum(1 for r in read_log(run / "trader" / "orders.jsonl")
                                if r["op"] == "shutdown" and r["unfilled"] == 0),

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from faultline.controller.suite.ibkr import run_until
 from faultline.examples.trading.tws.gateway import Gateway
 from faultline.examples.trading.tws.ibserver import IbServer
 from faultline.examples.trading.wire import read_log
 from testkit.netns import wait_until
 from testkit.tws import Running, codes, exactly_once, silence, speak, stats
 
-pytest.importorskip("ib_async", reason="ib-async is a dev dependency (pip install -e .[dev])")
+ib_async = pytest.importorskip("ib_async", reason="ib-async is a dev dependency (pip install -e .[dev])")
 
 
 def trader(port: int, d: Path, rate: int = 20) -> subprocess.Popen:
@@ -66,6 +67,8 @@ def test_outage_then_kill_and_restart_every_order_once(lab):
         wait_until(lambda: not gw.pending, 5, "nothing in flight")
         twice, never = exactly_once(tmp / "gw", d)
         assert twice == [] and never == [], (twice, never)
+        # IB's position messages agreed with the trader's own fills every time they were compared
+        assert stats(d)["position_checks"] > 0 and stats(d)["position_mismatches"] == 0, stats(d)
     finally:
         p.kill()
         p.wait(10)
@@ -89,6 +92,31 @@ def test_after_1101_the_trader_resubscribes_and_ticks_come_back(tmp_path):
         wait_until(lambda: stats(d).get("resubscribed") == 1 and gw.counts["ticks_sent"] > sent + 10, 5,
                    "ticks again, after resubscribing")
     finally:
+        p.kill()
+        p.wait(10)
+        r.stop()
+
+
+def test_a_position_the_trader_did_not_make_is_reported(tmp_path):
+    """Another client trades the same account: IB's positions no longer match the trader's
+    own fills, and the trader says so (the comparison is not blind)."""
+    r = Running()
+    ibs = r.start(IbServer(tmp_path / "ibserver"))
+    gw = r.start(Gateway(tmp_path / "gw", upstream=("127.0.0.1", ibs.port)))
+    d = tmp_path / "trader"
+    p = trader(gw.port, d, rate=0)
+    other = ib_async.IB()
+    try:
+        wait_until(lambda: stats(d).get("position_checks", 0) >= 1, 15, "positions compared")
+        assert stats(d)["position_mismatches"] == 0
+        other.connect("127.0.0.1", gw.port, clientId=2, timeout=5)
+        trade = other.placeOrder(ib_async.Stock("AAPL", "SMART", "USD", conId=265598),
+                                 ib_async.MarketOrder("BUY", 7, orderRef="not-the-traders"))
+        run_until(other, trade.isDone, 5, "the other client's fill")
+        wait_until(lambda: stats(d).get("position_mismatches", 0) >= 1, 5, "the difference reported")
+        assert any("positions differ" in e["text"] and "AAPL" in e["text"] for e in read_log(d / "errors.jsonl"))
+    finally:
+        other.disconnect()
         p.kill()
         p.wait(10)
         r.stop()

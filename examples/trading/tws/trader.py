@@ -4,6 +4,8 @@ Connects with a client id; when the connection drops, reconnects with exponentia
 (base and max from the resilience config). After every connect, before placing anything new,
 it reconciles: reqOpenOrders and reqExecutions say which of its orders IB has, filled or
 working; one IB has neither of is placed again, under the same orderRef and a new order id.
+Once a second, with nothing in flight, IB's positions (its position messages) are compared
+with the trader's own fills; a difference is logged and counted (position_mismatches).
 Every intent is fsynced to orders.jsonl (its ref) when the strategy makes it, each sending of it
 (ref, order id) before it goes, every fill when it arrives; a restarted trader reads the log back.
 An order IB has not answered within the request timeout means the connection is dead (a
@@ -58,11 +60,12 @@ class Trader:
         self.intents: dict[str, dict[str, Any]] = {}
         self.filled: dict[str, float] = {}  # ref -> shares
         self.exec_ids: set[str] = set()
+        self.position: dict[str, float] = dict.fromkeys(CONTRACTS, 0.0)  # from its own log
         for r in read_log(directory / "orders.jsonl"):
             if r["op"] == "intent":
                 self.intents[r["ref"]] = r
             elif r["op"] == "fill":
-                self.filled[r["ref"]] = self.filled.get(r["ref"], 0) + r["shares"]
+                self._book(r["ref"], r["shares"])
                 self.exec_ids.add(r["exec_id"])
         self.seq = itertools.count(len(self.intents) + 1)
         self.contracts = {s: ib_async.Stock(s, "SMART", "USD", conId=c) for s, c in CONTRACTS.items()}
@@ -77,7 +80,8 @@ class Trader:
         # Resends after error 100 at half IB's limit, so they and new orders stay under it.
         self.retry_gap_s = 2 / cfg.api_pacing_per_s
         self.counts = {"connects": 0, "reconnects": 0, "reconnect_attempts": 0, "replayed": 0, "resubscribed": 0,
-                       "placed": 0, "rate_limited": 0, "timeouts": 0, "restored": len(self.intents)}
+                       "placed": 0, "rate_limited": 0, "timeouts": 0, "restored": len(self.intents),
+                       "position_checks": 0, "position_mismatches": 0}
         self.ib.errorEvent += self.on_error
         self.ib.execDetailsEvent += self.on_fill
         self.ib.orderStatusEvent += self.on_answer
@@ -109,12 +113,17 @@ class Trader:
         if ref not in self.intents or fill.execution.execId in self.exec_ids:
             return
         self.exec_ids.add(fill.execution.execId)
-        self.filled[ref] = self.filled.get(ref, 0) + fill.execution.shares
+        self._book(ref, fill.execution.shares)
         sent = self.sent.get(fill.execution.orderId, (ref, 0))[1]
         self.log.append({"op": "fill", "ref": ref, "order_id": fill.execution.orderId, "exec_id": fill.execution.execId,
                          "perm_id": fill.execution.permId, "shares": fill.execution.shares,
                          "price": fill.execution.price, "recv_ns": time.time_ns(),
                          "rtt_ms": round((time.time_ns() - sent) / 1e6, 3) if sent else None})
+
+    def _book(self, ref: str, shares: float) -> None:
+        self.filled[ref] = self.filled.get(ref, 0) + shares
+        intent = self.intents[ref]
+        self.position[intent["symbol"]] += shares if intent["side"] == "BUY" else -shares
 
     def on_ticks(self, tickers: set[ib_async.Ticker]) -> None:
         for t in tickers:
@@ -195,6 +204,19 @@ class Trader:
     def unfilled(self) -> int:
         return sum(1 for r in self.intents if r not in self.filled)
 
+    def compare_positions(self) -> None:
+        """IB's positions (its position messages) against the trader's own fills, when nothing
+        is in flight (else a fill and its position message may be read a moment apart)."""
+        if not (self.reconciled and self.ib.isConnected()) or self.unfilled() or self.retry:
+            return
+        ib = {p.contract.symbol: p.position for p in self.ib.positions()}
+        self.counts["position_checks"] += 1
+        wrong = {s: (q, ib.get(s, 0.0)) for s, q in self.position.items() if q != ib.get(s, 0.0)}
+        if wrong:
+            self.counts["position_mismatches"] += 1
+            self.errors.append({"t_ns": time.time_ns(), "req_id": -1, "code": 0,
+                                "text": f"positions differ (own log, IB): {wrong}"})
+
     def stats(self) -> None:
         write_json(self.dir / "stats.json", {**self.counts, "connected": self.ib.isConnected(),
                                              "reconciled": self.reconciled, "unfilled": self.unfilled(),
@@ -217,6 +239,7 @@ class Trader:
             if now >= next_second:
                 self.md.append({"t_ns": time.time_ns(), "ticks": dict(self.ticks_this_s)})
                 self.ticks_this_s = dict.fromkeys(CONTRACTS, 0)
+                self.compare_positions()
                 self.stats()
                 next_second += 1
             ready = self.reconciled and self.ib.isConnected()
