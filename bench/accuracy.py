@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import bench_lab, parser, report
-from faultline.controller.agents.client import AgentClient, fault_spec
+from faultline.controller.agents.client import AgentClient
+from faultline.controller.agents.spec import Delay, Loss, fault_spec
 from faultline.controller.env.lab import Lab
 from testkit.netns import ping_ms, udp_delivered
 
@@ -70,9 +71,8 @@ def faultline_loss(lab: Lab, mechanism: str, packets: int) -> list[dict[str, Any
     rows = []
     with AgentClient(h["trader"].agent, timeout_s=30) as c:
         for p in LOSS_PERCENT:
-            r = c.apply(fault_spec("loss", h["trader"].interface, peers=[h["gateway"].ipv4 + "/32"], ports=[PORT],
-                                   protocol="udp", direction="egress", loss_percent=p, mechanism=mechanism,
-                                   lease_s=120))
+            r = c.apply(fault_spec(Loss(percent=p), h["trader"].interface, peers=[h["gateway"].ipv4 + "/32"],
+                                   ports=[PORT], protocol="udp", direction="egress", mechanism=mechanism, lease_s=120))
             try:
                 seen = udp_delivered(h["trader"].netns, h["gateway"].netns, h["gateway"].ipv4, PORT, packets)
             finally:
@@ -89,9 +89,8 @@ def faultline_delay(lab: Lab, pings: int) -> list[dict[str, Any]]:
     with AgentClient(h["trader"].agent, timeout_s=30) as c:
         for delay, jitter in DELAYS:
             base = ping_ms(lab, "trader", gw, 40)
-            r = c.apply(fault_spec("delay", h["trader"].interface, peers=[gw + "/32"], delay_ms=delay,
-                                   jitter_ms=jitter, distribution="normal" if jitter else "uniform",
-                                   direction="egress", lease_s=120))
+            shape = Delay(delay_ms=delay, jitter_ms=jitter, distribution="normal" if jitter else "uniform")
+            r = c.apply(fault_spec(shape, h["trader"].interface, peers=[gw + "/32"], direction="egress", lease_s=120))
             try:
                 rtts = ping_ms(lab, "trader", gw, pings)
             finally:

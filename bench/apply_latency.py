@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import bench_lab, latency, parser, report
-from faultline.controller.agents.client import AgentClient, fault_spec
+from faultline.controller.agents.client import AgentClient
+from faultline.controller.agents.spec import Delay, Disconnect, fault_spec
 from faultline.controller.env.lab import Lab
 
 GOAL = "faultline end to end p50 <= 2 ms, p99 <= 10 ms; >= 2x faster than the tc command"
@@ -57,8 +58,8 @@ def cycles(n: int, apply: Callable[[int], Any], heal: Callable[[Any], None]) -> 
 
 
 def end_to_end(agent: str, fault: str, ifname: str, peer: str, n: int) -> dict[str, float]:
-    spec = (fault_spec("disconnect", ifname, peers=[peer], lease_s=60) if fault == "disconnect" else
-            fault_spec("delay", ifname, peers=[peer], delay_ms=DELAY_MS, direction="egress", lease_s=60))
+    spec = (fault_spec(Disconnect(), ifname, peers=[peer], lease_s=60) if fault == "disconnect" else
+            fault_spec(Delay(delay_ms=DELAY_MS), ifname, peers=[peer], direction="egress", lease_s=60))
     with AgentClient(agent, timeout_s=30) as c:
         c.heal(c.apply(spec).fault_id)  # the first call sets up the channel
         return cycles(n, lambda _i: c.apply(spec).fault_id, c.heal)

@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.common import BENCH_LAB, bench_lab, pct
 from bench.results import append_result, table
 from faultline.controller.agents import coordinate
-from faultline.controller.agents.client import fault_spec
+from faultline.controller.agents.spec import Disconnect, fault_spec
 from faultline.controller.env.hosts import connect, lab_endpoints
 
 GOAL = "skew <= 5 ms at 20 agents"
@@ -30,8 +30,8 @@ NOBODY = "10.75.0.250/32"
 def rounds_of(hosts: list, rounds: int, coordinated: bool) -> list[float]:
     skews = []
     for _ in range(rounds):
-        targets = [coordinate.Target(h.name, h.client, h.clock, fault_spec("disconnect", h.endpoint.interface,
-                                                                             peers=[NOBODY], lease_s=30))
+        targets = [coordinate.Target(h.name, h.client, h.clock, fault_spec(Disconnect(), h.endpoint.interface,
+                                                                           peers=[NOBODY], lease_s=30))
                    for h in hosts]
         if coordinated:
             applied, refused = coordinate.apply_at(targets)

@@ -24,9 +24,10 @@ import time
 from pathlib import Path
 
 from bench.common import bench_lab, parser, report
-from faultline.controller.agents.client import WatchRecorder, fault_spec, watch_filter
+from faultline.controller.agents.client import WatchRecorder
 from faultline.controller.agents.clocksync import now_ns
 from faultline.controller.agents.events import TcpEvent
+from faultline.controller.agents.spec import Disconnect, fault_spec, watch_filter
 from faultline.controller.env.hosts import connect, lab_endpoints
 from faultline.controller.env.lab import Lab
 from faultline.v1 import agent_pb2 as pb
@@ -108,7 +109,7 @@ def run(rounds: int, out: Path | None) -> dict[str, object]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the trader never connected to the gateway")
             time.sleep(0.2)
-        spec = fault_spec("disconnect", h["trader"].interface, peers=[h["gateway"].ipv4 + "/32"], lease_s=30)
+        spec = fault_spec(Disconnect(), h["trader"].interface, peers=[h["gateway"].ipv4 + "/32"], lease_s=30)
         for i in range(rounds):
             mark = len(rec.items)
             fault = trader.client.apply(spec)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from bench.common import bench_lab
 from bench.results import append_result, table
-from faultline.controller.agents.client import AgentClient, WatchRecorder, watch_filter
+from faultline.controller.agents.client import AgentClient, WatchRecorder
+from faultline.controller.agents.spec import watch_filter
 
 IMPORTS = "import bcc, grpc, pyroute2, faultline.v1.agent_pb2_grpc, time; print('ready', flush=True); time.sleep(30)"
 

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import bench_lab, parser, report
-from faultline.controller.agents.client import AgentClient, WatchRecorder, watch_filter
+from faultline.controller.agents.client import AgentClient, WatchRecorder
+from faultline.controller.agents.spec import watch_filter
 from faultline.controller.env.lab import Lab
 from testkit.netns import serving
 

@@ -1,8 +1,5 @@
 """AgentClient: one agent over gRPC, every call with a deadline, statuses as typed errors.
-
-Over 300 lines: the client, its one error table and fault_spec (the one place a request is
-built) are kept together; fault_spec's 21 keywords moving to a spec builder is not done yet.
-"""
+(Requests are built in agents/spec.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -96,117 +93,6 @@ ERRORS: dict[grpc.StatusCode, type[AgentError]] = {
     grpc.StatusCode.PERMISSION_DENIED: Forbidden,
     grpc.StatusCode.DEADLINE_EXCEEDED: AgentUnreachable,
 }
-
-# A fault request as the agents take it: built here (fault_spec, process_spec) and passed on
-# whole; past this package nothing reads its fields (format.spec_dict renders it for a journal).
-FaultSpec = pb.FaultSpec
-
-KINDS = {
-    "disconnect": pb.FAULT_KIND_DISCONNECT, "loss": pb.FAULT_KIND_LOSS, "delay": pb.FAULT_KIND_DELAY,
-    "duplicate": pb.FAULT_KIND_DUPLICATE, "corrupt": pb.FAULT_KIND_CORRUPT, "reorder": pb.FAULT_KIND_REORDER,
-    "rate": pb.FAULT_KIND_RATE, "reset": pb.FAULT_KIND_RESET, "process": pb.FAULT_KIND_PROCESS,
-}
-PROCESS_ACTIONS = {"pause": pb.PROCESS_ACTION_PAUSE, "kill": pb.PROCESS_ACTION_KILL,
-                   "restart-unit": pb.PROCESS_ACTION_RESTART_UNIT, "stop": pb.PROCESS_ACTION_STOP}
-TARGET_BY = ("pid", "name", "cmdline", "cgroup", "unit")
-# "" leaves the direction to the agent: BOTH for disconnect/loss, EGRESS for the netem-only kinds.
-DIRECTIONS = {"": pb.DIRECTION_UNSPECIFIED, "egress": pb.DIRECTION_EGRESS, "ingress": pb.DIRECTION_INGRESS,
-              "both": pb.DIRECTION_BOTH}
-DISTRIBUTIONS = {"uniform": pb.DELAY_DISTRIBUTION_UNIFORM, "normal": pb.DELAY_DISTRIBUTION_NORMAL,
-                 "pareto": pb.DELAY_DISTRIBUTION_PARETO, "paretonormal": pb.DELAY_DISTRIBUTION_PARETONORMAL}
-PROTOCOLS = {"any": pb.PROTOCOL_ANY, "tcp": pb.PROTOCOL_TCP, "udp": pb.PROTOCOL_UDP, "icmp": pb.PROTOCOL_ICMP}
-EVENT_KINDS = {"state": pb.EVENT_KIND_STATE, "retransmit": pb.EVENT_KIND_RETRANSMIT,
-               "reset-sent": pb.EVENT_KIND_RESET_SENT, "reset-received": pb.EVENT_KIND_RESET_RECEIVED,
-               "rtt": pb.EVENT_KIND_RTT}
-MECHANISMS = {"auto": pb.MECHANISM_UNSPECIFIED, "ebpf": pb.MECHANISM_EBPF_TC, "netem": pb.MECHANISM_NETEM,
-              "signal": pb.MECHANISM_SIGNAL, "sock-destroy": pb.MECHANISM_SOCK_DESTROY}
-
-
-def process_spec(action: str, lease_s: float, *, restart: str = "", label: str = "",
-                 **target: int | str) -> pb.FaultSpec:
-    """A PROCESS fault: `action` pause|stop|kill|restart-unit, target one of pid=, name=, cmdline=, cgroup=,
-    unit=; `restart`: the name of one of the host policy's restart_commands (kill, stop)."""
-    if len(target) != 1 or next(iter(target)) not in TARGET_BY:
-        raise ValueError(f"process target: exactly one of {', '.join(TARGET_BY)}; got {sorted(target)}")
-    return pb.FaultSpec(kind=pb.FAULT_KIND_PROCESS, lease_ms=round(lease_s * 1000), label=label,
-                        process=pb.ProcessParams(action=PROCESS_ACTIONS[action], target=pb.ProcessTarget(**target),
-                                                 restart=restart))
-
-
-def fault_spec(
-    kind: str,
-    interface: str,
-    *,
-    peers: Sequence[str] = (),
-    ports: Sequence[int] = (),
-    direction: str = "",
-    protocol: str = "any",
-    lease_s: float = 30.0,
-    loss_percent: float | None = None,
-    mechanism: str = "auto",
-    label: str = "",
-    percent: float = 0.0,
-    correlation: float = 0.0,
-    gilbert_elliott: tuple[float, float, float, float] | None = None,
-    delay_ms: float = 0.0,
-    jitter_ms: float = 0.0,
-    distribution: str = "uniform",
-    preserve_order: bool = False,
-    gap: int = 0,
-    rate_bps: int = 0,
-    packet_overhead: int = 0,
-    queue_limit: int = 0,
-) -> pb.FaultSpec:
-    """Build a FaultSpec from plain values; the agent validates ranges.
-
-    `percent` is the probability for duplicate, corrupt and reorder (loss has `loss_percent`);
-    `delay_ms` is the delay of delay and reorder faults.
-    """
-    spec = pb.FaultSpec(
-        kind=KINDS[kind],
-        selector=pb.Selector(
-            interface=interface, direction=DIRECTIONS[direction], peer_cidrs=list(peers),
-            ports=list(ports), protocol=PROTOCOLS[protocol],
-        ),
-        lease_ms=round(lease_s * 1000),
-        mechanism=MECHANISMS[mechanism],
-        label=label,
-        queue_limit_packets=queue_limit,
-    )
-    if kind == "disconnect":
-        spec.disconnect.SetInParent()
-    elif kind == "loss":
-        spec.loss.percent = loss_percent or 0.0
-        spec.loss.correlation_percent = correlation
-        if gilbert_elliott is not None:
-            p, r, bad, good = gilbert_elliott
-            spec.loss.gilbert_elliott.CopyFrom(pb.GilbertElliott(
-                p_percent=p, r_percent=r, loss_in_bad_percent=bad, loss_in_good_percent=good))
-    elif kind == "delay":
-        spec.delay.CopyFrom(pb.DelayParams(delay_ms=delay_ms, jitter_ms=jitter_ms, correlation_percent=correlation,
-                                           distribution=DISTRIBUTIONS[distribution], preserve_order=preserve_order))
-    elif kind == "duplicate":
-        spec.duplicate.CopyFrom(pb.DuplicateParams(percent=percent, correlation_percent=correlation))
-    elif kind == "corrupt":
-        spec.corrupt.CopyFrom(pb.CorruptParams(percent=percent, correlation_percent=correlation))
-    elif kind == "reorder":
-        spec.reorder.CopyFrom(pb.ReorderParams(percent=percent, correlation_percent=correlation,
-                                               delay_ms=delay_ms, gap=gap))
-    elif kind == "rate":
-        spec.rate.CopyFrom(pb.RateParams(bits_per_second=rate_bps, packet_overhead_bytes=packet_overhead))
-    elif kind == "reset":
-        spec.reset.SetInParent()
-    return spec
-
-
-def watch_filter(kinds: Sequence[str] = (), ports: Sequence[int] = (), peers: Sequence[str] = (),
-                 rtt_interval_ms: int | None = None, fault_counters: bool = True) -> pb.WatchFilter:
-    f = pb.WatchFilter(kinds=[EVENT_KINDS[k] for k in kinds], ports=list(ports), peer_cidrs=list(peers),
-                       no_fault_counters=not fault_counters)
-    if rtt_interval_ms is not None:
-        f.rtt_interval_ms = rtt_interval_ms
-    return f
-
 
 def _error(address: str, e: grpc.RpcError) -> AgentError:
     code = e.code()  # type: ignore[attr-defined]

@@ -15,10 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from faultline.controller.agents import format as fmt
-from faultline.controller.agents.client import (
+from faultline.controller.agents.client import AgentClient, AgentError
+from faultline.controller.agents.spec import (
     TARGET_BY,
-    AgentClient,
-    AgentError,
+    Corrupt,
+    Delay,
+    Disconnect,
+    Duplicate,
+    Loss,
+    Params,
+    Rate,
+    Reorder,
+    Reset,
     fault_spec,
     process_spec,
     watch_filter,
@@ -64,12 +72,9 @@ def _run_agent_command(args: argparse.Namespace) -> int:
             out(r, lambda r: fmt.process_applied(r, args.action, spec))
         elif args.command == "inject":
             spec = fault_spec(
-                args.kind, args.interface, peers=args.peer, ports=args.port, direction=args.direction,
+                kind_params(args), args.interface, peers=args.peer, ports=args.port, direction=args.direction,
                 protocol=args.protocol, lease_s=args.duration, mechanism=args.mechanism, label=args.label,
-                loss_percent=args.percent if args.kind == "loss" else None, percent=args.percent or 0.0,
-                correlation=args.correlation, gilbert_elliott=args.gemodel, delay_ms=args.delay * 1000,
-                jitter_ms=args.jitter * 1000, distribution=args.distribution, preserve_order=args.preserve_order,
-                gap=args.gap, rate_bps=args.rate, packet_overhead=args.overhead, queue_limit=args.queue_limit,
+                queue_limit=args.queue_limit,
             )
             r = c.apply(spec)
             out(r, fmt.applied)
@@ -89,6 +94,22 @@ def _run_agent_command(args: argparse.Namespace) -> int:
         elif args.command == "watch":
             return _watch(c, args)
     return 0
+
+
+def kind_params(args: argparse.Namespace) -> Params:
+    """The inject kind's own options as its parameters (parser.DEFAULTS gives every kind all of them)."""
+    percent, corr, ms = args.percent or 0.0, args.correlation, 1000
+    return {
+        "disconnect": lambda: Disconnect(),
+        "reset": lambda: Reset(),
+        "loss": lambda: Loss(percent=percent, correlation=corr, gilbert_elliott=args.gemodel),
+        "delay": lambda: Delay(delay_ms=args.delay * ms, jitter_ms=args.jitter * ms, correlation=corr,
+                               distribution=args.distribution, preserve_order=args.preserve_order),
+        "duplicate": lambda: Duplicate(percent=percent, correlation=corr),
+        "corrupt": lambda: Corrupt(percent=percent, correlation=corr),
+        "reorder": lambda: Reorder(percent=percent, correlation=corr, delay_ms=args.delay * ms, gap=args.gap),
+        "rate": lambda: Rate(bits_per_second=args.rate, packet_overhead=args.overhead),
+    }[args.kind]()
 
 
 def _watch(c: AgentClient, args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from faultline.controller.agents.client import EVENT_KINDS
+from faultline.controller.agents.spec import EVENT_KINDS
 
 Sub = Any  # argparse's subparsers action (a private class)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from faultline.controller.agents.client import DIRECTIONS, KINDS, MECHANISMS, PROTOCOLS
+from faultline.controller.agents.spec import DIRECTIONS, KINDS, MECHANISMS, PROTOCOLS
 from faultline.controller.model import config as resilience
 from faultline.controller.model.schema import (
     Bool,

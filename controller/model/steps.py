@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from faultline.controller.agents.spec import Corrupt, Delay, Disconnect, Duplicate, Loss, Params, Rate, Reorder
+
 
 @dataclass(frozen=True)
 class Wait:
@@ -64,6 +66,18 @@ class NetworkFault(_AddressedFault):
     delay_ms: float = 0.0                                 # delay, reorder
     jitter_ms: float = 0.0                                # delay
     rate_bps: int = 0                                     # rate
+
+    def params(self) -> Params:
+        """The kind and its parameters as the agents take them."""
+        return {
+            "disconnect": lambda: Disconnect(),
+            "loss": lambda: Loss(percent=self.loss_percent or 0.0),
+            "delay": lambda: Delay(delay_ms=self.delay_ms, jitter_ms=self.jitter_ms),
+            "duplicate": lambda: Duplicate(percent=self.percent),
+            "corrupt": lambda: Corrupt(percent=self.percent),
+            "reorder": lambda: Reorder(percent=self.percent, delay_ms=self.delay_ms),
+            "rate": lambda: Rate(bits_per_second=self.rate_bps),
+        }[self.fault]()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from faultline.controller.agents import coordinate
-from faultline.controller.agents.client import AgentClient, AgentError, FaultSpec, fault_spec, process_spec
+from faultline.controller.agents.client import AgentClient, AgentError
 from faultline.controller.agents.clocksync import AgentClock, now_ns, sleep_until
 from faultline.controller.agents.format import spec_dict
+from faultline.controller.agents.spec import Disconnect, FaultSpec, Reset, fault_spec, process_spec
 from faultline.controller.env.hosts import Endpoint
 from faultline.controller.model.scenario import Scenario
 from faultline.controller.model.steps import Partition, ProcessFault, ResetFault, Step, Wait
@@ -50,8 +51,8 @@ class Method:
 
         a = step.action
         if isinstance(a, Partition):
-            return [(h, fault_spec("disconnect", self.endpoints[h].interface, peers=addrs(other),
-                                   direction="both", lease_s=lease, label=label))
+            return [(h, fault_spec(Disconnect(), self.endpoints[h].interface, peers=addrs(other), direction="both",
+                                   lease_s=lease, label=label))
                     for side, other in ((a.a, a.b), (a.b, a.a)) for h in side]
         if isinstance(a, ProcessFault):
             target = {k: (self.resolve(v) if isinstance(v, str) else v) for k, v in a.target.items()}
@@ -60,12 +61,11 @@ class Method:
             return []
         peers = [self.resolve(x) for x in a.peers] + addrs(a.peer_hosts)
         if isinstance(a, ResetFault):
-            return [(h, fault_spec("reset", "", peers=peers, ports=a.ports, lease_s=lease, label=label))
+            return [(h, fault_spec(Reset(), "", peers=peers, ports=a.ports, lease_s=lease, label=label))
                     for h in a.hosts]
         return [(h, fault_spec(
-            a.fault, self.endpoints[h].interface, peers=peers, ports=a.ports, direction=a.direction,
-            protocol=a.protocol, lease_s=lease, loss_percent=a.loss_percent, mechanism=a.mechanism, label=label,
-            percent=a.percent, delay_ms=a.delay_ms, jitter_ms=a.jitter_ms, rate_bps=a.rate_bps)) for h in a.hosts]
+            a.params(), self.endpoints[h].interface, peers=peers, ports=a.ports, direction=a.direction,
+            protocol=a.protocol, lease_s=lease, mechanism=a.mechanism, label=label)) for h in a.hosts]
 
     # -- the schedule ----------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:

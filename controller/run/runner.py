@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faultline.controller.agents.client import AgentClient, AgentError, WatchRecorder, watch_filter
+from faultline.controller.agents.client import AgentClient, AgentError, WatchRecorder
 from faultline.controller.agents.clocksync import AgentClock, now_ns
+from faultline.controller.agents.spec import watch_filter
 from faultline.controller.env.hosts import Endpoint, connect, lab_endpoints
 from faultline.controller.env.lab import Lab, LabConfig
 from faultline.controller.model.scenario import Probe, Scenario

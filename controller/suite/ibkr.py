@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from faultline.controller.agents.spec import Delay, Disconnect, Params, Reset
 from faultline.controller.suite.injector import ActiveFault, FaultInjector, InjectionRefused
 
 if TYPE_CHECKING:
@@ -122,9 +123,9 @@ class ChaosIbkrClient:
         client gets a RST, its disconnected event fires). mode "disconnect": both directions
         dropped for duration_s (a cable pulled: nothing tells either side)."""
         if mode == "reset":
-            return self._hold("reset", RESET_WINDOW_S, self._client_target(), {})
+            return self._hold(Reset(), RESET_WINDOW_S, self._client_target())
         if mode == "disconnect":
-            return self._hold("disconnect", duration_s, self._client_target(), {})
+            return self._hold(Disconnect(), duration_s, self._client_target())
         raise InjectionRefused(f"mode: 'reset' or 'disconnect'; got {mode!r}")
 
     def inject_timeout_on_next_request(self, duration_s: float | None = None) -> ActiveFault:
@@ -137,12 +138,12 @@ class ChaosIbkrClient:
     def inject_half_open(self, duration_s: float) -> ActiveFault:
         """One direction blackholed (the gateway's answers), long: no close ever fires, so the
         client must notice from its own request timeouts."""
-        return self._hold("disconnect", duration_s, self._client_target(), {"direction": "egress"})
+        return self._hold(Disconnect(), duration_s, self._client_target(), direction="egress")
 
     def inject_slow_response(self, delay_ms: float = 1000.0, duration_s: float = 10.0) -> ActiveFault:
         """The gateway's packets to this client delayed by delay_ms (netem on its egress); where
         the kernel has no netem the injector's `unavailable` says so (pytest: a skip)."""
-        return self._hold("delay", duration_s, self._client_target(), {"delay_ms": delay_ms})
+        return self._hold(Delay(delay_ms=delay_ms), duration_s, self._client_target())
 
     def inject_upstream_outage(self, duration_s: float = 10.0) -> ActiveFault:
         """The gateway host cut from IB's back end: the gateway tells its clients 1100, then 1102
@@ -150,7 +151,7 @@ class ChaosIbkrClient:
         if not self.target.upstream:
             raise InjectionRefused("no upstream: name IB's servers as seen from the gateway host "
                                    "(--faultline-ibkr-upstream HOST[:PORT])")
-        return self._hold("disconnect", duration_s, self.target.upstream, {})
+        return self._hold(Disconnect(), duration_s, self.target.upstream)
 
     def heal_all(self) -> None:
         """End every fault still in (each heals at once) and wait for it."""
@@ -179,12 +180,12 @@ class ChaosIbkrClient:
             raise InjectionRefused("the client's connection has no local address")
         return f"[{local}]:{self.target.host_port[1]}" if ":" in local else f"{local}:{self.target.host_port[1]}"
 
-    def _hold(self, kind: str, duration_s: float, target: str, params: dict[str, Any]) -> ActiveFault:
+    def _hold(self, what: Params, duration_s: float, target: str, direction: str = "") -> ActiveFault:
         b = _Background()
 
         def run() -> None:
             try:
-                with self.injector.fault(kind, duration_s, target, [self.target.gateway], params) as f:
+                with self.injector.fault(what, duration_s, target, [self.target.gateway], direction) as f:
                     b.fault = f
                     b.done.set()
                     b.stop.wait(duration_s)
@@ -193,11 +194,11 @@ class ChaosIbkrClient:
             finally:
                 b.done.set()
 
-        b.thread = threading.Thread(target=run, name=f"ibkr-{kind}", daemon=True)
+        b.thread = threading.Thread(target=run, name=f"ibkr-{what.kind}", daemon=True)
         self._held.append(b)
         b.thread.start()
         if not b.done.wait(60):  # the agents' calls have their own deadlines; this is the last one
-            raise InjectionRefused(f"{kind}: not applied within 60 s")
+            raise InjectionRefused(f"{what.kind}: not applied within 60 s")
         if b.error is not None:
             raise b.error
         assert b.fault is not None

@@ -18,11 +18,12 @@ import ipaddress
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from faultline.controller.agents import coordinate
-from faultline.controller.agents.client import AgentError, Unsupported, fault_spec
+from faultline.controller.agents.client import AgentError, Unsupported
 from faultline.controller.agents.clocksync import now_ns, sleep_until
+from faultline.controller.agents.spec import Delay, Disconnect, Loss, Params, fault_spec
 from faultline.controller.env.hosts import Host
 
 # A fault without duration_s lasts its block; its lease is the dead-man bound meanwhile.
@@ -115,7 +116,7 @@ class FaultInjector:
     def inject_disconnect(self, duration_s: float, target: str | None = None,
                           on: Sequence[str] | str | None = None) -> Iterator[ActiveFault]:
         """Drop every packet between the hosts and the target, both directions."""
-        with self.fault("disconnect", duration_s, target, on, {}) as f:
+        with self.fault(Disconnect(), duration_s, target, on) as f:
             yield f
 
     @contextmanager
@@ -124,28 +125,29 @@ class FaultInjector:
         """Drop each packet with this probability (a fraction, 0 < p <= 1), both directions."""
         if not 0 < loss_probability <= 1:
             raise InjectionRefused(f"loss_probability: a fraction 0 < p <= 1; got {loss_probability!r}")
-        with self.fault("loss", duration_s, target, on, {"loss_percent": loss_probability * 100}) as f:
+        with self.fault(Loss(percent=loss_probability * 100), duration_s, target, on) as f:
             yield f
 
     @contextmanager
     def inject_latency(self, latency_ms: float, duration_s: float | None = None, jitter_ms: float = 0.0,
                        target: str | None = None, on: Sequence[str] | str | None = None) -> Iterator[ActiveFault]:
         """Delay packets to the target (netem, egress of each host)."""
-        with self.fault("delay", duration_s, target, on, {"delay_ms": latency_ms, "jitter_ms": jitter_ms}) as f:
+        with self.fault(Delay(delay_ms=latency_ms, jitter_ms=jitter_ms), duration_s, target, on) as f:
             yield f
 
     @contextmanager
-    def fault(self, kind: str, duration_s: float | None, target_text: str | None, on: Sequence[str] | str | None,
-              params: Mapping[str, Any]) -> Iterator[ActiveFault]:
-        """Any fault kind the agents know (client.KINDS), its parameters as fault_spec takes them."""
+    def fault(self, what: Params, duration_s: float | None, target_text: str | None, on: Sequence[str] | str | None,
+              direction: str = "") -> Iterator[ActiveFault]:
+        """Any network fault kind the agents know: `what` is its parameters (agents/spec.py)."""
+        kind = what.kind
         if duration_s is not None and duration_s <= 0:
             raise InjectionRefused(f"duration_s: more than 0; got {duration_s!r}")
         target = self.target(target_text)
         names = self.on(on, target)
         lease = (duration_s + coordinate.LEASE_SLACK_S) if duration_s is not None else OPEN_ENDED_LEASE_S
         specs = [coordinate.Target(n, self.hosts[n].client, self.hosts[n].clock, fault_spec(
-            kind, self._interface(n, kind), peers=target.cidrs, ports=target.ports, lease_s=lease,
-            label=f"pytest {kind}", **params)) for n in names]
+            what, self._interface(n, kind), peers=target.cidrs, ports=target.ports, direction=direction, lease_s=lease,
+            label=f"pytest {kind}")) for n in names]
         landed: list[coordinate.Applied] = []
         fault: ActiveFault | None = None
         try:

@@ -21,8 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
-from faultline.controller.agents.client import WatchRecorder, watch_filter
+from faultline.controller.agents.client import WatchRecorder
 from faultline.controller.agents.clocksync import now_ns
+from faultline.controller.agents.spec import watch_filter
 from faultline.controller.env.hosts import Host
 from faultline.controller.run import recovery
 from faultline.controller.run.recovery import KernelEvent, Mark

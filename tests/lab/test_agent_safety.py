@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from faultline.controller.agents.client import AgentClient, fault_spec, process_spec
+from faultline.controller.agents.client import AgentClient
+from faultline.controller.agents.spec import Disconnect, fault_spec, process_spec
 from faultline.controller.env.lab import agent_alive
 from testkit.netns import in_ns, tc_state, wait_until
 from tests.lab.test_component_faults import start_in
@@ -30,7 +31,7 @@ def test_a_failed_restart_plus_kill_9_never_wedges_and_the_disconnect_is_undone(
     lab.set_restart_commands("broker", {"later": [str(script)]})
     try:
         c = agents["broker"]
-        c.apply(fault_spec("disconnect", "lab0", peers=[lab.state.hosts["gateway"].ipv4 + "/32"], lease_s=300))
+        c.apply(fault_spec(Disconnect(), "lab0", peers=[lab.state.hosts["gateway"].ipv4 + "/32"], lease_s=300))
         c.apply(process_spec("kill", 0.3, pid=victim.pid, restart="later"))
         assert victim.wait(timeout=5) == -signal.SIGKILL
         failed = wait_until(lambda: [f for f in c.list() if f.state == HEAL_FAILED], 10, "the kill listed HEAL_FAILED")
@@ -67,7 +68,7 @@ def test_a_vanished_interface_leaves_list_heal_all_and_sigterm_working(lab):
     spare = lab.load().hosts["spare"]
     before = tc_state(spare.netns, spare.interface)
     with AgentClient(spare.agent) as c:
-        c.apply(fault_spec("disconnect", "lab0", peers=[lab.state.hosts["trader"].ipv4 + "/32"], lease_s=300))
+        c.apply(fault_spec(Disconnect(), "lab0", peers=[lab.state.hosts["trader"].ipv4 + "/32"], lease_s=300))
         assert tc_state(spare.netns, spare.interface) != before
         lab.replug("spare")
         trader = lab.state.hosts["trader"]
@@ -94,7 +95,7 @@ def test_torn_journal_tail_then_a_new_record_then_kill_9_is_undone(lab, agents):
         with open(Path(host.state_dir) / "journal.jsonl", "a") as f:
             f.write('{"seq": 77, "at_ns": 1, "fault_id": "f-torn", "chan')
     with AgentClient(lab.state.hosts["trader"].agent) as c:
-        c.apply(fault_spec("disconnect", "lab0", peers=[lab.state.hosts["gateway"].ipv4 + "/32"], lease_s=300))
+        c.apply(fault_spec(Disconnect(), "lab0", peers=[lab.state.hosts["gateway"].ipv4 + "/32"], lease_s=300))
     assert not pings(lab, "trader", "gateway")
     with agent_stopped_by(lab, "trader", signal.SIGKILL):
         assert not pings(lab, "trader", "gateway")
@@ -105,7 +106,7 @@ def test_torn_journal_tail_then_a_new_record_then_kill_9_is_undone(lab, agents):
 
 def test_a_second_agent_or_cleanup_on_the_same_state_dir_refuses_and_the_first_keeps_its_faults(lab, agents):
     host = lab.state.hosts["gateway"]
-    r = agents["gateway"].apply(fault_spec("disconnect", "lab0", peers=[lab.state.hosts["trader"].ipv4 + "/32"],
+    r = agents["gateway"].apply(fault_spec(Disconnect(), "lab0", peers=[lab.state.hosts["trader"].ipv4 + "/32"],
                                            lease_s=300))
     bin_dir = Path(sys.executable).parent
     second = subprocess.run([str(bin_dir / "faultline-agent"), "serve", "--netns", host.netns, "--insecure",

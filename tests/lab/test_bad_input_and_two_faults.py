@@ -10,21 +10,22 @@ import time
 import grpc
 import pytest
 
-from faultline.controller.agents.client import InvalidRequest, Unsupported, fault_spec
+from faultline.controller.agents.client import InvalidRequest, Unsupported
+from faultline.controller.agents.spec import Disconnect, Loss, fault_spec
 from faultline.v1 import agent_pb2 as pb
 from testkit.netns import in_ns, ping_gaps, read_until, socket_in, tc_state
 
 BAD = [
-    (fault_spec("loss", "lab0", loss_percent=0), "spec.loss.percent"),
-    (fault_spec("loss", "lab0", loss_percent=100.01), "spec.loss.percent"),
-    (fault_spec("disconnect", "lab0", lease_s=0.05), "spec.lease_ms"),
-    (fault_spec("disconnect", "lab0", lease_s=3601), "spec.lease_ms"),
-    (fault_spec("disconnect", "lab0", peers=["10.78.0.300/32"]), "spec.selector.peer_cidrs[0]"),
-    (fault_spec("disconnect", "lab0", peers=["fd78::1/129"]), "spec.selector.peer_cidrs[0]"),
-    (fault_spec("disconnect", "lab0", ports=[0]), "spec.selector.ports[0]"),
-    (fault_spec("disconnect", "lab0", ports=[22, 65536]), "spec.selector.ports[1]"),
-    (fault_spec("disconnect", "eth0"), "spec.selector.interface"),
-    (fault_spec("disconnect", "lo"), "spec.selector.interface"),
+    (fault_spec(Loss(percent=0), "lab0"), "spec.loss.percent"),
+    (fault_spec(Loss(percent=100.01), "lab0"), "spec.loss.percent"),
+    (fault_spec(Disconnect(), "lab0", lease_s=0.05), "spec.lease_ms"),
+    (fault_spec(Disconnect(), "lab0", lease_s=3601), "spec.lease_ms"),
+    (fault_spec(Disconnect(), "lab0", peers=["10.78.0.300/32"]), "spec.selector.peer_cidrs[0]"),
+    (fault_spec(Disconnect(), "lab0", peers=["fd78::1/129"]), "spec.selector.peer_cidrs[0]"),
+    (fault_spec(Disconnect(), "lab0", ports=[0]), "spec.selector.ports[0]"),
+    (fault_spec(Disconnect(), "lab0", ports=[22, 65536]), "spec.selector.ports[1]"),
+    (fault_spec(Disconnect(), "eth0"), "spec.selector.interface"),
+    (fault_spec(Disconnect(), "lo"), "spec.selector.interface"),
     (pb.FaultSpec(kind=42, selector=pb.Selector(interface="lab0"), lease_ms=1000), "spec.kind"),
 ]
 
@@ -47,7 +48,7 @@ def test_missing_netem_is_failed_precondition_naming_it(lab, agents):
     if caps["netem"].available:
         pytest.skip("this kernel has netem; the refusal is for kernels without it")
     with pytest.raises(Unsupported, match="netem"):
-        agents["trader"].apply(fault_spec("disconnect", "lab0", mechanism="netem"))
+        agents["trader"].apply(fault_spec(Disconnect(), "lab0", mechanism="netem"))
     assert tc_state(host.netns, host.interface) == before
 
 
@@ -60,9 +61,9 @@ def test_two_faults_heal_one_other_holds_bystander_loses_nothing(lab, agents):
     assert ping.stdout is not None
     first = read_until(ping.stdout, r"icmp_seq=\d+", 20)  # it runs and is answered before any fault
     gw = hosts["gateway"].ipv4
-    a = trader.apply(fault_spec("disconnect", "lab0", peers=[gw + "/32"], protocol="icmp", lease_s=60))
-    b = trader.apply(fault_spec("loss", "lab0", peers=[gw + "/32"], ports=[5300], protocol="udp",
-                                loss_percent=100, lease_s=60))
+    a = trader.apply(fault_spec(Disconnect(), "lab0", peers=[gw + "/32"], protocol="icmp", lease_s=60))
+    b = trader.apply(fault_spec(Loss(percent=100), "lab0", peers=[gw + "/32"], ports=[5300], protocol="udp",
+                                lease_s=60))
     rx = socket_in(hosts["gateway"].netns, socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind((gw, 5300))
     rx.settimeout(0.5)

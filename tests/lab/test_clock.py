@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from faultline.controller.agents.client import AgentClient, WatchRecorder, fault_spec, watch_filter
+from faultline.controller.agents.client import AgentClient, WatchRecorder
 from faultline.controller.agents.clocksync import sync
+from faultline.controller.agents.spec import Disconnect, fault_spec, watch_filter
 from faultline.controller.env.lab import Lab, LabConfig
 from testkit.netns import listener, socket_in, why_no_lab
 
@@ -46,7 +47,7 @@ def test_corrected_stamps_order_with_the_controllers(clab):
         srv = listener(peer.netns, peer.ipv4, 4110)
         cli = socket_in(h.netns)
         cli.connect((peer.ipv4, 4110))
-        r = c.apply(fault_spec("disconnect", h.interface, peers=[peer.ipv4 + "/32"], lease_s=1))
+        r = c.apply(fault_spec(Disconnect(), h.interface, peers=[peer.ipv4 + "/32"], lease_s=1))
         after = time.clock_gettime_ns(time.CLOCK_REALTIME)
         up = rec.wait_for(lambda i: i.tcp.new_state == 1, 5)
         rec.stop()

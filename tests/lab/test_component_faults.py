@@ -11,7 +11,8 @@ import time
 import grpc
 import pytest
 
-from faultline.controller.agents.client import AgentClient, AgentError, fault_spec, process_spec
+from faultline.controller.agents.client import AgentClient, AgentError
+from faultline.controller.agents.spec import Reset, fault_spec, process_spec
 from testkit.netns import (
     in_netns,
     in_ns,
@@ -149,7 +150,7 @@ def test_reset_destroys_the_connection_both_ends_see_it(lab, agents):
     cli.sendall(b"ping")
     assert conn.recv(4) == b"ping"
 
-    r = agents["trader"].apply(fault_spec("reset", "", peers=[gw.ipv4 + "/32"], ports=[4102], lease_s=1))
+    r = agents["trader"].apply(fault_spec(Reset(), "", peers=[gw.ipv4 + "/32"], ports=[4102], lease_s=1))
     healed = agents["trader"].heal(r.fault_id)
     assert (healed.counters.matched, healed.counters.dropped) == (1, 1)
     with pytest.raises(OSError) as e:
@@ -165,15 +166,15 @@ def test_reset_destroys_the_connection_both_ends_see_it(lab, agents):
 
 def test_reset_never_touches_the_agents_own_connection(lab, agents):
     """Resetting every connection on the agent's port leaves the controller's gRPC channel alive."""
-    r = agents["trader"].apply(fault_spec("reset", "", ports=[7070], lease_s=1))
+    r = agents["trader"].apply(fault_spec(Reset(), "", ports=[7070], lease_s=1))
     assert agents["trader"].health().status == "SERVING"
     assert agents["trader"].heal(r.fault_id).counters.matched == 0
 
 
 def test_reset_without_a_selector_is_refused(agents):
     with pytest.raises(AgentError) as e:
-        agents["trader"].apply(fault_spec("reset", "", lease_s=1))
+        agents["trader"].apply(fault_spec(Reset(), "", lease_s=1))
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "peer_cidrs and/or ports" in str(e.value)
     with pytest.raises(AgentError) as e:
-        agents["trader"].apply(fault_spec("reset", "lab0", ports=[1], lease_s=1))
+        agents["trader"].apply(fault_spec(Reset(), "lab0", ports=[1], lease_s=1))
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "spec.selector.interface" in str(e.value)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from faultline.controller.agents.client import fault_spec
+from faultline.controller.agents.spec import Disconnect, fault_spec
 from testkit.netns import socket_in, tc_state
 
 
@@ -58,7 +58,7 @@ def test_disconnect_cuts_both_ways_then_heals(lab, agents, family):
 
     gw = hosts["gateway"].ipv4 + "/32" if family == socket.AF_INET else hosts["gateway"].ipv6 + "/128"
     lease_s = 4.0
-    r = agents["trader"].apply(fault_spec("disconnect", "lab0", peers=[gw], direction="both", lease_s=lease_s))
+    r = agents["trader"].apply(fault_spec(Disconnect(), "lab0", peers=[gw], direction="both", lease_s=lease_s))
     filters = tc_state(hosts["trader"].netns, "lab0")
     assert any(f.get("options", {}).get("bpf_name") == "fl_egress" for f in filters["egress"]), filters
     assert any(f.get("options", {}).get("bpf_name") == "fl_ingress" for f in filters["ingress"]), filters
@@ -86,6 +86,6 @@ def test_disconnect_cuts_both_ways_then_heals(lab, agents, family):
 
 def test_agent_stays_reachable_inside_a_faulted_subnet(lab, agents):
     """A disconnect of the whole lab subnet, controller included, still leaves the agent port open."""
-    agents["trader"].apply(fault_spec("disconnect", "lab0", peers=["10.78.0.0/24"], lease_s=5))
+    agents["trader"].apply(fault_spec(Disconnect(), "lab0", peers=["10.78.0.0/24"], lease_s=5))
     assert agents["trader"].health(timeout_s=2).active_faults == 1
     assert agents["trader"].list()[0].fault_id

@@ -19,14 +19,8 @@ from hypothesis import strategies as st
 from pyroute2 import NetNS
 
 from faultline.agent.kernel.tc import FILTER_HANDLE, FILTER_PRIO
-from faultline.controller.agents.client import (
-    AgentClient,
-    AgentError,
-    Forbidden,
-    UnknownFault,
-    fault_spec,
-    process_spec,
-)
+from faultline.controller.agents.client import AgentClient, AgentError, Forbidden, UnknownFault
+from faultline.controller.agents.spec import Corrupt, Delay, Disconnect, Duplicate, Loss, Rate, fault_spec, process_spec
 from faultline.controller.env.lab import agent_alive
 from faultline.v1 import agent_pb2 as pb
 from tests.lab.test_nothing_left_behind import agent_stopped_by
@@ -200,15 +194,15 @@ def test_a_fault_outside_the_hosts_policy_is_refused_and_the_kernel_untouched(la
                       "cgroups: [system.slice/redis-server.service]\n")
     gateway = lab.state.hosts["gateway"].ipv4 + "/32"
     # Issue 19: the policy caps the effect, not one field: every way to the same harm is refused.
-    refused = [(fault_spec("disconnect", "lab0", peers=["fd78::1/128"]), "peer_cidrs"),
-               (fault_spec("disconnect", "lab0", peers=[gateway], lease_s=60), "max_lease_s"),
-               (fault_spec("loss", "lab0", peers=[gateway], loss_percent=50), "max_loss_percent"),
-               (fault_spec("loss", "lab0", peers=[gateway], gilbert_elliott=(50, 10, 100, 0)),
+    refused = [(fault_spec(Disconnect(), "lab0", peers=["fd78::1/128"]), "peer_cidrs"),
+               (fault_spec(Disconnect(), "lab0", peers=[gateway], lease_s=60), "max_lease_s"),
+               (fault_spec(Loss(percent=50), "lab0", peers=[gateway]), "max_loss_percent"),
+               (fault_spec(Loss(gilbert_elliott=(50, 10, 100, 0)), "lab0", peers=[gateway]),
                 "max_loss_percent"),
-               (fault_spec("corrupt", "lab0", peers=[gateway], percent=100), "max_loss_percent"),
-               (fault_spec("duplicate", "lab0", peers=[gateway], percent=100), "max_loss_percent"),
-               (fault_spec("delay", "lab0", peers=[gateway], delay_ms=150, jitter_ms=100), "max_delay_ms"),
-               (fault_spec("rate", "lab0", peers=[gateway], rate_bps=8), "min_rate_bps"),
+               (fault_spec(Corrupt(percent=100), "lab0", peers=[gateway]), "max_loss_percent"),
+               (fault_spec(Duplicate(percent=100), "lab0", peers=[gateway]), "max_loss_percent"),
+               (fault_spec(Delay(delay_ms=150, jitter_ms=100), "lab0", peers=[gateway]), "max_delay_ms"),
+               (fault_spec(Rate(bits_per_second=8), "lab0", peers=[gateway]), "min_rate_bps"),
                (process_spec("kill", 5, name="sleep", restart="sh"), "restart_commands"),
                (process_spec("restart-unit", 5, unit="ssh.service"), "units"),
                (process_spec("pause", 5, cgroup="system.slice"), "cgroups")]
@@ -221,7 +215,7 @@ def test_a_fault_outside_the_hosts_policy_is_refused_and_the_kernel_untouched(la
                 with pytest.raises(Forbidden, match=f"^.*: PERMISSION_DENIED: policy rule {rule}: "):
                     c.apply(spec)
                 assert kernel(host.netns, host.interface) == before
-            r = c.apply(fault_spec("loss", "lab0", peers=[gateway], loss_percent=25, lease_s=30))
+            r = c.apply(fault_spec(Loss(percent=25), "lab0", peers=[gateway], lease_s=30))
             with pytest.raises(Forbidden, match="policy rule max_lease_s: lease 60 s is over 30 s"):
                 c.renew(r.fault_id, 60)  # a renewal is no way round the lease cap either
             c.heal(r.fault_id)

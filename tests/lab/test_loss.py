@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faultline.controller.agents.client import fault_spec
+from faultline.controller.agents.spec import Loss, fault_spec
 from testkit.netns import udp_delivered
 from testkit.stats import binomial_interval
 
@@ -18,10 +18,8 @@ def test_binomial_interval_is_right():
 def test_loss_20_percent_is_binomial_and_counted(lab, agents):
     hosts = lab.state.hosts
     port = 5200
-    r = agents["trader"].apply(fault_spec(
-        "loss", "lab0", peers=[hosts["gateway"].ipv4 + "/32"], ports=[port], protocol="udp",
-        direction="egress", loss_percent=P_DROP * 100, lease_s=60,
-    ))
+    r = agents["trader"].apply(fault_spec(Loss(percent=P_DROP * 100), "lab0", peers=[hosts["gateway"].ipv4 + "/32"],
+                                          ports=[port], protocol="udp", direction="egress", lease_s=60))
     seen = udp_delivered(hosts["trader"].netns, hosts["gateway"].netns, hosts["gateway"].ipv4, port, N)
     [f] = [f for f in agents["trader"].list() if f.fault_id == r.fault_id]
 

@@ -10,7 +10,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from faultline.controller.agents.client import AgentClient, fault_spec
+from faultline.controller.agents.client import AgentClient
+from faultline.controller.agents.spec import Disconnect, Loss, fault_spec
 from testkit.netns import in_ns, tc_state, without_agent
 
 
@@ -45,9 +46,9 @@ def pings(lab, src: str, dst: str) -> bool:
 def test_kill_9_then_restart_restores_tc_state(lab, agents):
     host = lab.state.hosts["trader"]
     before = tc_state(host.netns, host.interface)
-    agents["trader"].apply(fault_spec("disconnect", "lab0", peers=[lab.state.hosts["gateway"].ipv4 + "/32"],
+    agents["trader"].apply(fault_spec(Disconnect(), "lab0", peers=[lab.state.hosts["gateway"].ipv4 + "/32"],
                                       lease_s=300))
-    agents["trader"].apply(fault_spec("loss", "lab0", loss_percent=50, ports=[9999], lease_s=300))
+    agents["trader"].apply(fault_spec(Loss(percent=50), "lab0", ports=[9999], lease_s=300))
     assert tc_state(host.netns, host.interface) != before
     assert journal_size(host) > 0
 
@@ -65,7 +66,7 @@ def test_kill_9_then_restart_restores_tc_state(lab, agents):
 def test_cleanup_command_reverts_without_serving(lab, agents):
     host = lab.state.hosts["broker"]
     before = tc_state(host.netns, host.interface)
-    agents["broker"].apply(fault_spec("disconnect", "lab0", peers=["fd78::1/128"], lease_s=300))
+    agents["broker"].apply(fault_spec(Disconnect(), "lab0", peers=["fd78::1/128"], lease_s=300))
     with agent_stopped_by(lab, "broker", signal.SIGKILL):
         assert tc_state(host.netns, host.interface) != before
         agent_cli = str(Path(sys.executable).parent / "faultline-agent")
@@ -80,7 +81,7 @@ def test_cleanup_command_reverts_without_serving(lab, agents):
 def test_sigterm_heals_before_exit(lab, agents):
     host = lab.state.hosts["gateway"]
     before = tc_state(host.netns, host.interface)
-    agents["gateway"].apply(fault_spec("disconnect", "lab0", peers=["10.78.0.1/32"], lease_s=300))
+    agents["gateway"].apply(fault_spec(Disconnect(), "lab0", peers=["10.78.0.1/32"], lease_s=300))
     with agent_stopped_by(lab, "gateway", signal.SIGTERM):
         # Healed, and the agent's own clsact gone with it: the host as it was without faultline.
         assert tc_state(host.netns, host.interface) == without_agent(before) != before
@@ -91,8 +92,7 @@ def test_lease_expiry_with_no_controller(lab, agents):
     host = lab.state.hosts["trader"]
     before = tc_state(host.netns, host.interface)
     with AgentClient(host.agent) as c:  # this controller goes away at once
-        r = c.apply(fault_spec("disconnect", "lab0", peers=[lab.state.hosts["gateway"].ipv4 + "/32"],
-                               lease_s=3.0))
+        r = c.apply(fault_spec(Disconnect(), "lab0", peers=[lab.state.hosts["gateway"].ipv4 + "/32"], lease_s=3.0))
     assert not pings(lab, "trader", "gateway")
     while time.monotonic_ns() < r.lease_expires_at.monotonic_ns + 300_000_000:
         time.sleep(0.05)

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from faultline.controller.agents.client import AgentClient, WatchRecorder, fault_spec, watch_filter
+from faultline.controller.agents.client import AgentClient, WatchRecorder
+from faultline.controller.agents.spec import Disconnect, Loss, fault_spec, watch_filter
 from faultline.examples.workloads.echo import BACKOFF_S, STALL_S
 from faultline.v1 import agent_pb2 as pb
 from testkit.netns import in_ns, listener, serving, socket_in
@@ -69,7 +70,7 @@ def test_disconnect_seen_leaving_and_reestablishing(lab, agents):
         up = rec.wait_for(lambda i: i.tcp.new_state == pb.TCP_STATE_ESTABLISHED, 15)
         assert up is not None, "the client never connected"
         time.sleep(0.5)
-        r = c.apply(fault_spec("disconnect", trader.interface, peers=[gw.ipv4 + "/32"], lease_s=3))
+        r = c.apply(fault_spec(Disconnect(), trader.interface, peers=[gw.ipv4 + "/32"], lease_s=3))
         healed = healed_at(c, r.fault_id, 10)
         max_reconnect_s = max(BACKOFF_S) + STALL_S + 0.5  # the last backoff, a connect attempt, slack
         again = rec.wait_for(lambda i: i.tcp.new_state == pb.TCP_STATE_ESTABLISHED
@@ -140,7 +141,7 @@ def test_loss_retransmits_during_not_after(lab, agents):
     bulk = _bulk(trader.netns, gw.ipv4, port, 7.0, sink)
     time.sleep(1.0)
     # Egress: the data is lost, the ACKs come back, as when a path drops one way.
-    r = c.apply(fault_spec("loss", trader.interface, peers=[gw.ipv4 + "/32"], ports=[port], loss_percent=20,
+    r = c.apply(fault_spec(Loss(percent=20), trader.interface, peers=[gw.ipv4 + "/32"], ports=[port],
                            direction="egress", lease_s=3))
     healed = healed_at(c, r.fault_id, 10)
     bulk.join(timeout=15)

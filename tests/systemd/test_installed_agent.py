@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faultline.controller.agents.client import AgentClient, AgentError, fault_spec, process_spec
+from faultline.controller.agents.client import AgentClient, AgentError
+from faultline.controller.agents.spec import Delay, fault_spec, process_spec
 from testkit.netns import tc_state, wait_until, without_agent
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,7 +152,7 @@ def test_unit_runs_the_agent_with_mtls_and_the_shipped_policy(installed) -> None
     assert e.value.code.name == "UNAVAILABLE"
     # The shipped policy lists no interface: a fault is refused before the kernel is touched.
     with pytest.raises(AgentError) as e, client() as c:
-        c.apply(fault_spec("delay", DEV, peers=[f"{PEER}/32"], delay_ms=100, lease_s=5))
+        c.apply(fault_spec(Delay(delay_ms=100), DEV, peers=[f"{PEER}/32"], lease_s=5))
     assert e.value.code.name == "PERMISSION_DENIED" and "interfaces" in e.value.message
     cap_eff = int(re.search(r"CapEff:\s*([0-9a-f]+)", Path(f"/proc/{pid}/status").read_text()).group(1), 16)
     FIGURES["agent_capabilities_hex"] = f"{cap_eff:x}"
@@ -164,7 +165,7 @@ def test_fault_applied_and_healed(installed) -> None:
     before = tc_state("", DEV)
     base = rtt_ms()
     with client() as c:
-        fault_id = c.apply(fault_spec("delay", DEV, peers=[f"{PEER}/32"], delay_ms=150, lease_s=60)).fault_id
+        fault_id = c.apply(fault_spec(Delay(delay_ms=150), DEV, peers=[f"{PEER}/32"], lease_s=60)).fault_id
         assert rtt_ms() >= base + 140, "the delay is not in the kernel"
         assert "netem" in json.dumps(tc_state("", DEV)["qdisc"])
         c.heal(fault_id)
@@ -230,7 +231,7 @@ def test_systemctl_stop_leaves_tc_as_before(installed, how: str) -> None:
     write_policy(interfaces=[DEV], peer_cidrs=["10.99.0.0/24"])
     before = tc_state("", DEV)
     with client() as c:
-        c.apply(fault_spec("delay", DEV, peers=[f"{PEER}/32"], delay_ms=120, lease_s=300))
+        c.apply(fault_spec(Delay(delay_ms=120), DEV, peers=[f"{PEER}/32"], lease_s=300))
     assert tc_state("", DEV) != before
     if how.startswith("kill"):
         # SIGKILL: no heal in the agent; ExecStopPost's cleanup undoes the journal.

@@ -11,7 +11,8 @@ import stat
 import pytest
 
 from faultline.agent.domain import policy as policies
-from faultline.controller.agents.client import AgentClient, AgentUnreachable, Forbidden, fault_spec
+from faultline.controller.agents.client import AgentClient, AgentUnreachable, Forbidden
+from faultline.controller.agents.spec import Disconnect, Loss, fault_spec
 from faultline.controller.env import certs
 from tests.fakes import fake_agent
 
@@ -70,7 +71,7 @@ def test_no_certificate_unknown_and_allowed(pki, tmp_path):
         # Our CA, a subject not allowed: refused, and audited.
         with AgentClient(address, tls_dir=dirs["unknown"]) as c:
             with pytest.raises(Forbidden, match="client O=faultline,CN=intruder is not in this agent's allowed"):
-                c.apply(fault_spec("disconnect", "lab0", peers=["10.0.0.2/32"]))
+                c.apply(fault_spec(Disconnect(), "lab0", peers=["10.0.0.2/32"]))
         assert engine.list() == []
         [refused] = audit_lines(audit)
         assert refused["verdict"] == "PERMISSION_DENIED" and refused["who"] == "O=faultline,CN=intruder"
@@ -78,7 +79,7 @@ def test_no_certificate_unknown_and_allowed(pki, tmp_path):
         # Allowed: served, and each request audited with what it changed and how to undo it.
         with AgentClient(address, tls_dir=dirs["allowed"]) as c:
             assert c.health().status == "SERVING"
-            r = c.apply(fault_spec("disconnect", "lab0", peers=["10.0.0.2/32"]))
+            r = c.apply(fault_spec(Disconnect(), "lab0", peers=["10.0.0.2/32"]))
             c.heal(r.fault_id)
     lines = audit_lines(audit)
     assert [(x["method"], x["verdict"]) for x in lines[1:]] == [("Health", "OK"), ("ApplyFault", "OK"),
@@ -95,16 +96,16 @@ def test_a_fault_outside_policy_is_refused_naming_the_rule(tmp_path):
     audit = tmp_path / "audit.jsonl"
     with fake_agent(policy=policy, audit=audit) as (address, engine), AgentClient(address) as c:
         for spec, rule in (
-            (fault_spec("disconnect", "eth1", peers=["10.0.0.2/32"]), "interfaces"),
-            (fault_spec("disconnect", "lab0", peers=["192.168.1.2/32"]), "peer_cidrs"),
-            (fault_spec("disconnect", "lab0"), "peer_cidrs"),
-            (fault_spec("disconnect", "lab0", peers=["10.0.0.2/32"], lease_s=120), "max_lease_s"),
-            (fault_spec("loss", "lab0", peers=["10.0.0.2/32"], loss_percent=80), "max_loss_percent"),
+            (fault_spec(Disconnect(), "eth1", peers=["10.0.0.2/32"]), "interfaces"),
+            (fault_spec(Disconnect(), "lab0", peers=["192.168.1.2/32"]), "peer_cidrs"),
+            (fault_spec(Disconnect(), "lab0"), "peer_cidrs"),
+            (fault_spec(Disconnect(), "lab0", peers=["10.0.0.2/32"], lease_s=120), "max_lease_s"),
+            (fault_spec(Loss(percent=80), "lab0", peers=["10.0.0.2/32"]), "max_loss_percent"),
         ):
             with pytest.raises(Forbidden, match=f"policy rule {rule}: "):
                 c.apply(spec)
         assert engine.list() == [] and engine._mechs  # nothing reached a mechanism
-        ok = c.apply(fault_spec("loss", "lab0", peers=["10.1.2.3/32"], loss_percent=50, lease_s=60))
+        ok = c.apply(fault_spec(Loss(percent=50), "lab0", peers=["10.1.2.3/32"], lease_s=60))
         c.heal(ok.fault_id)
     verdicts = [x["verdict"] for x in audit_lines(audit)]
     assert verdicts == ["PERMISSION_DENIED"] * 5 + ["OK", "OK"]

@@ -7,15 +7,8 @@ import pytest
 
 from faultline.agent.domain.clock import now
 from faultline.agent.domain.events import EventKind, Flow, TcpEvent
-from faultline.controller.agents.client import (
-    AgentClient,
-    InvalidRequest,
-    UnknownFault,
-    Unsupported,
-    WatchRecorder,
-    fault_spec,
-    watch_filter,
-)
+from faultline.controller.agents.client import AgentClient, InvalidRequest, UnknownFault, Unsupported, WatchRecorder
+from faultline.controller.agents.spec import Disconnect, Loss, fault_spec, watch_filter
 from faultline.v1 import agent_pb2 as pb
 from tests.fakes import FakeProbe, fake_agent
 
@@ -32,8 +25,8 @@ def client(probe):
 
 
 def test_apply_returns_id_mechanism_and_both_clocks(client):
-    r = client.apply(fault_spec("loss", "lab0", peers=["10.77.0.2/32", "fd77::2/128"], ports=[4002],
-                                loss_percent=20, lease_s=5))
+    r = client.apply(fault_spec(Loss(percent=20), "lab0", peers=["10.77.0.2/32", "fd77::2/128"], ports=[4002],
+                                lease_s=5))
     assert r.fault_id.startswith("f-") and r.mechanism == pb.MECHANISM_EBPF_TC
     assert r.applied_at.realtime_ns > 1.6e18 and r.applied_at.monotonic_ns > 0
     assert r.lease_expires_at.monotonic_ns - r.applied_at.monotonic_ns == 5_000_000_000
@@ -46,13 +39,13 @@ def test_apply_returns_id_mechanism_and_both_clocks(client):
 @pytest.mark.parametrize(
     ("spec", "field"),
     [
-        (fault_spec("loss", "lab0", loss_percent=0), "spec.loss.percent"),
-        (fault_spec("loss", "lab0", loss_percent=120), "spec.loss.percent"),
-        (fault_spec("disconnect", "lab0", lease_s=0.01), "spec.lease_ms"),
-        (fault_spec("disconnect", "lab0", lease_s=7200), "spec.lease_ms"),
-        (fault_spec("disconnect", "lab0", peers=["10.1.2.3/8"]), "spec.selector.peer_cidrs[0]"),
-        (fault_spec("disconnect", "lab0", ports=[70000]), "spec.selector.ports[0]"),
-        (fault_spec("disconnect", "nope0"), "spec.selector.interface"),
+        (fault_spec(Loss(percent=0), "lab0"), "spec.loss.percent"),
+        (fault_spec(Loss(percent=120), "lab0"), "spec.loss.percent"),
+        (fault_spec(Disconnect(), "lab0", lease_s=0.01), "spec.lease_ms"),
+        (fault_spec(Disconnect(), "lab0", lease_s=7200), "spec.lease_ms"),
+        (fault_spec(Disconnect(), "lab0", peers=["10.1.2.3/8"]), "spec.selector.peer_cidrs[0]"),
+        (fault_spec(Disconnect(), "lab0", ports=[70000]), "spec.selector.ports[0]"),
+        (fault_spec(Disconnect(), "nope0"), "spec.selector.interface"),
         (pb.FaultSpec(kind=77, selector=pb.Selector(interface="lab0"), lease_ms=1000), "spec.kind"),
         (pb.FaultSpec(selector=pb.Selector(interface="lab0"), lease_ms=1000), "spec.kind"),
     ],
@@ -66,7 +59,7 @@ def test_invalid_fields_are_invalid_argument_naming_the_field(client, spec, fiel
 
 
 def test_missing_kernel_feature_is_failed_precondition(client):
-    spec = fault_spec("disconnect", "lab0", mechanism="netem")
+    spec = fault_spec(Disconnect(), "lab0", mechanism="netem")
     with pytest.raises(Unsupported, match="no netem"):
         client.apply(spec)
     delay = pb.FaultSpec(kind=pb.FAULT_KIND_DELAY, selector=pb.Selector(interface="lab0"), lease_ms=1000,

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from faultline.controller.agents.client import AgentClient, Forbidden, InvalidRequest, fault_spec
+from faultline.controller.agents.client import AgentClient, Forbidden, InvalidRequest
+from faultline.controller.agents.spec import Corrupt, Delay, Disconnect, Duplicate, Loss, Rate, fault_spec, params
 from testkit.netns import ping_gaps, ping_ms, read_until, tc_state, udp_delivered
 from testkit.stats import binomial_interval
 from tests.vm.conftest import median
@@ -34,7 +35,7 @@ def _tree(vlab) -> list:
 def test_delay_reaches_only_the_targeted_peer(vlab, trader, accuracy, delay_ms, pings):
     gw, broker = _ip(vlab, "gateway"), _ip(vlab, "broker")
     base_gw, base_br = median(ping_ms(vlab, "trader", gw, 40)), median(ping_ms(vlab, "trader", broker, 40))
-    r = trader.apply(fault_spec("delay", "lab0", peers=[gw + "/32"], delay_ms=delay_ms, lease_s=120))
+    r = trader.apply(fault_spec(Delay(delay_ms=delay_ms), "lab0", peers=[gw + "/32"], lease_s=120))
     assert r.mechanism == 2  # MECHANISM_NETEM
     assert any(q["kind"] == "netem" for q in _tree(vlab)), "no netem qdisc in the kernel"
     interval = 0.02 if delay_ms < 1000 else 0.3
@@ -51,8 +52,8 @@ def test_delay_reaches_only_the_targeted_peer(vlab, trader, accuracy, delay_ms, 
 @pytest.mark.parametrize("distribution, expected_sd", [("uniform", 10 / 3**0.5), ("normal", 10.0)])
 def test_jitter_has_the_spread_asked_for(vlab, trader, accuracy, distribution, expected_sd):
     gw = _ip(vlab, "gateway")
-    r = trader.apply(fault_spec("delay", "lab0", peers=[gw + "/32"], delay_ms=100, jitter_ms=10,
-                                distribution=distribution, lease_s=120))
+    r = trader.apply(fault_spec(Delay(delay_ms=100, jitter_ms=10, distribution=distribution), "lab0",
+                                peers=[gw + "/32"], lease_s=120))
     rtts = ping_ms(vlab, "trader", gw, 300, 0.01)
     trader.heal(r.fault_id)
     sd = statistics.stdev(rtts)
@@ -65,8 +66,8 @@ def test_jitter_has_the_spread_asked_for(vlab, trader, accuracy, distribution, e
 
 def test_netem_loss_is_binomial_and_counted(vlab, trader, accuracy):
     h, n, port = vlab.state.hosts, 5000, 5300
-    r = trader.apply(fault_spec("loss", "lab0", peers=[_ip(vlab, "gateway") + "/32"], ports=[port],
-                                protocol="udp", direction="egress", loss_percent=20, mechanism="netem", lease_s=120))
+    r = trader.apply(fault_spec(Loss(percent=20), "lab0", peers=[_ip(vlab, "gateway") + "/32"], ports=[port],
+                                protocol="udp", direction="egress", mechanism="netem", lease_s=120))
     assert r.mechanism == 2
     seen = udp_delivered(h["trader"].netns, h["gateway"].netns, h["gateway"].ipv4, port, n)
     [f] = [f for f in trader.list() if f.fault_id == r.fault_id]
@@ -82,8 +83,8 @@ def test_netem_loss_is_binomial_and_counted(vlab, trader, accuracy):
 def test_gilbert_elliott_burst_loss(vlab, trader, accuracy):
     h, n, port = vlab.state.hosts, 10_000, 5301
     ge = (5.0, 30.0, 90.0, 1.0)
-    r = trader.apply(fault_spec("loss", "lab0", peers=[_ip(vlab, "gateway") + "/32"], ports=[port],
-                                protocol="udp", direction="egress", gilbert_elliott=ge, lease_s=120))
+    r = trader.apply(fault_spec(Loss(gilbert_elliott=ge), "lab0", peers=[_ip(vlab, "gateway") + "/32"], ports=[port],
+                                protocol="udp", direction="egress", lease_s=120))
     shown = subprocess.run(["ip", "netns", "exec", h["trader"].netns, "tc", "-d", "qdisc", "show", "dev", "lab0"],
                            capture_output=True, text=True, check=True).stdout
     seen = udp_delivered(h["trader"].netns, h["gateway"].netns, h["gateway"].ipv4, port, n)
@@ -104,11 +105,11 @@ def test_three_faults_at_once_then_the_tree_as_before(vlab, trader, accuracy):
     gw, broker, third = _ip(vlab, "gateway"), _ip(vlab, "broker"), _ip(vlab, "third")
     before = _tree(vlab)
     base_gw = median(ping_ms(vlab, "trader", gw, 30))
-    delay = trader.apply(fault_spec("delay", "lab0", peers=[gw + "/32"], delay_ms=100, lease_s=120))
-    loss = trader.apply(fault_spec("loss", "lab0", peers=[broker + "/32"], loss_percent=30, mechanism="netem",
+    delay = trader.apply(fault_spec(Delay(delay_ms=100), "lab0", peers=[gw + "/32"], lease_s=120))
+    loss = trader.apply(fault_spec(Loss(percent=30), "lab0", peers=[broker + "/32"], mechanism="netem",
                                    direction="egress", lease_s=120))
-    cut = trader.apply(fault_spec("disconnect", "lab0", peers=[third + "/32"], mechanism="netem",
-                                  direction="egress", lease_s=120))
+    cut = trader.apply(fault_spec(Disconnect(), "lab0", peers=[third + "/32"], mechanism="netem", direction="egress",
+                                  lease_s=120))
     assert sum(q["kind"] == "netem" for q in _tree(vlab)) == 3
     gw_ms = median(ping_ms(vlab, "trader", gw, 30))
     seen = udp_delivered(h["trader"].netns, h["broker"].netns, broker, 5302, 2000)
@@ -131,13 +132,13 @@ def test_healing_one_fault_leaves_the_others_and_untargeted_traffic_alone(vlab, 
     gw, third, broker = _ip(vlab, "gateway"), _ip(vlab, "third"), _ip(vlab, "broker")
     # The first netem fault swaps the root qdisc and the last heal puts it back: the kernel
     # deactivates the device for that (README), so the ping runs between the two.
-    a = trader.apply(fault_spec("delay", "lab0", peers=[gw + "/32"], delay_ms=50, jitter_ms=5, lease_s=120))
+    a = trader.apply(fault_spec(Delay(delay_ms=50, jitter_ms=5), "lab0", peers=[gw + "/32"], lease_s=120))
     pinger = subprocess.Popen(["ip", "netns", "exec", vlab.state.hosts["trader"].netns, "ping", "-n", "-i", "0.01",
                                "-W", "2", broker], stdout=subprocess.PIPE, text=True)
     assert pinger.stdout is not None
     try:
         first = read_until(pinger.stdout, r"icmp_seq=\d+", 20)  # pinging before the second fault
-        b = trader.apply(fault_spec("loss", "lab0", peers=[third + "/32"], loss_percent=50, mechanism="netem",
+        b = trader.apply(fault_spec(Loss(percent=50), "lab0", peers=[third + "/32"], mechanism="netem",
                                     direction="egress", lease_s=120))
         kept = [q for q in _tree(vlab) if q["kind"] == "netem" and "delay" in q.get("options", {})]
         trader.heal(b.fault_id)
@@ -160,7 +161,7 @@ def test_a_root_qdisc_that_was_there_comes_back_exactly(vlab, trader):
     subprocess.run(tbf, check=True)
     try:
         before = _tree(vlab)
-        r = trader.apply(fault_spec("delay", "lab0", peers=[_ip(vlab, "gateway") + "/32"], delay_ms=20, lease_s=60))
+        r = trader.apply(fault_spec(Delay(delay_ms=20), "lab0", peers=[_ip(vlab, "gateway") + "/32"], lease_s=60))
         assert [q["kind"] for q in _tree(vlab) if q.get("root")] == ["htb"]
         trader.heal(r.fault_id)
         assert _tree(vlab) == before
@@ -172,14 +173,14 @@ def test_a_root_qdisc_that_was_there_comes_back_exactly(vlab, trader):
     ({"kind": "delay", "delay_ms": -5}, "spec.delay.delay_ms"),
     ({"kind": "delay", "delay_ms": 0, "jitter_ms": 10}, "spec.delay.delay_ms"),
     ({"kind": "reorder", "percent": 25}, "spec.reorder.delay_ms"),
-    ({"kind": "rate", "rate_bps": 0}, "spec.rate.bits_per_second"),
+    ({"kind": "rate", "bits_per_second": 0}, "spec.rate.bits_per_second"),
     ({"kind": "delay", "delay_ms": 100, "jitter_ms": 10, "correlation": 101}, "spec.delay.correlation_percent"),
 ])
 def test_bad_netem_parameters_change_nothing(vlab, trader, kw, field):
     before = _tree(vlab)
     kind = kw.pop("kind")
     with pytest.raises(InvalidRequest, match=field.replace(".", r"\.")):
-        trader.apply(fault_spec(kind, "lab0", peers=[_ip(vlab, "gateway") + "/32"], lease_s=60, **kw))
+        trader.apply(fault_spec(params(kind, **kw), "lab0", peers=[_ip(vlab, "gateway") + "/32"], lease_s=60))
     assert _tree(vlab) == before
 
 
@@ -190,12 +191,12 @@ TIGHT = ("interfaces: [lab0]\npeer_cidrs: [10.80.0.0/24]\nmax_lease_s: 30\nmax_l
 def test_netem_faults_past_the_policy_caps_are_refused_where_netem_exists(vlab, trader):
     """Issue 19 must-show 2 on a kernel with netem: the cap is on the effect, not one field."""
     gw = [_ip(vlab, "gateway") + "/32"]
-    refused = [(fault_spec("loss", "lab0", peers=gw, loss_percent=50), "max_loss_percent"),
-               (fault_spec("loss", "lab0", peers=gw, gilbert_elliott=(50, 10, 100, 0)), "max_loss_percent"),
-               (fault_spec("corrupt", "lab0", peers=gw, percent=100), "max_loss_percent"),
-               (fault_spec("duplicate", "lab0", peers=gw, percent=100), "max_loss_percent"),
-               (fault_spec("delay", "lab0", peers=gw, delay_ms=150, jitter_ms=100), "max_delay_ms"),
-               (fault_spec("rate", "lab0", peers=gw, rate_bps=8), "min_rate_bps")]
+    refused = [(fault_spec(Loss(percent=50), "lab0", peers=gw), "max_loss_percent"),
+               (fault_spec(Loss(gilbert_elliott=(50, 10, 100, 0)), "lab0", peers=gw), "max_loss_percent"),
+               (fault_spec(Corrupt(percent=100), "lab0", peers=gw), "max_loss_percent"),
+               (fault_spec(Duplicate(percent=100), "lab0", peers=gw), "max_loss_percent"),
+               (fault_spec(Delay(delay_ms=150, jitter_ms=100), "lab0", peers=gw), "max_delay_ms"),
+               (fault_spec(Rate(bits_per_second=8), "lab0", peers=gw), "min_rate_bps")]
     vlab.use_policy("trader", TIGHT)
     try:
         before = _tree(vlab)
@@ -204,7 +205,7 @@ def test_netem_faults_past_the_policy_caps_are_refused_where_netem_exists(vlab, 
                 trader.apply(spec)
             assert _tree(vlab) == before, f"{rule}: the kernel changed on a refusal"
         # Within the caps the same kinds do reach the kernel: the refusals were the policy's.
-        ok = trader.apply(fault_spec("delay", "lab0", peers=gw, delay_ms=100, jitter_ms=50, lease_s=30))
+        ok = trader.apply(fault_spec(Delay(delay_ms=100, jitter_ms=50), "lab0", peers=gw, lease_s=30))
         assert any(q.get("kind") == "netem" for q in _tree(vlab)), _tree(vlab)
         trader.heal(ok.fault_id)
         assert _tree(vlab) == before
@@ -220,7 +221,7 @@ def test_kill_9_then_restart_puts_the_root_back(vlab):
     try:
         before = _tree(vlab)
         with AgentClient(h.agent, timeout_s=30) as c:
-            c.apply(fault_spec("delay", "lab0", peers=[_ip(vlab, "gateway") + "/32"], delay_ms=300, lease_s=600))
+            c.apply(fault_spec(Delay(delay_ms=300), "lab0", peers=[_ip(vlab, "gateway") + "/32"], lease_s=600))
         os.kill(h.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while Path(f"/proc/{h.pid}").exists() and time.monotonic() < deadline:
