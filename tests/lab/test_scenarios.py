@@ -4,6 +4,7 @@ kernel events, an RTO violation failing the run, Ctrl-C rolling back."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -57,8 +58,11 @@ def test_rto_violation_fails_the_run_and_rollbacks_still_heal(lab, agents, tmp_p
     assert p.returncode == 1, (out, err)
     lines = out.splitlines()
     assert "  Meets RTO (≤2s): ✗ NO" in lines, out
-    assert any(line.startswith("  RTO VIOLATION: recovery took 3.") and line.endswith("target 2s")
-               for line in lines), out
+    # Recovered after the 3 s partition at the earliest (its reconnect backoff decides how long
+    # after: 3.2 s to 4.5 s seen), which breaks the 2 s target either way.
+    violation = re.compile(r"  RTO VIOLATION: recovery took (\d+\.\d+)s, target 2s")
+    took = [float(m[1]) for line in lines if (m := violation.fullmatch(line))]
+    assert len(took) == 1 and took[0] >= 3.0, out
     assert "SCENARIO FAILED: RTO" in lines
     (journal,) = (tmp_path / "out").glob("*/journal.json")
     j = json.loads(journal.read_text())
