@@ -59,7 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="resilience config for chaos_config and the RTO (default contracts/resilience_config.yaml)")
     g.addoption("--faultline-ibkr", default=None, metavar="HOST:PORT|lab",
                 help="the IB Gateway / TWS API port chaos_ibkr_client connects to (a paper session: 4002), or "
-                     "'lab' with --faultline-lab: the lab's TWS gateway and ibserver (env FAULTLINE_IBKR)")
+                     "'lab' with --faultline-lab: the lab's TWS gateway and ibserver (env FAULTLINE_IBKR, ini "
+                     "faultline_ibkr)")
     g.addoption("--faultline-ibkr-agent", default=None, metavar="NAME",
                 help="the agent on the gateway's host, which applies the client's faults (default gateway)")
     g.addoption("--faultline-ibkr-upstream", default=None, metavar="HOST[:PORT]",
@@ -68,6 +69,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--faultline-json", default=None, metavar="PATH", help="write the chaos scenarios' results here")
     parser.addini("faultline_agents", "real agents: NAME=HOST:PORT,...")
     parser.addini("faultline_target", "default fault target: HOST[:PORT]")
+    parser.addini("faultline_ibkr", "the IB Gateway chaos_ibkr_client connects to: HOST:PORT or lab")
     parser.addini("faultline_config", "resilience config path")
 
 
@@ -229,7 +231,7 @@ def chaos_scenario(request: pytest.FixtureRequest, recovery_timer: RecoveryTimer
 
 
 def _ibkr_setting(config: pytest.Config) -> str:
-    return config.getoption("faultline_ibkr") or os.environ.get("FAULTLINE_IBKR", "")
+    return _setting(config, "faultline_ibkr", "FAULTLINE_IBKR", "faultline_ibkr")
 
 
 @pytest.fixture(scope="session")

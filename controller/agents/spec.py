@@ -95,8 +95,8 @@ class _EachPacket:
     correlation: float = 0.0
 
     def fill(self, spec: pb.FaultSpec) -> None:
-        getattr(spec, self.kind).SetInParent()
         part = getattr(spec, self.kind)
+        part.SetInParent()  # the kind is set even when both values are 0
         part.percent, part.correlation_percent = self.percent, self.correlation
 
 

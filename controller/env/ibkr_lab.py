@@ -53,12 +53,10 @@ class IbkrLab:
             raise IbkrLabError(f"the lab has no host {', '.join(missing)}: bring it up with {', '.join(HOSTS)}")
         try:
             ibs, gw = self.state.host("ibserver").ipv4, self.state.host("gateway").ipv4
-            # ibserver is serving once it wrote stats.json (a probe connection would be taken for
-            # the gateway's one link); the gateway once its API port takes a connection.
-            stats = self.run_dir / "ibserver" / "stats.json"
-            stats.unlink(missing_ok=True)
+            # Each is serving once its port takes a connection (ibserver's link is only a gateway
+            # that logs in, so a probe does not take it).
             self._start("ibserver", ["faultline.examples.trading.tws.ibserver", "--bind", ibs,
-                                     "--port", str(UPSTREAM_PORT)], stats.exists)
+                                     "--port", str(UPSTREAM_PORT)], lambda: _listening(ibs, UPSTREAM_PORT))
             self._start("gateway", ["faultline.examples.trading.tws.gateway", "--bind", gw, "--port", str(API_PORT),
                                     "--upstream", f"{ibs}:{UPSTREAM_PORT}", "--keep-s", str(self.keep_s)],
                         lambda: _listening(gw, API_PORT))

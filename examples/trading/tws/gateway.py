@@ -353,7 +353,6 @@ class Gateway:
         for other in list(self.sessions):
             if other.positions:
                 other.send(m.position(ACCOUNT, o.instrument, qty, avg))
-        self.save_stats()
 
     def cancel_order(self, s: Session, f: list[str]) -> None:
         order_id = _int(f, 2)
@@ -492,7 +491,6 @@ class Gateway:
         self.lost_at = time.monotonic()
         self.count("link_lost")
         self._broadcast_error(1100)
-        self.save_stats()
 
     def _restored(self) -> None:
         if self.lost_at is None:
@@ -559,9 +557,13 @@ class Gateway:
         write_json(self.dir / "stats.json", {**self.counts, **outbox, "clients": len(self.sessions)})
 
     async def stats_loop(self) -> None:
-        while True:
-            self.save_stats()
-            await asyncio.sleep(STATS_S)
+        """stats.json every STATS_S, not on each event: fills and ticks are the hot path."""
+        try:
+            while True:
+                self.save_stats()
+                await asyncio.sleep(STATS_S)
+        finally:
+            self.save_stats()  # the last counts, when the gateway stops
 
     async def serve(self, host: str, port: int, ready: asyncio.Event | None = None) -> None:
         clients: set[asyncio.Task[None]] = set()

@@ -79,7 +79,7 @@ class Trader:
         self.pause_until = 0.0
         # Resends after error 100 at half IB's limit, so they and new orders stay under it.
         self.retry_gap_s = 2 / cfg.api_pacing_per_s
-        self.counts = {"connects": 0, "reconnects": 0, "reconnect_attempts": 0, "replayed": 0, "resubscribed": 0,
+        self.counts = {"connects": 0, "reconnect_attempts": 0, "replayed": 0, "resubscribed": 0,
                        "placed": 0, "rate_limited": 0, "timeouts": 0, "restored": len(self.intents),
                        "position_checks": 0, "position_mismatches": 0}
         self.ib.errorEvent += self.on_error
@@ -144,7 +144,6 @@ class Trader:
                 await self.ib.connectAsync(self.host, self.port, clientId=self.client_id,
                                            timeout=self.cfg.connection_timeout_s)
                 self.counts["connects"] += 1
-                self.counts["reconnects"] = self.counts["connects"] - 1
                 return
             except (OSError, TimeoutError, ConnectionError):
                 delay = min(self.cfg.base_retry_delay_s * 2 ** attempt, self.cfg.max_retry_delay_s)
@@ -218,7 +217,8 @@ class Trader:
                                 "text": f"positions differ (own log, IB): {wrong}"})
 
     def stats(self) -> None:
-        write_json(self.dir / "stats.json", {**self.counts, "connected": self.ib.isConnected(),
+        write_json(self.dir / "stats.json", {**self.counts, "reconnects": max(0, self.counts["connects"] - 1),
+                                             "connected": self.ib.isConnected(),
                                              "reconciled": self.reconciled, "unfilled": self.unfilled(),
                                              "retrying": len(self.retry), "orders": len(self.intents)})
 
@@ -255,8 +255,12 @@ class Trader:
                     self.place(next(symbols), next(sides))
                 elif self.queue_while_down and not ready:
                     self.intent(next(symbols), next(sides))  # an OMS queues; the reconnect sends
+            # Asleep until the next thing is due (an order, a resend, the stats line), but at most
+            # 50 ms: a reconnect or a drain changes what is due.
+            due = min(next_second, next_order if self.rate > 0 else next_second,
+                      self.pause_until if self.retry else next_second)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.005)
+                await asyncio.wait_for(stop.wait(), min(0.05, max(0.0, due - time.monotonic())))
 
     async def session(self, stop: asyncio.Event) -> None:
         """(Re)connect, subscribe, reconcile; then watch the connection until it is lost."""
