@@ -53,6 +53,9 @@ class Trader:
         self.dir, self.cfg, self.host, self.port, self.client_id, self.rate = (
             directory, cfg, host, port, client_id, rate)
         self.queue_while_down, self.unsafe = queue_while_down, unsafe_replay
+        # A gateway holds a client id until it sees the old connection close, which a partition
+        # can delay for tens of seconds (error 326): the trader then connects under its second id.
+        self.client_ids = [client_id, client_id + 1]
         self.ib = ib_async.IB()
         self.log = AppendLog(directory / "orders.jsonl")
         self.errors = AppendLog(directory / "errors.jsonl")
@@ -93,7 +96,9 @@ class Trader:
     def on_error(self, req_id: int, code: int, text: str, contract: Any) -> None:
         self.errors.append({"t_ns": time.time_ns(), "req_id": req_id, "code": code, "text": text})
         self.unacked.pop(req_id, None)  # an error naming an order is IB's answer to it
-        if code == 1101:  # IB dropped our market data: request it again
+        if code == 326:  # our old session is still held (its close was lost): the other id next
+            self.client_id = self.client_ids[(self.client_ids.index(self.client_id) + 1) % len(self.client_ids)]
+        elif code == 1101:  # IB dropped our market data: request it again
             self.counts["resubscribed"] += 1
             self.subscribe(again=True)
         elif code == 100 and req_id in self.sent:
@@ -159,7 +164,8 @@ class Trader:
         unknown to it (placed again, same ref, new id). Nothing new before this is done."""
         timeout = self.cfg.request_timeout_s * 4
         fills = await asyncio.wait_for(self.ib.reqExecutionsAsync(), timeout)
-        working = {t.order.orderRef for t in await asyncio.wait_for(self.ib.reqOpenOrdersAsync(), timeout)}
+        # All clients' orders and executions: some may have been placed under the other client id.
+        working = {t.order.orderRef for t in await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), timeout)}
         for f in fills:  # fills that came while we were away (on_fill skips those already logged)
             self.on_fill(None, f)  # type: ignore[arg-type]
         self.retry.clear()  # what waited to be resent is decided here, once
