@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the agent's heavy imports happen in serve(), after --netns is entered
+    from faultline.agent.rpc.tls import ServerTls
     from faultline.agent.runtime import AgentRuntime
 
 EPILOG = """\
@@ -22,7 +24,8 @@ examples:
   faultline-agent serve --insecure --listen 127.0.0.1:7070 --state-dir /tmp/faultline   (a try on one machine)
   faultline-agent serve --tls-dir /run/faultline-lab/fl-tls --allow-client CN=faultline-lab-controller \
       --netns fl-trader --listen 10.77.0.1:7070 --state-dir /run/faultline-lab/fl-trader/state   (what the lab runs)
-  kill -HUP $(pidof -s faultline-agent)   # reload the policy (restart commands, units, limits)
+  systemctl reload faultline-agent      # reload the policy and the certificates (under systemd)
+  faultline-agent reload --state-dir /var/lib/faultline   # the same, for an agent started by hand
   faultline-agent cleanup --state-dir /var/lib/faultline
 
 Every kernel change is journalled under --state-dir before it is made. On start, and
@@ -75,9 +78,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lab only (needs --netns): report realtime MS off, to test the controller's clock "
                         "correction")
     s.add_argument("-v", "--verbose", action="store_true")
-    c = sub.add_parser("cleanup", help="undo what a previous run left in the kernel, then exit")
+    c = sub.add_parser("cleanup", help="undo what a previous run left in the kernel, then exit",
+                       epilog="example:\n  faultline-agent cleanup --state-dir /var/lib/faultline",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--state-dir", type=Path, default=Path("/var/lib/faultline"))
+    r = sub.add_parser("reload", help="make the agent serving STATE_DIR re-read its policy and certificates",
+                       description="Sends SIGHUP to the agent that holds STATE_DIR's lock (systemctl reload "
+                                   "faultline-agent does the same under systemd). A bad policy or certificate "
+                                   "is refused by the agent, which keeps what is in force and logs why.",
+                       epilog="example:\n  faultline-agent reload --state-dir /var/lib/faultline",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--state-dir", type=Path, default=Path("/var/lib/faultline"))
     return ap
+
+
+def reload(args: argparse.Namespace) -> int:
+    from faultline.agent.domain.statelock import serving_pid
+
+    pid = serving_pid(args.state_dir)
+    if pid is None:
+        print(f"faultline-agent reload: no agent serves {args.state_dir}", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGHUP)
+    print(f"SIGHUP sent to the agent serving {args.state_dir} (pid {pid}); its log says what it reloaded")
+    return 0
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -86,12 +110,18 @@ def serve(args: argparse.Namespace) -> int:
         from pyroute2 import netns
 
         netns.setns(args.netns, flags=0)  # before any thread or socket exists
+    from faultline.agent.kernel.capabilities import mount_tracefs_privately
+
+    tracefs_error = mount_tracefs_privately()  # also before any thread: the TCP probes need tracefs
     from faultline.agent.domain import policy as policies
     from faultline.agent.domain.errors import FailedPrecondition
     from faultline.agent.rpc import server as rpc_server
     from faultline.agent.runtime import AgentConfig, AgentRuntime
 
     log = logging.getLogger("faultline-agent")
+    if tracefs_error:
+        log.error("TCP observation unavailable (Health says DEGRADED): tracefs missing and not mountable: %s",
+                  tracefs_error)
     if bool(args.tls_dir) == bool(args.insecure):
         log.error("give --tls-dir DIR (mTLS) or, for a lab, --insecure (plaintext: anyone who reaches %s can "
                   "fault this host); exactly one of them", args.listen)
@@ -142,7 +172,20 @@ def serve(args: argparse.Namespace) -> int:
     for line in runtime.pending_undos():
         log.error("NOT UNDONE from an earlier run: %s (kept in the journal; shown in Health)", line)
     signals = Signals()
-    server, port = rpc_server.build(runtime, args.listen, args.tls_dir)
+    tls = None
+    if args.tls_dir:
+        from faultline.agent.rpc.tls import ServerTls, TlsError
+
+        try:
+            tls = ServerTls(args.tls_dir)
+        except TlsError as e:
+            log.error("--tls-dir: %s", e)
+            runtime.close()
+            return 2
+        log.info("mTLS as %s (names %s), certificate valid until %s", tls.material.subject,
+                 ", ".join(tls.material.names) or "none", time.strftime(
+                     "%Y-%m-%d", time.gmtime(tls.material.not_after_ns / 1e9)))
+    server, port = rpc_server.build(runtime, args.listen, tls)
     if port == 0:
         log.error("cannot listen on %s", args.listen)
         runtime.close()
@@ -155,7 +198,7 @@ def serve(args: argparse.Namespace) -> int:
              "missing kernel features: %s", args.listen, args.netns or "-", time.monotonic() - started,
              steps, ", ".join(missing) or "none")
     try:
-        signals.serve_until_stopped(lambda: _reload(runtime, policy_path, args.allow_client, log))
+        signals.serve_until_stopped(lambda: _reload(runtime, policy_path, args.allow_client, tls, log))
     finally:
         log.info("stopping: no new requests; healing every fault")
         stopped = server.stop(grace=1)  # refuses new calls at once; in-flight ones get 1 s
@@ -199,10 +242,20 @@ def _loopback(listen: str) -> bool:
         return host == "localhost"
 
 
-def _reload(runtime: AgentRuntime, path: Path | None, allow_client: list[str], log: logging.Logger) -> None:
-    """SIGHUP: read the policy file again. A bad file is refused and the policy in force stays."""
+def _reload(runtime: AgentRuntime, path: Path | None, allow_client: list[str], tls: ServerTls | None,
+            log: logging.Logger) -> None:
+    """SIGHUP: read the certificates and the policy file again. A bad file is refused and what is
+    in force stays."""
     from faultline.agent.domain import policy as policies
+    from faultline.agent.rpc.tls import TlsError
 
+    if tls is not None:
+        try:
+            m = tls.reload()
+            log.info("SIGHUP: certificates reloaded from %s: %s, valid until %s (new connections use them)",
+                     tls.dir, m.subject, time.strftime("%Y-%m-%d", time.gmtime(m.not_after_ns / 1e9)))
+        except TlsError as e:
+            log.error("SIGHUP: certificates NOT reloaded, the ones in force stay: %s", e)
     if path is None:
         log.warning("SIGHUP: no policy file to reload (built-in defaults stay)")
         return
@@ -242,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "serve":
         return serve(args)
+    if args.command == "reload":
+        return reload(args)
     return cleanup(args)
 
 

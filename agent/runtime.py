@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
+from faultline.agent.domain import health
 from faultline.agent.domain.audit import AuditLog
 from faultline.agent.domain.deferred import BuildStatus, Deferred, compile_in_background
 from faultline.agent.domain.engine import FaultEngine
 from faultline.agent.domain.errors import FailedPrecondition
 from faultline.agent.domain.journal import Journal
 from faultline.agent.domain.policy import Policy
-from faultline.agent.domain.spec import Counters, Fault, Mechanism
+from faultline.agent.domain.spec import Counters, Fault, FaultState, Mechanism
 from faultline.agent.domain.statelock import StateLock
 from faultline.agent.domain.validation import Limits
 from faultline.agent.domain.watch import WatchHub
@@ -124,6 +125,7 @@ class AgentRuntime:
         self.observer: Deferred[TcpWatchProgram] = Deferred("tcp_watch.c", TcpWatchProgram, TcpWatchProgram.close)
         with self._step("kernel probe"):
             self.kernel_features = capabilities.probe()
+            self.tracefs_problem = capabilities.tracefs_problem()
         have = {f.name: f for f in self.kernel_features}
         if not (have["clsact"].available and have["cls_bpf"].available):
             why = have["clsact"].reason if not have["clsact"].available else have["cls_bpf"].reason
@@ -238,6 +240,21 @@ class AgentRuntime:
             self.diag.close()
         self.lock.release()
         return healed
+
+    def observation_problems(self) -> list[str]:
+        """Why TCP observation cannot do all it offers (empty while it compiles: its failure is the
+        program's own reason then)."""
+        if self.tracefs_problem:
+            return [self.tracefs_problem]
+        observer = self.observer.ready()
+        if observer is None:
+            return []
+        return [f"tracepoint {s.tracepoint}: {s.reason}" for s in observer.status.values() if not s.available]
+
+    def health(self, cert_not_after_ns: int = 0) -> health.Verdict:
+        heal_failed = [f.fault_id for f in self.engine.list(False) if f.state is FaultState.HEAL_FAILED]
+        return health.judge(self.program_status(), self.observation_problems(), self.pending_undos(),
+                            heal_failed, self.audit_error(), cert_not_after_ns, time.time_ns())
 
     def audit_error(self) -> str:
         return self.audit.last_error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from types import SimpleNamespace
 from faultline.agent.domain.engine import FaultEngine
 from faultline.agent.domain.events import EventKind, TcpEvent, WatchFilter
 from faultline.agent.domain.policy import Policy
-from faultline.agent.domain.spec import Counters, FaultKind, FaultSpec, Mechanism
+from faultline.agent.domain.spec import Counters, FaultKind, FaultSpec, FaultState, Mechanism
 from faultline.agent.domain.watch import WatchHub
 from faultline.agent.kernel.capabilities import Feature
 
@@ -53,15 +54,18 @@ LINKS = {"lab0": 2, "eth1": 3, "lo": 1}
 
 @contextmanager
 def fake_agent(probe: FakeProbe | None = None, host: str = "127.0.0.1", tls_dir: Path | None = None,
-               policy: Policy | None = None, audit: Path | None = None) -> Iterator[tuple[str, FaultEngine]]:
+               policy: Policy | None = None, audit: Path | None = None,
+               pending_undos: Iterable[str] = ()) -> Iterator[tuple[str, FaultEngine]]:
     """A real gRPC agent server on an ephemeral port, its engine on FakeMechanism (no kernel);
     with tls_dir, mTLS and the Gate (allowlist from the policy, audit to `audit`) as `serve` has them."""
     import grpc
 
+    from faultline.agent.domain import health
     from faultline.agent.domain.audit import AuditLog
     from faultline.agent.domain.deferred import BuildStatus
     from faultline.agent.rpc.gate import Gate
     from faultline.agent.rpc.servicer import AgentServicer
+    from faultline.agent.rpc.tls import ServerTls
     from faultline.agent.runtime import AgentConfig
     from faultline.v1 import agent_pb2_grpc as pb_grpc
 
@@ -75,16 +79,19 @@ def fake_agent(probe: FakeProbe | None = None, host: str = "127.0.0.1", tls_dir:
         features=[Feature("netem", False, "this kernel has no netem")], hub=hub,
         program_status=lambda: [BuildStatus("tc_drop.c", "ready", 0.5, ""),
                                 BuildStatus("tcp_watch.c", "ready", 0.7, "")],
-        pending_undos=lambda: [], audit_error=lambda: "",
+        pending_undos=lambda: list(pending_undos), audit_error=lambda: "",
     )
+    runtime.health = lambda not_after_ns=0: health.judge(
+        runtime.program_status(), [], runtime.pending_undos(), [f.fault_id for f in engine.list()
+                                                                if f.state is FaultState.HEAL_FAILED],
+        "", not_after_ns, time.time_ns())
     gate = [Gate(policy, AuditLog(audit), tls=tls_dir is not None)] if audit else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=gate)
-    pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime), server)
-    if tls_dir is not None:
-        creds = grpc.ssl_server_credentials(
-            [((tls_dir / "agent-key.pem").read_bytes(), (tls_dir / "agent.pem").read_bytes())],
-            root_certificates=(tls_dir / "ca.pem").read_bytes(), require_client_auth=True)
-        port = server.add_secure_port(f"{host}:0", creds)
+    tls = ServerTls(tls_dir) if tls_dir is not None else None
+    engine.server_tls = tls  # type: ignore[attr-defined]  # a test rotates the certificate through it
+    pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime, tls), server)
+    if tls is not None:
+        port = server.add_secure_port(f"{host}:0", tls.credentials())
     else:
         port = server.add_insecure_port(f"{host}:0")
     server.start()

@@ -36,3 +36,23 @@ class StateLock:
             os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing drops the flock
             self._fd = -1
+
+
+def serving_pid(state_dir: Path) -> int | None:
+    """The pid of the agent serving `state_dir` (its lock held, its line naming `serve`), else None."""
+    try:
+        fd = os.open(Path(state_dir) / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None  # nobody holds it: no agent there
+        except BlockingIOError:
+            pass
+        words = os.pread(fd, 200, 0).decode(errors="replace").split()
+    finally:
+        os.close(fd)
+    if len(words) >= 4 and words[0] == "pid" and words[1].isdigit() and words[3] == "serve)":
+        return int(words[1])
+    return None

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+MS_REC, MS_SLAVE = 0x4000, 0x80000
 SYS_BPF = 321  # x86_64
 BPF_PROG_LOAD = 5
 BPF_PROG_TYPE_SCHED_CLS = 3
@@ -95,6 +97,36 @@ def _tracefs() -> Path | None:
         if (p / "events").is_dir():
             return p
     return None
+
+
+def tracefs_problem() -> str:
+    """Why the TCP probes cannot attach ("" when tracefs shows them): bcc finds tracepoints there."""
+    tfs = _tracefs()
+    if tfs is None:
+        return (f"tracefs is not mounted at {TRACEFS[0]} in the agent's mount namespace (an `ip netns exec` "
+                "remounts /sys without it), and the agent could not mount it")
+    if not (tfs / "events/sock/inet_sock_set_state").is_dir():
+        return f"{tfs}/events has no sock:inet_sock_set_state tracepoint"
+    return ""
+
+
+def mount_tracefs_privately() -> str:
+    """Where tracefs is missing, mount it in a mount namespace of the agent's own (the host's view of
+    /sys is left as it was). Call before any thread exists: unshare(CLONE_NEWNS) refuses a threaded
+    process. Returns "" when tracefs is there (already, or now), else why not."""
+    if _tracefs() is not None:
+        return ""
+    libc = ctypes.CDLL(None, use_errno=True)
+    steps = ((lambda: libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)"),
+             # Slave: mounts the host makes (e.g. `ip netns add`) still reach us; ours never reach it.
+             (lambda: libc.mount(None, b"/", None, MS_REC | MS_SLAVE, None), "mount --make-rslave /"),
+             (lambda: libc.mount(b"tracefs", str(TRACEFS[0]).encode(), b"tracefs", 0, None),
+              f"mount -t tracefs tracefs {TRACEFS[0]}"))
+    for call, what in steps:
+        if call() != 0:
+            err = ctypes.get_errno()
+            return f"{what}: {os.strerror(err)}"
+    return ""
 
 
 def kfree_skb_feature() -> Feature:

@@ -75,7 +75,8 @@ class Gate(grpc.ServerInterceptor):
     def _admit(self, method: str, request: Any, context: grpc.ServicerContext) -> str:
         who, names = identity(context, self.tls)
         if self.tls and not names & self._policy().allowed_clients:
-            why = f"client {who or 'without a name'} is not in this agent's allowed_clients"
+            why = (f"client {who or 'without a name'} is not in this agent's allowed_clients (the host's policy "
+                   "file, or faultline-agent --allow-client): ask its admin to add it")
             self.audit.refusal(who, method, "PERMISSION_DENIED", reason=why, request=_summary(request))
             context.abort(grpc.StatusCode.PERMISSION_DENIED, why)
         return who

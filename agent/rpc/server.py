@@ -7,7 +7,6 @@ address need into a started-or-not server.
 from __future__ import annotations
 
 from concurrent import futures
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -15,6 +14,7 @@ import grpc
 from faultline.agent.kernel.tcp_watch import MAX_WATCHERS
 from faultline.agent.rpc.gate import Gate
 from faultline.agent.rpc.servicer import AgentServicer
+from faultline.agent.rpc.tls import ServerTls
 from faultline.v1 import agent_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
@@ -25,18 +25,15 @@ KEEPALIVE = [("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 1
              ("grpc.keepalive_permit_without_calls", 1)]
 
 
-def build(runtime: AgentRuntime, listen: str, tls_dir: Path | None) -> tuple[grpc.Server, int]:
-    """The server for `runtime` bound to `listen` (mTLS from `tls_dir`, else plaintext), not started.
+def build(runtime: AgentRuntime, listen: str, tls: ServerTls | None) -> tuple[grpc.Server, int]:
+    """The server for `runtime` bound to `listen` (mTLS from `tls`, reloadable; else plaintext), not started.
 
     Returns it and the bound port (0: the address could not be bound).
     """
     # Each watch stream holds a worker for its life: room for every watch slot and 8 calls besides.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8 + MAX_WATCHERS), options=KEEPALIVE,
-                         interceptors=[Gate(lambda: runtime.policy, runtime.audit, tls=tls_dir is not None)])
-    pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime), server)
-    if tls_dir is None:
+                         interceptors=[Gate(lambda: runtime.policy, runtime.audit, tls=tls is not None)])
+    pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime, tls), server)
+    if tls is None:
         return server, server.add_insecure_port(listen)
-    creds = grpc.ssl_server_credentials(
-        [((tls_dir / "agent-key.pem").read_bytes(), (tls_dir / "agent.pem").read_bytes())],
-        root_certificates=(tls_dir / "ca.pem").read_bytes(), require_client_auth=True)
-    return server, server.add_secure_port(listen, creds)
+    return server, server.add_secure_port(listen, tls.credentials())

@@ -26,6 +26,7 @@ from faultline.agent.domain.errors import (
 )
 from faultline.agent.domain.spec import FaultState
 from faultline.agent.rpc import convert
+from faultline.agent.rpc.tls import ServerTls
 from faultline.agent.runtime import AgentRuntime
 from faultline.v1 import agent_pb2 as pb
 from faultline.v1 import agent_pb2_grpc as pb_grpc
@@ -93,8 +94,9 @@ def _require_time(context: grpc.ServicerContext) -> None:
 
 
 class AgentServicer(pb_grpc.AgentServicer):
-    def __init__(self, runtime: AgentRuntime) -> None:
+    def __init__(self, runtime: AgentRuntime, tls: ServerTls | None = None) -> None:
         self.rt = runtime
+        self.tls = tls
         self.engine = runtime.engine
         self.hub = runtime.hub
         self.started_at = time.time_ns()
@@ -102,6 +104,7 @@ class AgentServicer(pb_grpc.AgentServicer):
     @translated
     def GetCapabilities(self, request: pb.GetCapabilitiesRequest, context: grpc.ServicerContext) -> pb.Capabilities:
         offered = self.engine.offered()
+        policy = self.engine.policy
         kinds = []
         for kind, mechs in offered.items():
             reason = "" if mechs else self.engine.why_not(kind)
@@ -113,8 +116,13 @@ class AgentServicer(pb_grpc.AgentServicer):
             features=[pb.Feature(name=f.name, available=f.available, reason=f.reason) for f in self.rt.features],
             kinds=kinds,
             excluded_ports=list(self.rt.config.all_excluded_ports()),
-            max_lease_ms=self.engine.limits.max_lease_ms,
+            max_lease_ms=min(self.engine.limits.max_lease_ms, round(policy.max_lease_s * 1000)),
             min_lease_ms=self.engine.limits.min_lease_ms,
+            policy_source=policy.source, max_loss_percent=policy.max_loss_percent, max_delay_ms=policy.max_delay_ms,
+            max_processes=policy.max_processes,
+            allowed_interfaces=sorted(policy.interfaces or self.rt.config.allowed_interfaces or ()),
+            allowed_peer_cidrs=[str(n) for n in policy.peer_cidrs or ()],
+            process_faults_allowed=policy.allow_process_faults,
         )
 
     @translated
@@ -156,8 +164,10 @@ class AgentServicer(pb_grpc.AgentServicer):
 
     @translated
     def Health(self, request: pb.HealthRequest, context: grpc.ServicerContext) -> pb.HealthResponse:
+        not_after = self.tls.material.not_after_ns if self.tls else 0
+        verdict = self.rt.health(not_after)
         return pb.HealthResponse(
-            status="SERVING",
+            status=verdict.status, reasons=verdict.reasons, cert_not_after_realtime_ns=not_after,
             agent_version=faultline.__version__,
             active_faults=self.engine.active_count(),
             now=convert.stamp(clock.now()),

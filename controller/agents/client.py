@@ -1,11 +1,8 @@
 """AgentClient: one agent over gRPC, every call with a deadline, statuses as typed errors.
-(Requests are built in agents/spec.py.)"""
+(Requests are built in agents/spec.py; addresses and mTLS in agents/channel.py.)"""
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,89 +11,31 @@ from types import TracebackType
 
 import grpc
 
+from faultline.controller.agents.channel import (  # noqa: F401  (re-exported: the client's API)
+    AGENT_NAME,
+    DEFAULT_PORT,
+    LAB_INDEX,
+    TLS_ENV,
+    agent_address,
+    lab_tls_dir,
+    open_channel,
+    tls_for,
+)
+from faultline.controller.agents.errors import (  # noqa: F401  (re-exported)
+    ERRORS,
+    AgentError,
+    AgentUnreachable,
+    Forbidden,
+    InvalidRequest,
+    UnknownFault,
+    Unsupported,
+    error_of,
+)
 from faultline.controller.agents.events import TcpEvent
 from faultline.v1 import agent_pb2 as pb
 from faultline.v1 import agent_pb2_grpc as pb_grpc
 
 DEFAULT_TIMEOUT_S = 10.0
-# A directory with ca.pem, controller.pem and controller-key.pem (`faultline certs init`): mTLS.
-TLS_ENV = "FAULTLINE_TLS_DIR"
-# Each lab that is up registers here its subnets and its certificates (root-only key):
-# an address inside a lab's subnet is reached with that lab's mTLS, without being told.
-LAB_INDEX = Path("/run/faultline-labs")
-AGENT_NAME = "faultline-agent"  # every agent certificate names it: a lab agent is checked by it
-
-
-def lab_tls_dir(address: str) -> Path | None:
-    """The TLS dir of the lab whose subnet holds `address`, None if it is no lab's."""
-    host = address.rsplit(":", 1)[0].strip("[]")
-    try:
-        ip = ipaddress.ip_address(host)
-        entries = sorted(LAB_INDEX.glob("*.json"))
-    except (ValueError, OSError):
-        return None
-    for entry in entries:
-        try:
-            lab = json.loads(entry.read_text())
-            if any(ip in ipaddress.ip_network(n) for n in (lab["subnet4"], lab["subnet6"])):
-                return Path(lab["tls_dir"])
-        except (OSError, ValueError, KeyError):
-            continue
-    return None
-
-
-def open_channel(address: str, tls_dir: Path | str | None = None) -> grpc.Channel:
-    """mTLS when a TLS dir is given (or in $FAULTLINE_TLS_DIR, or the address is a lab's), else plaintext."""
-    tls = Path(tls_dir) if tls_dir else (Path(os.environ[TLS_ENV]) if os.environ.get(TLS_ENV) else None)
-    options: list[tuple[str, str]] = []
-    if tls is None and (tls := lab_tls_dir(address)) is not None:
-        options = [("grpc.ssl_target_name_override", AGENT_NAME)]  # lab hosts come and go; the name stays
-    if tls is None:
-        return grpc.insecure_channel(address)
-
-    def read(name: str) -> bytes | None:
-        try:
-            return (tls / name).read_bytes()
-        except FileNotFoundError:
-            return None
-        except PermissionError:
-            raise PermissionError(f"{tls / name}: not readable by this user; the agents at {address} speak mTLS "
-                                  "and only their owner (root, for a lab) holds the key") from None
-
-    if read("ca.pem") is None:
-        raise FileNotFoundError(f"{tls / 'ca.pem'}: the CA that signed the agents' certificates is missing")
-    creds = grpc.ssl_channel_credentials(read("ca.pem"), read("controller-key.pem"), read("controller.pem"))
-    return grpc.secure_channel(address, creds, options=options)
-
-
-class AgentError(Exception):
-    """The agent refused or failed a call. `code` is the gRPC status."""
-
-    def __init__(self, agent: str, code: grpc.StatusCode, message: str) -> None:
-        self.agent, self.code, self.message = agent, code, message
-        super().__init__(f"{agent}: {code.name}: {message}")
-
-
-class InvalidRequest(AgentError): ...
-class Unsupported(AgentError): ...
-class UnknownFault(AgentError): ...
-class AgentUnreachable(AgentError): ...
-class Forbidden(AgentError): ...  # the agent's policy or client allowlist says no
-
-
-# The one table on this side: status -> exception type.
-ERRORS: dict[grpc.StatusCode, type[AgentError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
-    grpc.StatusCode.FAILED_PRECONDITION: Unsupported,
-    grpc.StatusCode.NOT_FOUND: UnknownFault,
-    grpc.StatusCode.UNAVAILABLE: AgentUnreachable,
-    grpc.StatusCode.PERMISSION_DENIED: Forbidden,
-    grpc.StatusCode.DEADLINE_EXCEEDED: AgentUnreachable,
-}
-
-def _error(address: str, e: grpc.RpcError) -> AgentError:
-    code = e.code()  # type: ignore[attr-defined]
-    return ERRORS.get(code, AgentError)(address, code, e.details() or "")  # type: ignore[attr-defined]
 
 
 class Watch:
@@ -109,7 +48,7 @@ class Watch:
         try:
             first = next(call)  # type: ignore[call-overload]
         except grpc.RpcError as e:
-            raise _error(address, e) from None
+            raise error_of(address, e) from None
         self.watching: pb.Watching = first.watching
         self.watching_at: pb.Timestamp = first.at
 
@@ -119,7 +58,7 @@ class Watch:
         except grpc.RpcError as e:
             if self._cancelled and e.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
                 return
-            raise _error(self.address, e) from None
+            raise error_of(self.address, e) from None
 
     def header(self) -> pb.WatchEvent:
         """What the stream began with (the probes attached, this host's addresses), as an item."""
@@ -194,6 +133,7 @@ class AgentClient:
     def __init__(self, address: str, timeout_s: float = DEFAULT_TIMEOUT_S, tls_dir: Path | str | None = None) -> None:
         self.address = address
         self.timeout_s = timeout_s
+        self._tls_dir = tls_dir
         self._channel = open_channel(address, tls_dir)
         self._stub = pb_grpc.AgentStub(self._channel)
 
@@ -210,7 +150,17 @@ class AgentClient:
         try:
             return getattr(self._stub, method)(request, timeout=timeout_s or self.timeout_s)
         except grpc.RpcError as e:
-            raise _error(self.address, e) from None
+            raise self.explained(error_of(self.address, e)) from None
+
+    def explained(self, e: AgentError) -> AgentError:
+        """An UNAVAILABLE that TLS explains, with the explanation (tlsdiag) instead of gRPC's transport text."""
+        if e.code is not grpc.StatusCode.UNAVAILABLE:
+            return e
+        from faultline.controller.agents.tlsdiag import diagnose
+
+        tls, name = tls_for(self.address, self._tls_dir)
+        why = diagnose(self.address, tls, name, timeout_s=min(self.timeout_s, 3.0))
+        return AgentUnreachable(self.address, e.code, why) if why else e
 
     def capabilities(self) -> pb.Capabilities:
         return self._call("GetCapabilities", pb.GetCapabilitiesRequest())  # type: ignore[return-value]
@@ -249,6 +199,8 @@ class AgentClient:
         timer.start()
         try:
             return Watch(self.address, call)
+        except AgentError as e:
+            raise self.explained(e) from None
         finally:
             timer.cancel()
 

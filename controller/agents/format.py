@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from faultline.controller.agents.clocksync import AgentClock
 from faultline.v1 import agent_pb2 as pb
 
 
@@ -26,9 +27,29 @@ def mechanism(value: int) -> str:
     return enum_name(pb.Mechanism, value, "MECHANISM_")
 
 
+def cert_days(h: pb.HealthResponse) -> float | None:
+    """Days left on the agent's certificate (None: it serves plaintext)."""
+    if not h.cert_not_after_realtime_ns:
+        return None
+    return (h.cert_not_after_realtime_ns - h.now.realtime_ns) / 86_400e9
+
+
 def health(h: pb.HealthResponse, offset: object) -> str:
-    return (f"{h.status}: agent {h.agent_version}, {h.active_faults} active fault(s), "
-            f"netns {h.netns or '-'}, clock {when(h.now)}, offset from this host {offset}")
+    days = cert_days(h)
+    cert = "plaintext (no certificate)" if days is None else f"certificate {days:.0f} days left"
+    lines = [f"{h.status}: agent {h.agent_version}, {h.active_faults} active fault(s), "
+             f"netns {h.netns or '-'}, {cert}, clock {when(h.now)}, offset from this host {offset}"]
+    lines += [f"  - {r}" for r in h.reasons]
+    return "\n".join(lines)
+
+
+def health_json(h: pb.HealthResponse, offset: AgentClock) -> str:
+    """Everything the text shows: the reply, the clock offset and the certificate's days left."""
+    d = MessageToDict(h, preserving_proto_field_name=True)
+    d["reasons"] = list(h.reasons)
+    d["offset"] = {"offset_ns": offset.offset_ns, "uncertainty_ns": offset.uncertainty_ns, "text": str(offset)}
+    d["cert_days_left"] = cert_days(h)
+    return json.dumps(d, indent=2)
 
 
 def health_short(h: pb.HealthResponse) -> str:
@@ -110,13 +131,13 @@ def _params(spec: pb.FaultSpec) -> str:
 def fault_table(faults: list[pb.Fault]) -> str:
     if not faults:
         return "no faults"
-    rows = [("ID", "STATE", "FAULT", "MECH", "APPLIED", "EXPIRES/HEALED", "MATCHED", "DROPPED", "SHAPED")]
+    rows = [("ID", "STATE", "FAULT", "MECH", "APPLIED", "EXPIRES/HEALED", "MATCHED", "DROPPED", "SHAPED", "LABEL")]
     for f in faults:
         end = f.healed_at if f.HasField("healed_at") and f.healed_at.realtime_ns else f.lease_expires_at
         rows.append((f.fault_id, enum_name(pb.FaultState, f.state, "FAULT_STATE_"), describe(f.spec),
                      enum_name(pb.Mechanism, f.mechanism, "MECHANISM_"), when(f.applied_at), when(end),
-                     str(f.counters.matched), str(f.counters.dropped), str(f.counters.shaped)))
-    return _table(rows)
+                     str(f.counters.matched), str(f.counters.dropped), str(f.counters.shaped), f.spec.label or "-"))
+    return table(rows)
 
 
 def capabilities(c: pb.Capabilities) -> str:
@@ -129,11 +150,17 @@ def capabilities(c: pb.Capabilities) -> str:
         name = enum_name(pb.FaultKind, k.kind, "FAULT_KIND_")
         lines.append(f"  {name:11} {mechs or 'not offered: ' + k.reason}")
     lines += ["", f"excluded ports (never faulted): {', '.join(map(str, c.excluded_ports))}",
-              f"lease: {c.min_lease_ms} ms to {c.max_lease_ms // 1000} s"]
+              f"lease: {c.min_lease_ms} ms to {c.max_lease_ms / 1000:g} s (the limit in force)", "",
+              f"policy ({c.policy_source}):",
+              f"  interfaces: {', '.join(c.allowed_interfaces) or 'any but lo'}",
+              f"  peers: {', '.join(c.allowed_peer_cidrs) or 'any'}",
+              f"  loss at most {c.max_loss_percent:g} %, delay at most {c.max_delay_ms:g} ms",
+              f"  process faults: {'allowed' if c.process_faults_allowed else 'off'}, "
+              f"at most {c.max_processes} processes each"]
     return "\n".join(lines)
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
@@ -195,4 +222,4 @@ def flow_table(r: pb.SummarizeFlowsResponse) -> str:
         retr = f"{when(s.first_retransmit)}/{when(s.last_retransmit)}" if s.retransmits else "-"
         rows.append((flow(s.flow), tcp_state(s.state), when(s.first_seen), when(s.last_seen), str(s.retransmits),
                      retr, f"{s.resets_sent}/{s.resets_received}", rtt))
-    return head + "\n" + _table(rows)
+    return head + "\n" + table(rows)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from faultline.controller.agents import format as fmt
-from faultline.controller.agents.client import AgentClient, AgentError
+from faultline.controller.agents.client import AgentClient, AgentError, agent_address
 from faultline.controller.agents.spec import (
     TARGET_BY,
     Corrupt,
@@ -40,15 +40,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_agent(name: str) -> str:
-    if ":" in name:
-        return name
-    from faultline.controller.env.lab import Lab
+    """A lab host's name, or HOST[:PORT] (port 7070 unless given)."""
+    if ":" not in name:
+        from faultline.controller.env.lab import Lab
 
-    state = Lab().load()
-    if state is None or name not in state.hosts:
-        raise SystemExit(f"faultline: error: --agent {name!r} is neither HOST:PORT nor a host of the lab "
-                         "(faultline lab status)")
-    return state.hosts[name].agent
+        state = Lab().load()
+        if state is not None and name in state.hosts:
+            return state.hosts[name].agent
+    try:
+        return agent_address(name)
+    except ValueError as e:
+        raise SystemExit(f"faultline: error: --agent {e}") from None
+
+
+# Commands with --json: it is accepted anywhere on their command line (also after inject's KIND).
+JSON_COMMANDS = {"caps", "health", "inject", "heal", "list", "renew", "watch", "flows"}
+
+
+def _lift_json(argv: list[str]) -> list[str]:
+    if not argv or argv[0] not in JSON_COMMANDS or "--json" not in argv:
+        return argv
+    end = argv.index("--") if "--" in argv else len(argv)
+    if "--json" not in argv[:end]:
+        return argv
+    return [argv[0], "--json", *(a for a in argv[1:end] if a != "--json"), *argv[end:]]
 
 
 def _run_agent_command(args: argparse.Namespace) -> int:
@@ -63,7 +78,8 @@ def _run_agent_command(args: argparse.Namespace) -> int:
 
             h = c.health()
             offset = sync(c)
-            out(h, lambda h: fmt.health(h, offset))
+            print(fmt.health_json(h, offset) if args.json else fmt.health(h, offset))
+            return 0 if h.status == "SERVING" else 1
         elif args.command == "inject" and args.kind == "process":
             target = {by: getattr(args, by) for by in TARGET_BY if getattr(args, by) is not None}
             spec = process_spec(args.action, args.duration, restart=args.restart, label=args.label,
@@ -202,11 +218,28 @@ def _run_scenarios(args: argparse.Namespace) -> int:
 def _run_certs(args: argparse.Namespace) -> int:
     from faultline.controller.env import certs
 
+    if args.certs_command == "list":
+        rows = [("SERIAL", "ROLE", "SUBJECT", "NAMES", "EXPIRES")]
+        rows += [(i.serial[:16], i.role, i.subject, ",".join(i.names) or "-", f"{i.not_after:%Y-%m-%d}")
+                 for i in certs.list_issued(args.dir)]
+        print(fmt.table(rows))
+        return 0
+    if args.certs_command == "issue-agent":
+        files = certs.issue_agent(args.dir, args.host, args.ip, args.dns, args.out)
+        print("\n".join(map(str, files.values())))
+        print(f"the host's --tls-dir: copy {args.out} there (make install TLS_FROM={args.out}); it admits the "
+              "controllers its allowed_clients name")
+        return 0
+    if args.certs_command == "issue-controller":
+        files = certs.issue_controller(args.dir, args.cn, args.out)
+        print("\n".join(map(str, files.values())))
+        print(f"FAULTLINE_TLS_DIR={args.out}; agents admit it with allowed_clients: [CN={args.cn}]")
+        return 0
     files = certs.init(args.dir, args.agent_host, args.controller_name)
     for name, path in files.items():
         print(f"{path}{'  (secret: keep it on this host)' if name == 'ca-key.pem' else ''}")
-    print(f"agents: --tls-dir with agent.pem, agent-key.pem, ca.pem and --allow-client "
-          f"CN={args.controller_name}; controller: FAULTLINE_TLS_DIR={args.dir}")
+    print(f"controller: FAULTLINE_TLS_DIR={args.dir}; each agent host: `faultline certs issue-agent {args.dir} HOST "
+          f"--ip ADDR --out DIR`, and allowed_clients: [CN={args.controller_name}] in its policy")
     return 0
 
 
@@ -236,12 +269,12 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_lift_json(sys.argv[1:] if argv is None else list(argv)))
     try:
         return HANDLERS.get(args.command, _run_agent_command)(args)
     except AgentError as e:
         print(f"faultline: error: {e}", file=sys.stderr)
-        return 1
+        return 2 if args.command == "health" else 1  # health: 2 = cannot reach the agent, or it refuses us
     except (ValueError, TimeoutError, RuntimeError, PermissionError, FileExistsError, FileNotFoundError) as e:
         print(f"faultline: error: {e}", file=sys.stderr)
         return 1

@@ -102,7 +102,7 @@ def port(text: str) -> int:
 def _agent_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", default=os.environ.get("FAULTLINE_AGENT"),
                    required="FAULTLINE_AGENT" not in os.environ,
-                   help="HOST:PORT of the agent, or a lab host name (env FAULTLINE_AGENT)")
+                   help="HOST[:PORT] of the agent (port 7070 unless given), or a lab host name (env FAULTLINE_AGENT)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--timeout", type=duration, default=DEFAULTS["timeout"], help="deadline of each call (default 10s)")
 
@@ -148,13 +148,28 @@ def _kind(kinds: Sub, name: str, **kw: Any) -> argparse.ArgumentParser:
     return k
 
 
+def _command(sub: Sub, name: str, help: str, examples: str, description: str | None = None,
+             ) -> argparse.ArgumentParser:
+    """A command's parser whose --help ends with its examples (one per line, as typed)."""
+    lines = "\n".join(f"  {x}" if x else "" for x in examples.splitlines())
+    return sub.add_parser(name, help=help, description=description, epilog=f"examples:\n{lines}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 # -- one function per command ------------------------------------------------------
 def add_caps(sub: Sub) -> None:
-    _agent_opts(sub.add_parser("caps", help="what the agent's kernel can do, and why not otherwise"))
+    _agent_opts(_command(sub, "caps", "what the agent's kernel can do, and the host policy's limits in force",
+                         "faultline caps --agent 10.1.0.5\nfaultline caps --agent trader --json"))
 
 
 def add_health(sub: Sub) -> None:
-    _agent_opts(sub.add_parser("health", help="is the agent serving; its clock's offset from this host (NTP-style)"))
+    _agent_opts(_command(
+        sub, "health", "is the agent serving, and if not why; its clock's offset from this host (NTP-style)",
+        "faultline health --agent 10.1.0.5\nfaultline health --agent 10.1.0.5:7070 --json\n\n"
+        "exit status: 0 SERVING; 1 DEGRADED (each reason printed: a BPF program or TCP observation\n"
+        "that failed, an undo pending from an earlier run, a fault HEAL_FAILED, the audit log, the\n"
+        "certificate expiring within 7 days); 2 the agent cannot be reached or refuses us.\n"
+        "(a monitoring check: `faultline health --agent HOST || alert`)"))
 
 
 def add_inject(sub: Sub) -> None:
@@ -240,20 +255,23 @@ def _add_process(kinds: Sub) -> None:
 
 
 def add_heal(sub: Sub) -> None:
-    p = sub.add_parser("heal", help="heal one fault, or all of them")
+    p = _command(sub, "heal", "heal one fault, or all of them",
+                 "faultline heal --agent 10.1.0.5 f-3a9c01\nfaultline heal --agent 10.1.0.5 --all")
     _agent_opts(p)
     p.add_argument("fault_id", nargs="?")
     p.add_argument("--all", action="store_true", help="heal every fault on the agent")
 
 
 def add_list(sub: Sub) -> None:
-    p = sub.add_parser("list", help="active faults with their kernel counters (matched, dropped)")
+    p = _command(sub, "list", "active faults with their kernel counters (matched, dropped) and labels",
+                 "faultline list --agent 10.1.0.5\nfaultline list --agent trader --healed --json")
     _agent_opts(p)
     p.add_argument("--healed", action="store_true", help="also the recently healed ones")
 
 
 def add_renew(sub: Sub) -> None:
-    p = sub.add_parser("renew", help="extend a fault's lease, counted from now")
+    p = _command(sub, "renew", "extend a fault's lease, counted from now",
+                 "faultline renew --agent 10.1.0.5 f-3a9c01 --duration 2m")
     _agent_opts(p)
     p.add_argument("fault_id")
     p.add_argument("--duration", type=duration, required=True)
@@ -283,9 +301,10 @@ def add_watch(sub: Sub) -> None:
 
 
 def add_flows(sub: Sub) -> None:
-    p = sub.add_parser("flows", help="per connection: states, retransmits, resets, RTT percentiles (from watches)",
-                       description="Summaries of the connections that watch streams on this agent have seen "
-                                   "(the agent records only while a watch stream is open).")
+    p = _command(sub, "flows", "per connection: states, retransmits, resets, RTT percentiles (from watches)",
+                 "faultline flows --agent 10.1.0.5 --port 5432\nfaultline flows --agent trader --since 1m --json",
+                 description="Summaries of the connections that watch streams on this agent have seen "
+                             "(the agent records only while a watch stream is open).")
     _agent_opts(p)
     _watch_filter_opts(p)
     p.add_argument("--since", type=duration, default=DEFAULTS["since"], metavar="DURATION",
@@ -293,7 +312,9 @@ def add_flows(sub: Sub) -> None:
 
 
 def add_lab(sub: Sub) -> None:
-    lab = sub.add_parser("lab", help="a lab of hosts as network namespaces, one agent each (root)")
+    lab = _command(sub, "lab", "a lab of hosts as network namespaces, one agent each (root)",
+                   "faultline lab up --hosts trader,gateway,broker\nfaultline lab status\nfaultline lab down\n"
+                   "faultline lab up --vm --then 'faultline caps --agent trader'")
     lsub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
     up = lsub.add_parser("up", help="create the hosts and start their agents (idempotent)")
     up.add_argument("--hosts", default=DEFAULTS["lab_hosts"], help="comma-separated names (default %(default)s)")
@@ -309,26 +330,57 @@ def add_lab(sub: Sub) -> None:
 
 
 def add_demo(sub: Sub) -> None:
-    sub.add_parser("demo", help="the trading lab under four faults (partition, latency, loss, broker kill) "
-                                "with the RECOVERY SCORECARD; lab down after, nothing left")
+    _command(sub, "demo", "the trading lab under four faults (partition, latency, loss, broker kill) "
+                          "with the RECOVERY SCORECARD; lab down after, nothing left", "sudo faultline demo")
 
 
 def add_certs(sub: Sub) -> None:
     certs = sub.add_parser(
-        "certs", help="mTLS material: a small CA, an agent and a controller certificate",
-        description="Make DIR/ca.pem, ca-key.pem, agent.pem, agent-key.pem, controller.pem, controller-key.pem "
-                    "(ECDSA P-256; keys 0600). Agents serve with --tls-dir holding agent*.pem and ca.pem and allow "
-                    "the controller's subject (--allow-client CN=...); the controller uses FAULTLINE_TLS_DIR=DIR.",
-        epilog="example:\n  faultline certs init /etc/faultline/tls --agent-host 10.1.0.5 --agent-host trader1\n"
-               "  FAULTLINE_TLS_DIR=/etc/faultline/tls faultline health --agent 10.1.0.5:7070",
+        "certs", help="mTLS for a fleet: one CA on the controller, a certificate per agent host and per controller",
+        description="One CA kept on the controller (DIR, its key 0600 never leaves it); under it a certificate "
+                    "per agent host (naming every address it is reached by: the controller checks the one it "
+                    "dials) and per controller (agents admit the subjects their allowed_clients name). Keys are "
+                    "ECDSA P-256, written 0600. An agent reloads its files on SIGHUP.",
+        epilog="examples:\n"
+               "  faultline certs init ~/faultline-ca\n"
+               "  faultline certs issue-agent ~/faultline-ca trader1 --ip 10.1.0.5 --out build/tls/trader1\n"
+               "  faultline certs issue-controller ~/faultline-ca qa-alice --out ~/.faultline/tls\n"
+               "  faultline certs list ~/faultline-ca\n"
+               "  FAULTLINE_TLS_DIR=~/faultline-ca faultline health --agent 10.1.0.5\n\n"
+               "Copy OUT to the host (e.g. make install TLS_FROM=OUT, or the Ansible role) as its --tls-dir.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     csub = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
-    ci = csub.add_parser("init", help="make a CA and both certificates in DIR (refuses to replace a CA)")
+    ci = csub.add_parser("init", help="make the CA and this controller's certificate in DIR (never replaces a CA)",
+                         epilog="example:\n  faultline certs init ~/faultline-ca --controller-name qa-ci",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ci.add_argument("dir", type=Path, metavar="DIR")
     ci.add_argument("--agent-host", action="append", default=[], metavar="NAME_OR_IP",
-                    help="an address the agents are reached by (repeatable; the certificate names each)")
+                    help="one-host setup: also an agent.pem naming this address (repeatable)")
     ci.add_argument("--controller-name", default=DEFAULTS["controller_name"],
                     help="the controller certificate's CN (default %(default)s)")
+    ia = csub.add_parser("issue-agent", help="a certificate for one agent host, under DIR's CA",
+                         epilog="example:\n  faultline certs issue-agent ~/faultline-ca db1 --ip 10.1.0.6 "
+                                "--dns db1.example.net --out build/tls/db1",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    ia.add_argument("dir", type=Path, metavar="DIR")
+    ia.add_argument("host", metavar="HOST", help="the host's name: the certificate's CN, and a name it carries")
+    ia.add_argument("--ip", action="append", default=[], metavar="ADDR",
+                    help="an address the controller dials it at (repeatable)")
+    ia.add_argument("--dns", action="append", default=[], metavar="NAME", help="another DNS name (repeatable)")
+    ia.add_argument("--out", type=Path, required=True, metavar="OUT",
+                    help="gets ca.pem, agent.pem, agent-key.pem (0600): the host's --tls-dir")
+    ic = csub.add_parser("issue-controller", help="a certificate for another controller or QA engineer",
+                         epilog="example:\n  faultline certs issue-controller ~/faultline-ca qa-alice --out "
+                                "~/.faultline/tls\n  (agents admit it with allowed_clients: [CN=qa-alice])",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    ic.add_argument("dir", type=Path, metavar="DIR")
+    ic.add_argument("cn", metavar="CN", help="the subject agents' allowed_clients name (as CN=...)")
+    ic.add_argument("--out", type=Path, required=True, metavar="OUT",
+                    help="gets ca.pem, controller.pem, controller-key.pem (0600): a FAULTLINE_TLS_DIR")
+    cl = csub.add_parser("list", help="every certificate issued under DIR's CA: subject, names, expiry",
+                         epilog="example:\n  faultline certs list ~/faultline-ca",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    cl.add_argument("dir", type=Path, metavar="DIR")
 
 
 def add_run(sub: Sub) -> None:

@@ -19,6 +19,12 @@ from tests.lab.test_nothing_left_behind import agent_stopped_by, journal_size, p
 HEAL_FAILED = 5  # FAULT_STATE_HEAL_FAILED
 
 
+def health_cli(host) -> subprocess.CompletedProcess[str]:
+    """`faultline health` as a monitoring check runs it (exit 0 SERVING, 1 DEGRADED, 2 unreachable)."""
+    return subprocess.run([str(Path(sys.executable).parent / "faultline"), "health", "--agent", host.agent],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_a_failed_restart_plus_kill_9_never_wedges_and_the_disconnect_is_undone(lab, agents, tmp_path):
     """Finding 3: the restart command cannot run; the kill is HEAL_FAILED (retried), the agent
     dies with -9, starts again anyway, undoes the DISCONNECT and names the undo that failed.
@@ -36,13 +42,19 @@ def test_a_failed_restart_plus_kill_9_never_wedges_and_the_disconnect_is_undone(
         assert victim.wait(timeout=5) == -signal.SIGKILL
         failed = wait_until(lambda: [f for f in c.list() if f.state == HEAL_FAILED], 10, "the kill listed HEAL_FAILED")
         assert str(script) in failed[0].heal_error and c.health().heal_failed == 1
+        degraded = health_cli(host)
+        assert degraded.returncode == 1 and degraded.stdout.startswith("DEGRADED"), degraded.stdout
+        assert f"1 fault(s) HEAL_FAILED, being retried: {failed[0].fault_id}" in degraded.stdout
         assert not pings(lab, "broker", "gateway")
         with agent_stopped_by(lab, "broker", signal.SIGKILL):
             assert not pings(lab, "broker", "gateway")  # only the journal can undo it now
         with AgentClient(lab.state.hosts["broker"].agent) as again:
             h = again.health()
-            assert h.status == "SERVING"
+            assert h.status == "DEGRADED"  # serving, but an undo from the earlier run is pending
             assert any(str(script) in line for line in h.pending_undos), h.pending_undos
+            assert any(r.startswith("undo pending from an earlier run: ") and str(script) in r for r in h.reasons)
+            pending = health_cli(host)
+            assert pending.returncode == 1 and "undo pending from an earlier run" in pending.stdout
             assert pings(lab, "broker", "gateway")  # the other undo ran all the same
             assert tc_state(host.netns, host.interface) == before
             assert journal_size(host) > 0  # the failed one is kept for the next try

@@ -12,8 +12,10 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +29,9 @@ from testkit.netns import tc_state, wait_until, without_agent
 REPO = Path(__file__).resolve().parents[2]
 UNIT = "faultline-agent.service"
 AGENT = "localhost:7070"
-TLS = Path("/etc/faultline/tls")
+# The controller's side: one CA for the fleet, this host's certificate issued under it and
+# installed with TLS_FROM, as docs/hosts.md says (made by the `installed` fixture).
+TLS = Path(os.environ.get("FAULTLINE_VM_OUT", "/nonexistent")) / "controller-ca"
 POLICY = Path("/etc/faultline/agent.yaml")
 JOURNAL = Path("/var/lib/faultline")
 DEV, PEER_NS, PEER_DEV = "flsd0", "flsd", "flsd1"
@@ -116,8 +120,14 @@ def installed():
     # (make test-vm downloads it into the out dir before the boot).
     wheels = Path(os.environ["FAULTLINE_VM_OUT"]) / "wheels"
     env = dict(os.environ, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels)) if wheels.is_dir() else dict(os.environ)
-    r = subprocess.run(["make", "-C", str(REPO), "install"], capture_output=True, text=True, timeout=900,
-                       check=False, env=env)
+    faultline = str(Path(sys.executable).parent / "faultline")
+    issued = TLS.parent / "issued-localhost"
+    for d in (TLS, issued):
+        shutil.rmtree(d, ignore_errors=True)  # an earlier run's, in the same out dir
+    sh(faultline, "certs", "init", str(TLS))  # CN=faultline-controller: the shipped policy's allowed client
+    sh(faultline, "certs", "issue-agent", str(TLS), "localhost", "--ip", "127.0.0.1", "--out", str(issued))
+    r = subprocess.run(["make", "-C", str(REPO), "install", f"TLS_FROM={issued}"], capture_output=True, text=True,
+                       timeout=900, check=False, env=env)
     FIGURES["make_install_s"] = round(time.monotonic() - t0, 1)
     assert r.returncode == 0, f"make install failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     t1 = time.monotonic()
@@ -149,7 +159,12 @@ def test_unit_runs_the_agent_with_mtls_and_the_shipped_policy(installed) -> None
     with pytest.raises(AgentError) as e:
         with AgentClient("127.0.0.1:7070", timeout_s=3, tls_dir=None) as plain:
             plain.health(timeout_s=3)
-    assert e.value.code.name == "UNAVAILABLE"
+    assert e.value.code.name == "UNAVAILABLE" and "requires mTLS but no TLS directory is set" in e.value.message
+    # `faultline health` as a monitoring check: exit 0, SERVING, the certificate's days left.
+    r = subprocess.run([str(Path(sys.executable).parent / "faultline"), "health", "--agent", AGENT],
+                       capture_output=True, text=True, timeout=60, check=False,
+                       env=dict(os.environ, FAULTLINE_TLS_DIR=str(TLS)))
+    assert r.returncode == 0 and r.stdout.startswith("SERVING") and "days left" in r.stdout, r.stdout + r.stderr
     # The shipped policy lists no interface: a fault is refused before the kernel is touched.
     with pytest.raises(AgentError) as e, client() as c:
         c.apply(fault_spec(Delay(delay_ms=100), DEV, peers=[f"{PEER}/32"], lease_s=5))
@@ -158,6 +173,37 @@ def test_unit_runs_the_agent_with_mtls_and_the_shipped_policy(installed) -> None
     FIGURES["agent_capabilities_hex"] = f"{cap_eff:x}"
     assert cap_eff & (1 << 12), "CAP_NET_ADMIN"
     assert not cap_eff & (1 << 16), "CAP_SYS_MODULE must not be there"
+
+
+def test_systemctl_reload_rotates_the_certificate(installed) -> None:
+    """A certificate naming other addresses, installed with TLS_FROM's layout and `systemctl reload`:
+    new connections get it (localhost no longer matches), then the original is put back."""
+    etc_tls = Path("/etc/faultline/tls")
+    saved = {n: (etc_tls / n).read_bytes() for n in ("agent.pem", "agent-key.pem")}
+    rotated = TLS.parent / "rotated"
+    shutil.rmtree(rotated, ignore_errors=True)
+    sh(str(Path(sys.executable).parent / "faultline"), "certs", "issue-agent", str(TLS), "rotated", "--ip",
+       "127.0.0.1", "--out", str(rotated))
+    try:
+        for n in saved:
+            shutil.copy(rotated / n, etc_tls / n)
+        sh("systemctl", "reload", UNIT)
+
+        def localhost_refused() -> bool:
+            try:
+                with client() as c:
+                    c.health(timeout_s=3)
+                return False
+            except AgentError as e:
+                return "does not name localhost" in e.message
+        wait_until(localhost_refused, 30, "the reloaded certificate (no longer naming localhost)", every_s=0.3)
+        with AgentClient("127.0.0.1:7070", timeout_s=10, tls_dir=TLS) as c:
+            assert c.health().status == "SERVING"
+    finally:
+        for n, data in saved.items():
+            (etc_tls / n).write_bytes(data)
+        sh("systemctl", "reload", UNIT)
+        wait_until(serving, 30, "the original certificate back", every_s=0.3)
 
 
 def test_fault_applied_and_healed(installed) -> None:

@@ -365,7 +365,7 @@ class KindSupport(_message.Message):
     def __init__(self, kind: _Optional[_Union[FaultKind, str]] = ..., mechanisms: _Optional[_Iterable[_Union[Mechanism, str]]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Capabilities(_message.Message):
-    __slots__ = ("agent_version", "kernel_release", "features", "kinds", "excluded_ports", "max_lease_ms", "min_lease_ms")
+    __slots__ = ("agent_version", "kernel_release", "features", "kinds", "excluded_ports", "max_lease_ms", "min_lease_ms", "policy_source", "max_loss_percent", "max_delay_ms", "max_processes", "allowed_interfaces", "allowed_peer_cidrs", "process_faults_allowed")
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     KERNEL_RELEASE_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
@@ -373,6 +373,13 @@ class Capabilities(_message.Message):
     EXCLUDED_PORTS_FIELD_NUMBER: _ClassVar[int]
     MAX_LEASE_MS_FIELD_NUMBER: _ClassVar[int]
     MIN_LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MAX_LOSS_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_INTERFACES_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_PEER_CIDRS_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FAULTS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     kernel_release: str
     features: _containers.RepeatedCompositeFieldContainer[Feature]
@@ -380,7 +387,14 @@ class Capabilities(_message.Message):
     excluded_ports: _containers.RepeatedScalarFieldContainer[int]
     max_lease_ms: int
     min_lease_ms: int
-    def __init__(self, agent_version: _Optional[str] = ..., kernel_release: _Optional[str] = ..., features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., kinds: _Optional[_Iterable[_Union[KindSupport, _Mapping]]] = ..., excluded_ports: _Optional[_Iterable[int]] = ..., max_lease_ms: _Optional[int] = ..., min_lease_ms: _Optional[int] = ...) -> None: ...
+    policy_source: str
+    max_loss_percent: float
+    max_delay_ms: float
+    max_processes: int
+    allowed_interfaces: _containers.RepeatedScalarFieldContainer[str]
+    allowed_peer_cidrs: _containers.RepeatedScalarFieldContainer[str]
+    process_faults_allowed: bool
+    def __init__(self, agent_version: _Optional[str] = ..., kernel_release: _Optional[str] = ..., features: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., kinds: _Optional[_Iterable[_Union[KindSupport, _Mapping]]] = ..., excluded_ports: _Optional[_Iterable[int]] = ..., max_lease_ms: _Optional[int] = ..., min_lease_ms: _Optional[int] = ..., policy_source: _Optional[str] = ..., max_loss_percent: _Optional[float] = ..., max_delay_ms: _Optional[float] = ..., max_processes: _Optional[int] = ..., allowed_interfaces: _Optional[_Iterable[str]] = ..., allowed_peer_cidrs: _Optional[_Iterable[str]] = ..., process_faults_allowed: bool = ...) -> None: ...
 
 class ApplyFaultRequest(_message.Message):
     __slots__ = ("spec", "start_at_realtime_ns")
@@ -457,7 +471,7 @@ class HealthRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HealthResponse(_message.Message):
-    __slots__ = ("status", "agent_version", "active_faults", "now", "started_at_realtime_ns", "netns", "programs", "heal_failed", "pending_undos", "audit_error")
+    __slots__ = ("status", "agent_version", "active_faults", "now", "started_at_realtime_ns", "netns", "programs", "heal_failed", "pending_undos", "audit_error", "reasons", "cert_not_after_realtime_ns")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FAULTS_FIELD_NUMBER: _ClassVar[int]
@@ -468,6 +482,8 @@ class HealthResponse(_message.Message):
     HEAL_FAILED_FIELD_NUMBER: _ClassVar[int]
     PENDING_UNDOS_FIELD_NUMBER: _ClassVar[int]
     AUDIT_ERROR_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    CERT_NOT_AFTER_REALTIME_NS_FIELD_NUMBER: _ClassVar[int]
     status: str
     agent_version: str
     active_faults: int
@@ -478,7 +494,9 @@ class HealthResponse(_message.Message):
     heal_failed: int
     pending_undos: _containers.RepeatedScalarFieldContainer[str]
     audit_error: str
-    def __init__(self, status: _Optional[str] = ..., agent_version: _Optional[str] = ..., active_faults: _Optional[int] = ..., now: _Optional[_Union[Timestamp, _Mapping]] = ..., started_at_realtime_ns: _Optional[int] = ..., netns: _Optional[str] = ..., programs: _Optional[_Iterable[_Union[ProgramStatus, _Mapping]]] = ..., heal_failed: _Optional[int] = ..., pending_undos: _Optional[_Iterable[str]] = ..., audit_error: _Optional[str] = ...) -> None: ...
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    cert_not_after_realtime_ns: int
+    def __init__(self, status: _Optional[str] = ..., agent_version: _Optional[str] = ..., active_faults: _Optional[int] = ..., now: _Optional[_Union[Timestamp, _Mapping]] = ..., started_at_realtime_ns: _Optional[int] = ..., netns: _Optional[str] = ..., programs: _Optional[_Iterable[_Union[ProgramStatus, _Mapping]]] = ..., heal_failed: _Optional[int] = ..., pending_undos: _Optional[_Iterable[str]] = ..., audit_error: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., cert_not_after_realtime_ns: _Optional[int] = ...) -> None: ...
 
 class ProgramStatus(_message.Message):
     __slots__ = ("name", "state", "seconds", "error")
