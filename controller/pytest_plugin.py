@@ -5,9 +5,13 @@ Fixtures: network_fault_injector, recovery_timer, state_validator, chaos_config,
 chaos_scenario, faultline_hosts, chaos_ibkr_client (an ib_async client of the IB Gateway given by
 --faultline-ibkr, with the faults IBKR users meet), faultline_ibkr (where that gateway is).
 Markers: chaos, slow. Where the agents are: --faultline-lab
-(a lab for the session; root) or --faultline-agents NAME=HOST:PORT,... (env FAULTLINE_AGENTS,
-ini faultline_agents). A test that needs agents when none are configured skips, saying how
-to give them; a fault the kernel cannot do (netem missing) skips with the agent's reason.
+(a lab for the session; root), --faultline-agents NAME=HOST[:PORT],... (env FAULTLINE_AGENTS,
+ini faultline_agents) or --faultline-hosts FILE (a scenario file's `hosts:` mapping: agent,
+data addresses, interface, tags; env FAULTLINE_HOSTS, ini faultline_hosts); mTLS from
+--faultline-tls-dir (env FAULTLINE_TLS_DIR, ini faultline_tls_dir). A setting that cannot work
+stops the session with one line; a test that needs agents when none are configured skips,
+saying how to give them; a fault the kernel cannot do (netem missing) skips with the agent's
+reason. SIGTERM (a cancelled CI job) heals every fault as Ctrl-C does.
 
 Wiring only: pytest loads this module in every run of a venv that has faultline, so it
 imports nothing but pytest and the standard library; grpc, pyroute2 and YAML come in when a
@@ -26,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 if TYPE_CHECKING:
-    from faultline.controller.env.hosts import Endpoint, Host
+    from faultline.controller.env.hosts import Host
     from faultline.controller.suite.ibkr import ChaosIbkrClient, IbkrTarget
     from faultline.controller.suite.injector import FaultInjector
     from faultline.controller.suite.recovery_timer import RecoveryTimer
@@ -48,8 +52,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "needs root")
     g.addoption("--faultline-lab-hosts", default=None, metavar="NAMES",
                 help=f"the lab's hosts (default {DEFAULT_LAB_HOSTS})")
-    g.addoption("--faultline-agents", default=None, metavar="NAME=HOST:PORT,...",
-                help="real agents (env FAULTLINE_AGENTS, ini faultline_agents)")
+    g.addoption("--faultline-agents", default=None, metavar="NAME=HOST[:PORT],...",
+                help="real agents, port 7070 unless given (env FAULTLINE_AGENTS, ini faultline_agents)")
+    g.addoption("--faultline-hosts", default=None, metavar="FILE",
+                help="real hosts as a scenario file's `hosts:` mapping (agent, ipv4/ipv6: the data addresses, "
+                     "interface, tags) (env FAULTLINE_HOSTS, ini faultline_hosts)")
+    g.addoption("--faultline-tls-dir", default=None, metavar="DIR",
+                help="mTLS: ca.pem, controller.pem, controller-key.pem (env FAULTLINE_TLS_DIR, ini faultline_tls_dir)")
     g.addoption("--faultline-target", default=None, metavar="HOST[:PORT]",
                 help="what faults cut the other hosts from, unless a test says target=... "
                      "(env FAULTLINE_TARGET, ini faultline_target)")
@@ -67,19 +76,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="IB's servers as the gateway host reaches them, for inject_upstream_outage "
                      "(the lab: ibserver:4001)")
     g.addoption("--faultline-json", default=None, metavar="PATH", help="write the chaos scenarios' results here")
-    parser.addini("faultline_agents", "real agents: NAME=HOST:PORT,...")
+    parser.addini("faultline_agents", "real agents: NAME=HOST[:PORT],...")
+    parser.addini("faultline_hosts", "real hosts: a file with a scenario's hosts: mapping")
+    parser.addini("faultline_tls_dir", "mTLS directory (ca.pem, controller.pem, controller-key.pem)")
     parser.addini("faultline_target", "default fault target: HOST[:PORT]")
     parser.addini("faultline_ibkr", "the IB Gateway chaos_ibkr_client connects to: HOST:PORT or lab")
     parser.addini("faultline_config", "resilience config path")
+
+
+def _agent_settings(config: pytest.Config) -> tuple[bool, str, str, str]:
+    return (bool(config.getoption("faultline_lab")),
+            _setting(config, "faultline_agents", "FAULTLINE_AGENTS", "faultline_agents"),
+            _setting(config, "faultline_hosts", "FAULTLINE_HOSTS", "faultline_hosts"),
+            _setting(config, "faultline_tls_dir", "FAULTLINE_TLS_DIR", "faultline_tls_dir"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "chaos: a chaos test (faults injected through faultline agents)")
     config.addinivalue_line("markers", "slow: a long chaos case (e.g. a 30 s partition)")
     config.stash[RESULTS] = []
+    settings = _agent_settings(config)
+    if any(settings):  # only then: a run without faultline settings imports nothing more
+        from faultline.controller.suite.where import SettingsError, resolve
+
+        try:
+            config.stash[AGENTS] = resolve(*settings)
+        except SettingsError as e:
+            raise pytest.UsageError(f"faultline: {e}") from None
 
 
 RESULTS = pytest.StashKey[list["ScenarioResult"]]()
+AGENTS = pytest.StashKey["Agents | None"]()
 HTML = pytest.StashKey[list[str]]()
 
 
@@ -114,7 +141,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if config.getoption("faultline_lab"):
         where = f"lab ({config.getoption('faultline_lab_hosts') or DEFAULT_LAB_HOSTS})"
     else:
-        where = _setting(config, "faultline_agents", "FAULTLINE_AGENTS", "faultline_agents") or "no agents"
+        where = _setting(config, "faultline_agents", "FAULTLINE_AGENTS", "faultline_agents") or \
+            _setting(config, "faultline_hosts", "FAULTLINE_HOSTS", "faultline_hosts") or "no agents"
     target = _setting(config, "faultline_target", "FAULTLINE_TARGET", "faultline_target") or "-"
     return f"faultline: {where}; target {target}"
 
@@ -132,12 +160,19 @@ def chaos_config(pytestconfig: pytest.Config) -> dict[str, float | int]:
 
 @pytest.fixture(scope="session")
 def faultline_hosts(pytestconfig: pytest.Config) -> Iterator[dict[str, Host]]:
-    """The agents, connected, with their clocks' offsets: the lab's or the given ones."""
-    from faultline.controller.env.hosts import connect, lab_endpoints, parse_agents
+    """The agents, connected, with their clocks' offsets: the lab's or the given ones. While they
+    are, SIGTERM heals every fault as Ctrl-C does (raised as an interrupt in the test)."""
+    from faultline.controller.env.hosts import connect, lab_endpoints
+    from faultline.controller.run.interrupt import sigterm_as_interrupt
 
+    agents = pytestconfig.stash.get(AGENTS, None)
+    if agents is None:
+        pytest.skip("no faultline agents: pass --faultline-lab (root), --faultline-agents NAME=HOST[:PORT],... "
+                    "or --faultline-hosts FILE")
     lab = None
     made = False
-    if pytestconfig.getoption("faultline_lab"):
+    endpoints = agents.endpoints
+    if endpoints is None:
         from faultline.controller.env.lab import Lab
 
         names = [n.strip() for n in (pytestconfig.getoption("faultline_lab_hosts") or DEFAULT_LAB_HOSTS).split(",")]
@@ -145,16 +180,12 @@ def faultline_hosts(pytestconfig: pytest.Config) -> Iterator[dict[str, Host]]:
             names += [n for n in IBKR_LAB_HOSTS if n not in names]
         lab = Lab()
         made = lab.load() is None
-        endpoints: dict[str, Endpoint] = lab_endpoints(lab.up(names), names)
-    else:
-        text = _setting(pytestconfig, "faultline_agents", "FAULTLINE_AGENTS", "faultline_agents")
-        if not text:
-            pytest.skip("no faultline agents: pass --faultline-lab (root) or --faultline-agents NAME=HOST:PORT,...")
-        endpoints = parse_agents(text)
-    hosts = {n: connect(ep) for n, ep in endpoints.items()}
-    yield hosts
-    for h in hosts.values():
-        h.client.close()
+        endpoints = lab_endpoints(lab.up(names), names)
+    with sigterm_as_interrupt():
+        hosts = {n: connect(ep, tls_dir=agents.tls_dir) for n, ep in endpoints.items()}
+        yield hosts
+        for h in hosts.values():
+            h.client.close()
     if lab is not None and made:
         lab.down()
 

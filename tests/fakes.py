@@ -65,7 +65,6 @@ def fake_agent(probe: FakeProbe | None = None, host: str = "127.0.0.1", tls_dir:
     from faultline.agent.domain.deferred import BuildStatus
     from faultline.agent.rpc.gate import Gate
     from faultline.agent.rpc.servicer import AgentServicer
-    from faultline.agent.rpc.tls import ServerTls
     from faultline.agent.runtime import AgentConfig
     from faultline.v1 import agent_pb2_grpc as pb_grpc
 
@@ -87,7 +86,11 @@ def fake_agent(probe: FakeProbe | None = None, host: str = "127.0.0.1", tls_dir:
         "", not_after_ns, time.time_ns())
     gate = [Gate(policy, AuditLog(audit), tls=tls_dir is not None)] if audit else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=gate)
-    tls = ServerTls(tls_dir) if tls_dir is not None else None
+    tls = None
+    if tls_dir is not None:  # cryptography only then: pytester's module snapshots cannot load it twice
+        from faultline.agent.rpc.tls import ServerTls
+
+        tls = ServerTls(tls_dir)
     engine.server_tls = tls  # type: ignore[attr-defined]  # a test rotates the certificate through it
     pb_grpc.add_AgentServicer_to_server(AgentServicer(runtime, tls), server)
     if tls is not None:

@@ -142,6 +142,8 @@ class FaultEngine:
         (then Unavailable, nothing changed)."""
         if not raw.interface and raw.peer_cidrs and raw.kind not in HOST_KINDS:
             raw.interface = self._interface_for(raw.peer_cidrs)
+        if raw.kind not in HOST_KINDS and raw.interface:
+            self._interface_permitted(raw.interface)
         found: dict[str, int | None] = {}  # one netlink lookup per request (~1 ms each through pyroute2)
         spec = validate(raw, self.limits, lambda name: self.interface_allowed(name, found))
         self.policy.check(spec)  # well formed, but may this host be faulted like that?
@@ -188,12 +190,25 @@ class FaultEngine:
                      spec.selector.interface, mech.mechanism.name, spec.lease_ms)
             return fault
 
+    def _interface_permitted(self, name: str) -> None:
+        """lo and interfaces outside --allow-interface, each refused saying so (not as "missing")."""
+        if name == "lo":
+            raise InvalidArgument("spec.selector.interface", "not lo: loopback is never faulted (the agent's own "
+                                  "API and the host's local traffic use it)", name)
+        if self._allowed is not None and name not in self._allowed:
+            raise InvalidArgument("spec.selector.interface", "one of the agent's --allow-interface: "
+                                  f"{', '.join(sorted(self._allowed)) or 'none'}", name)
+
     def _interface_for(self, cidrs: Sequence[str]) -> str:
         """The one interface that routes to every peer; '' when there is none (validation says why)."""
         names = set()
         for i, text in enumerate(cidrs):
             net = parse_cidr(text, f"spec.selector.peer_cidrs[{i}]")
-            names.add(self._route_interface(str(net.network_address)))
+            name = self._route_interface(str(net.network_address))
+            if name is None:
+                raise InvalidArgument(f"spec.selector.peer_cidrs[{i}]", "a peer this host has a route to (or the "
+                                      "interface given explicitly)", text)
+            names.add(name)
         if len(names) > 1:
             raise InvalidArgument("spec.selector.interface",
                                   "given explicitly when the peers route through different interfaces",

@@ -14,10 +14,10 @@ import grpc
 from faultline.agent.kernel.tcp_watch import MAX_WATCHERS
 from faultline.agent.rpc.gate import Gate
 from faultline.agent.rpc.servicer import AgentServicer
-from faultline.agent.rpc.tls import ServerTls
 from faultline.v1 import agent_pb2_grpc as pb_grpc
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # cryptography loads only where TLS is used
+    from faultline.agent.rpc.tls import ServerTls
     from faultline.agent.runtime import AgentRuntime
 
 # Keepalives: a watch stream whose controller vanished (no FIN: a partition) is noticed and freed.

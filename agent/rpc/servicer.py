@@ -6,7 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -26,10 +26,12 @@ from faultline.agent.domain.errors import (
 )
 from faultline.agent.domain.spec import FaultState
 from faultline.agent.rpc import convert
-from faultline.agent.rpc.tls import ServerTls
 from faultline.agent.runtime import AgentRuntime
 from faultline.v1 import agent_pb2 as pb
 from faultline.v1 import agent_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:  # cryptography loads only where TLS is used
+    from faultline.agent.rpc.tls import ServerTls
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ from faultline.controller.agents.spec import (
 )
 from faultline.controller.cli import parser
 from faultline.controller.cli.parser import DEFAULTS
+from faultline.controller.run.interrupt import sigterm_as_interrupt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,7 +213,8 @@ def _run_scenarios(args: argparse.Namespace) -> int:
         print(f"faultline run: error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     out = args.out or Path("build/runs") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return run_scenarios(scenarios, out, keep_lab=args.keep_lab, quiet=args.quiet)
+    with sigterm_as_interrupt():  # a cancelled CI job heals and rolls back as Ctrl-C does
+        return run_scenarios(scenarios, out, keep_lab=args.keep_lab, quiet=args.quiet)
 
 
 def _run_certs(args: argparse.Namespace) -> int:
@@ -246,7 +248,8 @@ def _run_certs(args: argparse.Namespace) -> int:
 def _run_demo(_args: argparse.Namespace) -> int:
     from faultline.controller.cli.demo import run_demo
 
-    return run_demo()
+    with sigterm_as_interrupt():
+        return run_demo()
 
 
 def _run_readiness(args: argparse.Namespace) -> int:

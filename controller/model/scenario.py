@@ -22,6 +22,8 @@ import yaml
 
 from faultline.controller.agents.spec import DIRECTIONS, KINDS, MECHANISMS, PROTOCOLS
 from faultline.controller.model import config as resilience
+from faultline.controller.model import hosts_file
+from faultline.controller.model.hosts_file import HostSpec, HostsSpec
 from faultline.controller.model.schema import (
     Bool,
     List,
@@ -68,17 +70,6 @@ FAULT_TYPES = {
     "process:stop": FaultType.PROCESS_KILL,
 }
 PROBE_KINDS = ("tcp", "command", "http", "established")
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    """A real host's agent; lab hosts get theirs when the lab is up."""
-
-    name: str
-    agent: str
-    ipv4: str
-    ipv6: str = ""
-    interface: str = ""
 
 
 @dataclass(frozen=True)
@@ -189,7 +180,7 @@ def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
     return Map({
         "title": Str(), "description": Str(), "fault_type": Str(tuple(t.value for t in FaultType)),
         "lab": List(Str(), 1),
-        "hosts": _HostsSpec(),
+        "hosts": HostsSpec(),
         "targets": Map({"rto_s": Num(0.1, DAY_S), "max_data_loss_ratio": Num(0, 1), "max_detection_s": SECONDS,
                         "rto_from": Str(("inject", "heal")), "counters": _CountersSpec()}),
         "processes": List(Map({"name": Str(), "command": argv, "host": host, "ready": probe},
@@ -210,17 +201,6 @@ def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
         "settle_s": Num(0, 600),
         "include": Str(),
     }, required=frozenset({"title", "method"}))
-
-
-class _HostsSpec(Spec):
-    """hosts: NAME: {agent: HOST:PORT, ipv4: ADDRESS, ipv6: ADDRESS, interface: IFNAME}."""
-
-    def check(self, node: Any, path: str, file: str) -> Any:
-        entry = Map({"agent": Str(), "ipv4": Str(), "ipv6": Str(), "interface": Str()},
-                    required=frozenset({"agent", "ipv4"}))
-        if not isinstance(node, yaml.MappingNode) or not node.value:
-            raise self.fail(node, path, file, "a mapping of host name to {agent, ipv4, ipv6, interface}")
-        return {k.value: entry.check(v, f"{path}.{k.value}", file) for k, v in node.value}
 
 
 class _CountersSpec(Spec):
@@ -411,8 +391,7 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
                       t.get("max_detection_s"), t.get("rto_from", "inject"), t.get("counters", {}))
     kinds = {s.fault_kind for s in steps if s.kind != "wait"}
     fault_type = raw.get("fault_type") or (FAULT_TYPES[kinds.pop()] if len(kinds) == 1 else FaultType.COMBINED).value
-    hosts = {n: HostSpec(n, h["agent"], h["ipv4"], h.get("ipv6", ""), h.get("interface", ""))
-             for n, h in raw.get("hosts", {}).items()}
+    hosts = hosts_file.specs(raw.get("hosts", {}))
     return Scenario(file, raw["title"], raw.get("description", ""), fault_type, raw.get("lab", []), hosts, targets,
                     processes, probes, raw.get("steady_state", []), steps, recovery, data_loss, rollbacks,
                     raw.get("settle_s", 1.0))

@@ -29,6 +29,7 @@ from faultline.controller.env.lab import Lab, LabConfig
 from faultline.controller.model.scenario import Probe, Scenario
 from faultline.controller.run import journal as journal_doc
 from faultline.controller.run import recovery
+from faultline.controller.run.interrupt import Terminated
 from faultline.controller.run.journal import Journal
 from faultline.controller.run.method import Method, StepRefused
 from faultline.controller.run.probes import FlowStates, Prober, ProbeResult
@@ -218,9 +219,10 @@ class Run:
                 self._steady_state("after")
             else:
                 self.opt.event("steady state before does not hold: the method is not run")
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             interrupted = True
-            self.opt.event("interrupted (Ctrl-C): rolling back; Ctrl-C again is ignored until that is done")
+            how = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
+            self.opt.event(f"interrupted ({how}): rolling back; Ctrl-C and SIGTERM are ignored until that is done")
         except (AgentError, RuntimeError, TimeoutError, OSError, StepRefused) as e:
             error = str(e)
             self.opt.event(f"error: {e}")
@@ -230,8 +232,9 @@ class Run:
             self.opt.event(f"ERROR: {error} (the traceback is in the journal)")
         finally:
             self._stop_poll.set()
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) \
-                if threading.current_thread() is threading.main_thread() else None
+            # Neither Ctrl-C nor SIGTERM may cut the rollback short: it is what heals the faults.
+            previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)} \
+                if threading.current_thread() is threading.main_thread() else {}
             try:
                 rollback_ok = roll_back(self.method, self.scn.rollbacks, self.clients, self.resolve, self.in_host,
                                         self.journal, self.opt.event)
@@ -251,8 +254,8 @@ class Run:
                     kernel_events=self.kernel_events(), samples=self.samples, metrics=metrics, verdicts=verdicts)
                 self._close()
             finally:
-                if previous is not None:
-                    signal.signal(signal.SIGINT, previous)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         return Outcome(self.scn, metrics, verdicts, journal, interrupted)
 
     def _verdicts(self, m: recovery.Metrics, rollback_ok: bool, error: str,

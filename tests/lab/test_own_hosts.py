@@ -8,6 +8,7 @@ import json
 import shutil
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -103,3 +104,42 @@ def test_certs_list_shows_both_hosts(own):
     names = {i.subject: i.names for i in certs.list_issued(own.ca)}
     assert names["O=faultline,CN=app1"] == ("app1", own["app1"].ip)
     assert names["O=faultline,CN=db1"] == ("db1", own["db1"].ip)
+
+
+def hosts_file(own: OwnHosts, path):
+    path.write_text("hosts:\n" + "".join(f"  {h.name}: {{agent: {h.ip}, ipv4: {h.ip}, interface: {h.interface}}}\n"
+                                         for h in own.hosts.values()))
+    return path
+
+
+def test_sigterm_to_pytest_heals_every_fault_within_a_second(own, tmp_path):
+    """Must-show 5: pytest --faultline-hosts --faultline-tls-dir, SIGTERM (a cancelled CI job) during
+    inject_disconnect(duration_s=60): no fault left on any agent within 1 s (ListFaults)."""
+    test = tmp_path / "test_cancelled.py"
+    test.write_text("import time\n\n"
+                    "def test_it(network_fault_injector):\n"
+                    "    with network_fault_injector.inject_disconnect(duration_s=60, target='db1'):\n"
+                    "        time.sleep(120)\n")
+    proc = subprocess.Popen([str(BIN / "python"), "-m", "pytest", "-p", "no:cacheprovider", "-q", str(test),
+                             f"--faultline-hosts={hosts_file(own, tmp_path / 'hosts.yaml')}",
+                             f"--faultline-tls-dir={own.ca}"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    clients = {n: own.client(n) for n in own.hosts}
+    try:
+        wait_until(lambda: clients["app1"].list(), 60, "the disconnect applied on app1")
+        [fault] = clients["app1"].list()
+        assert list(fault.spec.selector.peer_cidrs) == [f"{own['db1'].ip}/32"] and fault.spec.selector.interface \
+            == "eth1"
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        wait_until(lambda: not any(c.list() for c in clients.values()), 1.0, "every fault healed after SIGTERM")
+        healed_s = time.monotonic() - t0
+        out, _ = proc.communicate(timeout=30)
+        assert "KeyboardInterrupt" in out or "Terminated" in out, out
+        assert healed_s < 1.0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for c in clients.values():
+            c.heal_all()
+            c.close()

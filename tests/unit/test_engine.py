@@ -47,8 +47,17 @@ def test_invalid_request_touches_no_mechanism(engine):
 
 
 def test_lo_is_never_faulted(engine):
-    with pytest.raises(InvalidArgument, match=r"spec\.selector\.interface"):
+    with pytest.raises(InvalidArgument, match=r"spec\.selector\.interface: not lo: loopback is never faulted"):
         engine.apply(raw(interface="lo"))
+
+
+def test_a_peer_without_a_route_says_so():
+    e = FaultEngine([FakeMechanism()], {}, LINKS.get, route_interface=lambda addr: None)
+    try:
+        with pytest.raises(InvalidArgument, match=r"peer_cidrs\[0\]: a peer this host has a route to"):
+            e.apply(raw(interface="", peer_cidrs=["203.0.113.9/32"]))
+    finally:
+        e.close()
 
 
 def test_interface_found_by_route_to_the_peers(engine):

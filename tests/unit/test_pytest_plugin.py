@@ -110,7 +110,47 @@ def test_without_agents_the_fixtures_skip_saying_how(pytester):
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*--faultline-lab (root) or --faultline-agents NAME=HOST:PORT*"])
+    result.stdout.fnmatch_lines(["*--faultline-lab (root), --faultline-agents NAME=HOST[[]:PORT[]]*"])
+
+
+def test_a_hosts_file_gives_each_host_its_data_address_and_interface(pytester, agents, tmp_path):
+    """--faultline-hosts: the agent answers on one address, the host's traffic runs on another."""
+    opt, trader, _ = agents
+    t_agent, g_agent = (item.split("=")[1] for item in opt.split(","))
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text(f"hosts:\n  trader: {{agent: '{t_agent}', ipv4: 10.9.0.1, interface: eth1, tags: [app]}}\n"
+                     f"  gateway: {{agent: '{g_agent}', ipv4: 10.9.0.2, interface: eth1}}\n")
+    pytester.makepyfile("""
+        def test_it(network_fault_injector, faultline_hosts):
+            with network_fault_injector.inject_disconnect(duration_s=0.1, target="gateway:4002"):
+                [f] = faultline_hosts["trader"].client.list()
+                assert list(f.spec.selector.peer_cidrs) == ["10.9.0.2/32"]
+                assert f.spec.selector.interface == "eth1"
+            assert faultline_hosts["trader"].endpoint.tags == ("app",)
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--faultline-hosts={hosts}")
+    result.assert_outcomes(passed=1)
+    assert trader.list() == [] and len(trader.list(include_healed=True)) == 1
+
+
+@pytest.mark.parametrize("setting, says", [
+    (("--faultline-hosts={tmp}/hosts.yaml",), "--faultline-hosts: {tmp}/hosts.yaml:2: hosts.db1.agent: HOST, "
+                                              "HOST:PORT or [[]IPv6[]]:PORT (port 1-65535*"),
+    (("--faultline-hosts={tmp}/none.yaml",), "--faultline-hosts: {tmp}/none.yaml: No such file or directory"),
+    (("--faultline-agents=db1=10.1.0.5:99999",), "--faultline-agents: 'db1=10.1.0.5:99999': '10.1.0.5:99999': "
+                                                 "port 99999 outside 1-65535"),
+    (("--faultline-agents=db1=10.1.0.5", "--faultline-hosts={tmp}/hosts.yaml"),
+     "--faultline-agents and --faultline-hosts: give one of them*"),
+    (("--faultline-agents=db1=10.1.0.5", "--faultline-tls-dir={tmp}"),
+     "--faultline-tls-dir: TLS directory {tmp} lacks ca.pem*"),
+])
+def test_a_bad_setting_is_one_usage_line_before_any_test(pytester, tmp_path, setting, says):
+    (tmp_path / "hosts.yaml").write_text("hosts:\n  db1: {agent: '10.1.0.6:99999', ipv4: 10.1.0.6}\n")
+    pytester.makepyfile("def test_it(network_fault_injector):\n    raise AssertionError('must not run')\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *(s.format(tmp=tmp_path) for s in setting))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: faultline: {says.format(tmp=tmp_path)}"])
+    assert "Traceback" not in result.stderr.str()
 
 
 def test_recovery_timer_marks_and_rto(pytester, tmp_path):
