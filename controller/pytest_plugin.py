@@ -252,7 +252,7 @@ def chaos_scenario(request: pytest.FixtureRequest, recovery_timer: RecoveryTimer
         finally:
             m = recovery_timer.metrics
             violations = state_validator.get_violations()
-            passed = not error and m.meets_rto and not violations
+            passed = not error and m.meets_rto and not violations and not m.sent_nothing
             result = ScenarioResult(name, kind, request.node.nodeid, passed, m, violations, error)
             request.config.stash[RESULTS].append(result)
             print("\n" + scenario_text(result))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-TLS_HINT = ("set FAULTLINE_TLS_DIR (or the option: --tls-dir, --faultline-tls-dir, a scenario's tls_dir) to a "
-            "directory with ca.pem, controller.pem and controller-key.pem (`faultline certs issue-controller`)")
+TLS_HINT = ("set FAULTLINE_TLS_DIR (or `faultline run --tls-dir`, pytest's --faultline-tls-dir) to a directory "
+            "with ca.pem, controller.pem and controller-key.pem (`faultline certs issue-controller`)")
 # OpenSSL verify codes (x509_vfy.h) that mean "not signed by a CA we trust".
 UNKNOWN_ISSUER = {2, 7, 18, 19, 20, 21}  # 7: signed by a key that is not our CA's (same CA name)
 EXPIRED, NAME_MISMATCH = 10, {62, 64}  # 62 host name, 64 IP address

@@ -405,6 +405,9 @@ def add_run(sub: Sub) -> None:
                    help="resilience config for targets a scenario does not set "
                         "(default contracts/resilience_config.yaml)")
     p.add_argument("--keep-lab", action="store_true", help="leave a lab the run brought up running afterwards")
+    p.add_argument("--tls-dir", type=Path, default=os.environ.get("FAULTLINE_TLS_DIR") or None, metavar="DIR",
+                   help="mTLS to the real hosts' agents: ca.pem, controller.pem, controller-key.pem "
+                        "(env FAULTLINE_TLS_DIR; a lab's are found by themselves)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the results")
 
 

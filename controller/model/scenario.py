@@ -76,7 +76,8 @@ PROBE_KINDS = ("tcp", "command", "http", "established")
 class Probe:
     name: str
     kind: str                  # one of PROBE_KINDS
-    params: dict[str, Any]     # tcp: host, port; command: argv, host; http: url; established: host, port
+    params: dict[str, Any]     # tcp: host, port; command: argv, host; http: url; established: host, port,
+                               # min (connections), stable_for_s (the window: see run/probes.py)
     timeout_s: float = 2.0
     counters: bool = False     # command: stdout is JSON with sent / received for data-loss accounting
 
@@ -189,7 +190,8 @@ def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
             {"tcp": Map({"host": tpl, "port": port}, required=frozenset({"host", "port"})),
              "command": argv,
              "http": Map({"url": tpl}, required=frozenset({"url"})),
-             "established": Map({"host": host, "port": port}, required=frozenset({"host", "port"}))},
+             "established": Map({"host": host, "port": port, "min": Num(1, 10_000, integer=True),
+                                 "stable_for_s": Num(0, 3600)}, required=frozenset({"host", "port"}))},
             {"name": Str(), "timeout_s": Num(0.01, 600), "counters": Bool(), "host": host})),
         "steady_state": List(probe),
         "method": List(Variant(

@@ -2,8 +2,11 @@
 stamped on the controller's clock.
 
 tcp: a TCP connect; command: exit status 0 (its stdout JSON is the counters when asked);
-http: a GET answered 2xx; established: the agent's kernel probes have seen a connection on
-the port reach ESTABLISHED and not leave it (FlowStates, fed by a watch stream).
+http: a GET answered 2xx; established: the agent's kernel probes (a watch stream on that host:
+FlowStates) have seen at least `min` connections on the port ESTABLISHED and not yet closed, at
+some instant of the last `stable_for_s` (0: now). A client that opens a connection per request
+holds none between requests: with stable_for_s longer than its gap it passes while requests go
+through and fails once none has got through for that long (its detection is that much later).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import subprocess
 import threading
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,22 +37,43 @@ class ProbeResult:
 
 
 class FlowStates:
-    """Last known TCP state of each socket an agent reported, from its watch stream."""
+    """Last known TCP state of each socket an agent reported, from its watch stream, and per port
+    the highest count of ESTABLISHED connections in each moment (for `stable_for_s`)."""
 
-    def __init__(self) -> None:
+    HISTORY = 4096  # count changes kept per port: minutes of a busy connection-per-request client
+
+    def __init__(self, clock: Callable[[], int] = now_ns) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self._state: dict[int, tuple[str, int, int]] = {}  # socket -> (state, local port, remote port)
+        self._changes: dict[int, deque[tuple[int, int]]] = {}  # port -> (t_ns, count from then)
 
     def feed(self, ev: TcpEvent) -> None:
         if ev.kind != "STATE":
             return
         with self._lock:
             self._state[ev.socket] = (ev.new_state, ev.local_port, ev.remote_port)
+            t = self._clock()
+            for port in {ev.local_port, ev.remote_port}:
+                n = self._count(port)
+                hist = self._changes.setdefault(port, deque(maxlen=self.HISTORY))
+                if not hist or hist[-1][1] != n:
+                    hist.append((t, n))
 
-    def established(self, port: int) -> int:
+    def _count(self, port: int) -> int:
+        return sum(1 for st, lp, rp in self._state.values() if st == ESTABLISHED and port in (lp, rp))
+
+    def established(self, port: int, within_s: float = 0.0) -> int:
+        """Connections on `port` ESTABLISHED now; with within_s, the most at any instant since then."""
         with self._lock:
-            return sum(1 for st, lp, rp in self._state.values()
-                       if st == ESTABLISHED and port in (lp, rp))
+            now = self._count(port)
+            if within_s <= 0:
+                return now
+            since = self._clock() - int(within_s * 1e9)
+            hist = self._changes.get(port, ())
+            # The count in force at `since` (the last change before it), and every change after it.
+            before = [n for t, n in hist if t <= since][-1:]
+            return max([now, *before, *(n for t, n in hist if t > since)])
 
 
 class Prober:
@@ -110,5 +135,7 @@ class Prober:
         flows = self.flows(host)
         if flows is None:
             return False, f"no watch on {host}", {}
-        n = flows.established(port)
-        return n > 0, f"{host}: {n} connection(s) on port {port} ESTABLISHED", {}
+        least, window = p.params.get("min", 1), p.params.get("stable_for_s", 0.0)
+        n = flows.established(port, window)
+        when = f" at most, within the last {window:g} s" if window else ""
+        return n >= least, f"{host}: {n} connection(s) on port {port} ESTABLISHED{when} (min {least})", {}

@@ -1,8 +1,9 @@
 """Recovery metrics of one run, from what was observed, all on the controller's clock.
 
-t_inject: the first fault applied. t_detect: the first symptom after it - a kernel event on
-a watched flow (retransmit, reset, a connection leaving ESTABLISHED) or a failing recovery
-probe. t_heal: the last fault healed. t_recovered: every recovery signal back - the watched
+t_inject: the first fault applied. t_detect: the first symptom after it, the earlier of two
+kept apart: network detection (the kernel's: a retransmit, a reset, a watched connection leaving
+ESTABLISHED) and application detection (a failing probe: what a client of the system saw).
+t_heal: the last fault healed. t_recovered: every recovery signal back - the watched
 flow ESTABLISHED again (the heal itself if it never broke) and the probe passing again.
 Pure functions over plain values, so the rules are tested without a lab.
 """
@@ -70,6 +71,8 @@ class Metrics:
     t_recovered: Mark | None = None
     counters: dict[str, int] = field(default_factory=dict)
     rto_from: str = "inject"  # or "heal": see scenario.Targets
+    t_detect_network: Mark | None = None  # the kernel's first symptom
+    t_detect_app: Mark | None = None      # a probe's first failure
 
     def _span(self, a: int | None, b: int | None) -> float | None:
         return (b - a) / 1e9 if a is not None and b is not None else None
@@ -100,18 +103,30 @@ class Metrics:
     def meets_rto(self) -> bool:
         return self.rto_span_s is not None and self.rto_span_s <= self.rto_s
 
+    def since_inject_s(self, mark: Mark | None) -> float | None:
+        return self._span(self.t_inject, mark.t_ns if mark else None)
+
+    @property
+    def sent_nothing(self) -> bool:
+        """The workload reported counters and sent 0: no loss can be judged (never a pass)."""
+        return self.counters.get("sent") == 0 and "received" in self.counters
+
     @property
     def data_loss_ratio(self) -> float | None:
         sent, received = self.counters.get("sent"), self.counters.get("received")
-        if sent is None or received is None:
+        if sent is None or received is None or sent == 0:
             return None
-        return max(0, sent - received) / sent if sent else 0.0
+        return max(0, sent - received) / sent
 
     def as_dict(self) -> dict[str, object]:
         return {
             "t_inject_ns": self.t_inject, "t_heal_ns": self.t_heal,
             "t_detect_ns": self.t_detect.t_ns if self.t_detect else None,
             "detected_by": self.t_detect.source if self.t_detect else None,
+            "network_detection_s": self.since_inject_s(self.t_detect_network),
+            "network_detected_by": self.t_detect_network.source if self.t_detect_network else None,
+            "application_detection_s": self.since_inject_s(self.t_detect_app),
+            "application_detected_by": self.t_detect_app.source if self.t_detect_app else None,
             "t_recovered_ns": self.t_recovered.t_ns if self.t_recovered else None,
             "recovered_by": self.t_recovered.source if self.t_recovered else None,
             "detection_s": self.detection_s, "recovery_s": self.recovery_s, "outage_s": self.outage_s,
@@ -120,10 +135,19 @@ class Metrics:
         }
 
 
-def detection(t_inject: int, events: Sequence[KernelEvent], samples: Sequence[ProbeResult]) -> Mark | None:
+def network_detection(t_inject: int, events: Sequence[KernelEvent]) -> Mark | None:
     marks = [Mark(e.t_ns, f"kernel: {e}") for e in events if e.t_ns >= t_inject and e.symptom]
-    marks += [Mark(s.ended_ns, f"probe {s.probe} failed: {s.detail}") for s in samples
-              if not s.ok and s.started_ns >= t_inject]
+    return min(marks, key=lambda m: m.t_ns, default=None)
+
+
+def application_detection(t_inject: int, samples: Sequence[ProbeResult]) -> Mark | None:
+    marks = [Mark(s.ended_ns, f"probe {s.probe} failed: {s.detail}") for s in samples
+             if not s.ok and s.started_ns >= t_inject]
+    return min(marks, key=lambda m: m.t_ns, default=None)
+
+
+def detection(t_inject: int, events: Sequence[KernelEvent], samples: Sequence[ProbeResult]) -> Mark | None:
+    marks = [m for m in (network_detection(t_inject, events), application_detection(t_inject, samples)) if m]
     return min(marks, key=lambda m: m.t_ns, default=None)
 
 
@@ -155,6 +179,8 @@ def compute(targets: Targets, t_inject: int | None, t_heal: int | None, events: 
     m = Metrics(targets.rto_s, t_inject, None, t_heal, None, dict(counters), targets.rto_from)
     if t_inject is None:
         return m
+    m.t_detect_network = network_detection(t_inject, events or [])
+    m.t_detect_app = application_detection(t_inject, samples or [])
     m.t_detect = detection(t_inject, events or [], samples or [])
     if t_heal is None:
         return m
@@ -169,6 +195,10 @@ def compute(targets: Targets, t_inject: int | None, t_heal: int | None, events: 
         # A first symptom after recovery (a paused process leaves none; its flow closing at
         # the run's end is not how the fault was noticed): not detected, not a negative outage.
         m.t_detect = None
+    for name in ("t_detect_network", "t_detect_app"):
+        mark = getattr(m, name)
+        if mark and m.t_recovered and mark.t_ns > m.t_recovered.t_ns:
+            setattr(m, name, None)
     return m
 
 
@@ -185,7 +215,9 @@ def verdicts(m: Metrics, targets: Targets) -> list[Verdict]:
                            f"{'not detected' if d is None else f'{d:.3f} s'}, "
                            f"target {targets.max_detection_s:g} s"))
     loss = m.data_loss_ratio
-    if loss is not None:
+    if m.sent_nothing:
+        out.append(Verdict("data loss", False, "the workload sent nothing (0 messages): no loss can be judged"))
+    elif loss is not None:
         out.append(Verdict("data loss", loss <= targets.max_data_loss_ratio,
                            f"{loss:.2%} ({m.counters.get('sent', 0) - m.counters.get('received', 0)} of "
                            f"{m.counters.get('sent', 0)}), target {targets.max_data_loss_ratio:.2%}"))

@@ -39,8 +39,11 @@ def header(title: str, fault_type: str) -> list[str]:
 
 def metrics_lines(detection_s: float | None, detected_by: str, outage_s: float | None, recovery_s: float | None,
                   after_heal_s: float | None, rto_s: float, meets_rto: bool, data_loss: str,
-                  injected: bool = True) -> list[str]:
+                  injected: bool = True, detections: Sequence[tuple[str, float | None, str]] = ()) -> list[str]:
+    """`detections`: (label, seconds after the inject, what) for each kind of detection kept apart."""
     lines = ["Recovery Metrics:", f"  Detection Time: {_s(detection_s)}{f' ({detected_by})' if detected_by else ''}"]
+    for label, s, what in detections:
+        lines.append(f"    {label}: {_s(s)}{f' ({what})' if what else ''}")
     if outage_s is not None:
         lines.append(f"  Outage: {_s(outage_s)}")
     after = f" ({_s(after_heal_s)} after heal)" if after_heal_s is not None else ""
@@ -66,12 +69,16 @@ def human(o: Outcome) -> str:
                      f"(applied {per_host}; skew {st['skew_ns'] / 1e6:.3f} ms)")
     lines.append("")
     c, loss = m.counters, m.data_loss_ratio
-    loss_text = "not measured" if loss is None else (
+    loss_text = "the workload sent nothing (0 messages)" if m.sent_nothing else "not measured" if loss is None else (
         f"{loss:.2%} ({c.get('sent', 0) - c.get('received', 0)} of {c.get('sent', 0)} "
         f"messages; {c.get('duplicates', 0)} duplicate(s)"
         f"{'' if 'violations' in c else ' discarded by the receiver'})")
+    detections = [(label, m.since_inject_s(mark), mark.source if mark else "not seen")
+                  for label, mark in (("network detection (kernel)", m.t_detect_network),
+                                      ("application detection (probe)", m.t_detect_app))]
     lines += metrics_lines(m.detection_s, m.t_detect.source if m.t_detect else "", m.outage_s, m.recovery_s,
-                           m.after_heal_s, s.targets.rto_s, m.meets_rto, loss_text, m.t_inject is not None)
+                           m.after_heal_s, s.targets.rto_s, m.meets_rto, loss_text, m.t_inject is not None,
+                           detections if m.t_inject is not None else ())
     lines.append("")
     for v in o.verdicts:
         lines.append(f"  {OK if v.ok else NO} {v.name}: {v.detail}")

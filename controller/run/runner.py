@@ -24,7 +24,7 @@ from typing import Any
 from faultline.controller.agents.client import AgentClient, AgentError, WatchRecorder
 from faultline.controller.agents.clocksync import AgentClock, now_ns
 from faultline.controller.agents.spec import watch_filter
-from faultline.controller.env.hosts import Endpoint, connect, lab_endpoints
+from faultline.controller.env.hosts import Endpoint, connect, file_endpoints, lab_endpoints
 from faultline.controller.env.lab import Lab, LabConfig
 from faultline.controller.model.scenario import Probe, Scenario
 from faultline.controller.run import journal as journal_doc
@@ -46,6 +46,7 @@ class RunOptions:
     keep_lab: bool = False
     event: Callable[[str], None] = lambda _: None    # one line per thing that happened
     status: Callable[[str], None] = lambda _: None   # the live progress line
+    tls_dir: Path | None = None  # mTLS to real hosts' agents (else $FAULTLINE_TLS_DIR; a lab's is found)
 
 
 @dataclass
@@ -118,10 +119,9 @@ class Run:
                 self.lab.set_restart_commands(host, {p.name: [self.resolve(a) for a in p.argv]
                                                      for p in self.scn.processes if p.host == host})
         else:
-            self.endpoints.update({n: Endpoint(n, h.agent, h.ipv4, h.ipv6, h.interface)
-                                   for n, h in self.scn.hosts.items()})
+            self.endpoints.update(file_endpoints(self.scn.hosts))
         for name, ep in self.endpoints.items():
-            host = connect(ep)
+            host = connect(ep, tls_dir=self.opt.tls_dir)
             self.clients[name], self.clocks[name] = host.client, host.clock
             clk = host.clock
             self.journal.record("clock", name, agent=ep.agent, offset_ns=clk.offset_ns,

@@ -39,11 +39,15 @@ class RecoveryMetrics:
     data_loss: float | None        # ratio lost / sent, when recorded
     detected_by: str = ""
     recovered_by: str = ""
+    sent_nothing: bool = False                  # record_data(sent=0, ...): no loss can be judged
+    network_detection: float | None = None      # s, start -> the kernel's first symptom (with follow())
+    application_detection: float | None = None  # s, start -> the test's mark_detected()
 
     def __str__(self) -> str:
         def s(x: float | None) -> str:
             return "n/a" if x is None else f"{x:.3f}s"
-        loss = "not measured" if self.data_loss is None else f"{self.data_loss:.2%}"
+        loss = "nothing sent" if self.sent_nothing else "not measured" if self.data_loss is None \
+            else f"{self.data_loss:.2%}"
         return (f"detection {s(self.detection_time)}, recovery {s(self.recovery_time)} "
                 f"({s(self.time_after_heal)} after heal), RTO {self.rto_target:g}s "
                 f"{'met' if self.meets_rto else 'MISSED'}, data loss {loss}")
@@ -153,7 +157,9 @@ class RecoveryTimer:
         counters = {"sent": self.sent, "received": self.received} \
             if self.sent is not None and self.received is not None else {}
         m = recovery.Metrics(self.rto_target_s, self._start(), detected, self._recovery_started(), completed,
-                             counters, rto_from="inject")
+                             counters, rto_from="inject", t_detect_network=k_detect,
+                             t_detect_app=Mark(self.detected, "test") if self.detected is not None else None)
         return RecoveryMetrics(m.detection_s, m.recovery_s, m.after_heal_s, self.rto_target_s, m.meets_rto,
                                m.data_loss_ratio, detected.source if detected else "",
-                               completed.source if completed else "")
+                               completed.source if completed else "", m.sent_nothing,
+                               m.since_inject_s(m.t_detect_network), m.since_inject_s(m.t_detect_app))

@@ -29,9 +29,15 @@ class ScenarioResult:
 
 def scenario_text(r: ScenarioResult) -> str:
     m = r.metrics
-    loss = "not measured" if m.data_loss is None else f"{m.data_loss:.2%}"
+    loss = "the workload sent nothing (0 messages)" if m.sent_nothing else \
+        "not measured" if m.data_loss is None else f"{m.data_loss:.2%}"
+    detections = [("network detection (kernel)", m.network_detection, ""),
+                  ("application detection (the test's mark)", m.application_detection, "")]
     lines = report.header(r.name, r.fault_type) + report.metrics_lines(
-        m.detection_time, m.detected_by, None, m.recovery_time, m.time_after_heal, m.rto_target, m.meets_rto, loss)
+        m.detection_time, m.detected_by, None, m.recovery_time, m.time_after_heal, m.rto_target, m.meets_rto, loss,
+        detections=[d for d in detections if d[1] is not None])
+    if m.sent_nothing:
+        lines.append("  VIOLATION: data loss: the workload sent nothing, so no loss can be judged")
     lines += [f"  VIOLATION: {v}" for v in r.violations]
     if r.error:
         lines.append(f"  ERROR: {r.error}")

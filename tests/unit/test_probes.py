@@ -89,3 +89,34 @@ def test_established_follows_the_agents_events(prober):
     assert not p.run(probe).ok
     r = p.run(Probe("e", "established", {"host": "gateway", "port": 4002}))
     assert not r.ok and r.detail == "no watch on gateway"
+
+
+def _state(sock: int, old: int, new: int, lport: int) -> TcpEvent:
+    return TcpEvent.of(pb.WatchEvent(at=pb.Timestamp(realtime_ns=1, monotonic_ns=1), tcp=pb.TcpEvent(
+        kind=pb.EVENT_KIND_STATE, socket=sock, old_state=old, new_state=new,
+        flow=pb.Flow(local_addr="10.0.0.1", local_port=lport, remote_addr="10.0.0.2", remote_port=5432))))
+
+
+def test_a_connection_per_request_client_does_not_flap_established_with_stable_for_s():
+    """Each request opens and closes its own connection: `established` alone is down between two
+    requests (a false detection); with stable_for_s past the gap it holds while requests get through
+    and fails once none has for that long. min counts connections at once."""
+    now = [0]
+    flows = FlowStates(clock=lambda: now[0])
+    p = Prober(lambda s: s, lambda h, argv: list(argv), lambda h: flows)
+    plain = Probe("e", "established", {"host": "db", "port": 5432})
+    stable = Probe("e", "established", {"host": "db", "port": 5432, "stable_for_s": 1.0})
+    two = Probe("e", "established", {"host": "db", "port": 5432, "min": 2, "stable_for_s": 1.0})
+    flaps, held = [], []
+    for i in range(10):  # a request every 300 ms, each on a new connection that lives 50 ms
+        now[0] = i * 300_000_000
+        flows.feed(_state(i, pb.TCP_STATE_SYN_SENT, pb.TCP_STATE_ESTABLISHED, 40000 + i))
+        now[0] += 50_000_000
+        flows.feed(_state(i, pb.TCP_STATE_ESTABLISHED, pb.TCP_STATE_FIN_WAIT1, 40000 + i))
+        now[0] += 100_000_000  # between two requests
+        flaps.append(p.run(plain).ok)
+        held.append(p.run(stable).ok)
+    assert not any(flaps) and all(held)
+    assert not p.run(two).ok and "1 connection(s)" in p.run(two).detail
+    now[0] += 1_100_000_000  # no request for longer than the window: a real outage
+    assert not p.run(stable).ok

@@ -134,3 +134,27 @@ def test_rto_counted_from_the_heal_when_the_scenario_says_so():
     assert v["RTO"].ok and "after the heal" in v["RTO"].detail
     late = recovery.compute(t, 1 * S, 31 * S, None, [sample(62 * S, True)], {})
     assert not late.meets_rto
+
+
+def test_data_loss_over_nothing_sent_fails_saying_so():
+    m = recovery.compute(TARGETS, 0, 1 * S, [], None, {"sent": 0, "received": 0})
+    [loss] = [v for v in recovery.verdicts(m, TARGETS) if v.name == "data loss"]
+    assert not loss.ok and "the workload sent nothing" in loss.detail
+    assert m.data_loss_ratio is None and m.sent_nothing
+    sent = recovery.compute(TARGETS, 0, 1 * S, [], None, {"sent": 10, "received": 10})
+    assert [v.ok for v in recovery.verdicts(sent, TARGETS) if v.name == "data loss"] == [True]
+
+
+def test_network_and_application_detection_are_kept_apart_and_labelled():
+    t0 = 10 * S
+    events = [retrans(t0 + 200_000_000), state(t0 + 6 * S, "SYN_SENT", "ESTABLISHED", 9)]
+    samples = [sample(t0 + 1_900_000_000, False), sample(t0 + 6 * S, True)]
+    m = recovery.compute(TARGETS, t0, t0 + 5 * S, events, samples, {})
+    assert m.since_inject_s(m.t_detect_network) == 0.2 and abs(m.since_inject_s(m.t_detect_app) - 1.9) < 1e-5
+    assert m.t_detect == m.t_detect_network
+    text = "\n".join(report.metrics_lines(
+        m.detection_s, m.t_detect.source, m.outage_s, m.recovery_s, m.after_heal_s, 5.0, m.meets_rto, "-",
+        detections=[("network detection (kernel)", m.since_inject_s(m.t_detect_network), m.t_detect_network.source),
+                    ("application detection (probe)", m.since_inject_s(m.t_detect_app), m.t_detect_app.source)]))
+    assert "    network detection (kernel): 0.200s (kernel: trader: RETRANSMIT" in text
+    assert "    application detection (probe): 1.900s (probe flow failed: down)" in text
