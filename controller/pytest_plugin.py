@@ -297,15 +297,19 @@ def faultline_ibkr(pytestconfig: pytest.Config, request: pytest.FixtureRequest,
 @pytest.fixture
 def chaos_ibkr_client(faultline_ibkr: IbkrTarget, network_fault_injector: FaultInjector,
                       chaos_config: dict[str, float | int]) -> Iterator[ChaosIbkrClient]:
-    """client.connect() -> ib_async.IB; inject_disconnect(mode="reset"|"disconnect"),
+    """Connected when a test gets it (client.ib; client.connect() after a disconnect connects
+    again); inject_disconnect(mode="reset"|"disconnect"),
     inject_timeout_on_next_request(), inject_slow_response(delay_ms=...), inject_upstream_outage(
     duration_s=...): real kernel faults by the agent on the gateway's host. client.errors: IB's
     errors (code, text, t_ns). Every fault is healed and the client disconnected after the test."""
     from faultline.controller.suite.ibkr import ChaosIbkrClient
 
     client = ChaosIbkrClient(network_fault_injector, faultline_ibkr, chaos_config)
-    yield client
-    client.close()
+    try:
+        client.connect()  # the chaos suite's snippets start with a fault: the connection it aims at exists
+        yield client
+    finally:
+        client.close()
 
 
 # -- the end of the session -------------------------------------------------------

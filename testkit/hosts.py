@@ -124,7 +124,67 @@ class OwnHosts:
         h.proc = None
 
     def down(self) -> None:
-        for h in self.hosts.values():
+        for i, h in enumerate(self.hosts.values()):
             self.stop_agent(h.name)
+            # The veth first: a namespace outlives its name while the kernel still holds sockets of
+            # it (orphaned TCP connections retrying through a partition), and so would its link.
+            subprocess.run(["ip", "link", "del", f"{self.prefix}-v{i}"], capture_output=True, check=False)
             subprocess.run(["ip", "netns", "del", h.netns], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+
+
+SSHD_CONFIG = """\
+ListenAddress {ip}:22
+HostKey {dir}/host_key
+AuthorizedKeysFile {dir}/authorized_keys
+PidFile {dir}/sshd.pid
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+"""
+
+
+class Sshd:
+    """A real OpenSSH server in each own host's namespace (keys and config of its own, nothing of
+    the machine's), and the client config a controller uses to reach them (`--ssh-config`)."""
+
+    def __init__(self, hosts: OwnHosts) -> None:
+        self.hosts, self.dir = hosts, hosts.root / "ssh"
+        self.procs: list[subprocess.Popen] = []
+        self.client_config = self.dir / "client_config"
+
+    def target(self, name: str) -> str:
+        return f"root@{self.hosts[name].ip}"
+
+    def up(self) -> Sshd:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        key = self.dir / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+        for h in self.hosts.hosts.values():
+            d = self.dir / h.name
+            d.mkdir(exist_ok=True)
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "host_key")], check=True)
+            shutil.copy(key.with_suffix(".pub"), d / "authorized_keys")
+            (d / "sshd_config").write_text(SSHD_CONFIG.format(ip=h.ip, dir=d))
+            self.procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", h.netns, shutil.which("sshd") or "/usr/sbin/sshd", "-D", "-e",
+                 "-f", str(d / "sshd_config")], stdout=subprocess.DEVNULL, stderr=open(d / "sshd.log", "ab"),
+                start_new_session=True))
+        self.client_config.write_text(
+            f"Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {self.dir}/known_hosts\n"
+            "  StrictHostKeyChecking accept-new\n  ConnectTimeout 5\n")
+        for name in self.hosts.hosts:
+            wait_until(lambda n=name: subprocess.run(
+                ["ssh", "-F", str(self.client_config), "-o", "BatchMode=yes", self.target(n), "true"],
+                capture_output=True, timeout=15, check=False).returncode == 0, 30, f"sshd on {name}", every_s=0.2)
+        return self
+
+    def down(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=10)
+        self.procs.clear()

@@ -214,7 +214,8 @@ def _run_scenarios(args: argparse.Namespace) -> int:
         return 2
     out = args.out or Path("build/runs") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     with sigterm_as_interrupt():  # a cancelled CI job heals and rolls back as Ctrl-C does
-        return run_scenarios(scenarios, out, keep_lab=args.keep_lab, quiet=args.quiet, tls_dir=args.tls_dir)
+        return run_scenarios(scenarios, out, keep_lab=args.keep_lab, quiet=args.quiet, tls_dir=args.tls_dir,
+                             ssh_config=args.ssh_config)
 
 
 def _run_certs(args: argparse.Namespace) -> int:

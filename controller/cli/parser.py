@@ -396,7 +396,7 @@ def add_run(sub: Sub) -> None:
                "  faultline run contracts/scenarios/*.yaml --out build/runs/nightly --keep-lab\n\n"
                "exit status: 0 every assertion held; 1 one failed (RTO VIOLATION, data loss, steady state, "
                "rollbacks); 2 a file is malformed (nothing was run); 130 interrupted (rollbacks ran).\n"
-               "The scenario format is in README.md (Scenario files).",
+               "The scenario format: docs/scenarios.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -408,6 +408,9 @@ def add_run(sub: Sub) -> None:
     p.add_argument("--tls-dir", type=Path, default=os.environ.get("FAULTLINE_TLS_DIR") or None, metavar="DIR",
                    help="mTLS to the real hosts' agents: ca.pem, controller.pem, controller-key.pem "
                         "(env FAULTLINE_TLS_DIR; a lab's are found by themselves)")
+    p.add_argument("--ssh-config", type=Path, default=os.environ.get("FAULTLINE_SSH_CONFIG") or None, metavar="FILE",
+                   help="ssh -F FILE for the processes and probes a scenario runs on real hosts (hosts.NAME.ssh; "
+                        "default: your own ~/.ssh/config; env FAULTLINE_SSH_CONFIG)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the results")
 
 

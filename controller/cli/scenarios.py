@@ -9,7 +9,7 @@ from typing import Any
 
 
 def run_scenarios(scenarios: list[Any], out: Path, keep_lab: bool = False, quiet: bool = False,
-                  lab_config: Any = None, tls_dir: Path | None = None) -> int:
+                  lab_config: Any = None, tls_dir: Path | None = None, ssh_config: Path | None = None) -> int:
     """Run each scenario (its own lab), print its block, write its files; the scorecard at the end."""
     from faultline.controller.env.lab import LabConfig
     from faultline.controller.run import report, runner
@@ -29,7 +29,8 @@ def run_scenarios(scenarios: list[Any], out: Path, keep_lab: bool = False, quiet
         sub = out / f"{i + 1:02d}-{Path(scn.path).stem}"
         event(f"== {scn.title} ({scn.path}) -> {sub}")
         o = runner.run(scn, runner.RunOptions(out_dir=sub, lab_config=lab_config or LabConfig(), keep_lab=keep_lab,
-                                              event=event, status=status, tls_dir=tls_dir))
+                                              event=event, status=status, tls_dir=tls_dir,
+                                              ssh_config=ssh_config))
         paths = report.write(o, sub)
         print(report.human(o), flush=True)
         print(f"journal {paths['journal']}  junit {paths['junit']}  timeline {paths['timeline']}\n", flush=True)

@@ -40,6 +40,7 @@ from faultline.controller.model.schema import (
 from faultline.controller.model.steps import Partition, ProcessFault, Step, Wait, fault_of, keys_of
 
 DAY_S = 86_400.0
+CONTROLLER = "controller"  # where a process or probe runs when it names no host
 SECONDS = Num(0.001, DAY_S)
 
 
@@ -86,7 +87,7 @@ class Probe:
 class Process:
     name: str
     argv: list[str]
-    host: str = ""             # lab host whose namespace it runs in; "" on the controller
+    host: str = ""             # a lab host (its namespace), a real host (over its ssh); "" the controller
     ready: str = ""            # probe that must pass before the run goes on
 
 
@@ -158,6 +159,7 @@ def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
     names = hosts | {f"{h}.ipv6" for h in hosts} | {"python", "run_dir", "inject_ns", "heal_ns"}
     tpl = Template(names)
     host = Str(tuple(sorted(hosts)) or ("(declare hosts first)",))
+    where = Str(tuple(sorted(hosts | {CONTROLLER})))  # where a process or probe runs
     probe = Str(tuple(sorted(probes)) or ("(declare probes first)",))
     port = Num(1, 65535, integer=True)
     argv = List(tpl, min_len=1)
@@ -184,7 +186,7 @@ def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
         "hosts": HostsSpec(),
         "targets": Map({"rto_s": Num(0.1, DAY_S), "max_data_loss_ratio": Num(0, 1), "max_detection_s": SECONDS,
                         "rto_from": Str(("inject", "heal")), "counters": _CountersSpec()}),
-        "processes": List(Map({"name": Str(), "command": argv, "host": host, "ready": probe},
+        "processes": List(Map({"name": Str(), "command": argv, "host": where, "ready": probe},
                               required=frozenset({"name", "command"}))),
         "probes": List(Variant(
             {"tcp": Map({"host": tpl, "port": port}, required=frozenset({"host", "port"})),
@@ -192,7 +194,7 @@ def _schema(hosts: frozenset[str], probes: frozenset[str]) -> Spec:
              "http": Map({"url": tpl}, required=frozenset({"url"})),
              "established": Map({"host": host, "port": port, "min": Num(1, 10_000, integer=True),
                                  "stable_for_s": Num(0, 3600)}, required=frozenset({"host", "port"}))},
-            {"name": Str(), "timeout_s": Num(0.01, 600), "counters": Bool(), "host": host})),
+            {"name": Str(), "timeout_s": Num(0.01, 600), "counters": Bool(), "host": where, "from": where})),
         "steady_state": List(probe),
         "method": List(Variant(
             {"fault": fault, "partition": partition, "wait": SECONDS}, {"at_s": Num(0, DAY_S)}), min_len=1),
@@ -320,13 +322,19 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
             raise fail(f"probes[{i}].name", "a name no other probe has", p["name"])
         if p.get("counters") and kind != "command":
             raise fail(f"probes[{i}].counters", "only on a command probe (its stdout is the JSON)", True)
-        if "host" in p and kind != "command":
-            raise fail(f"probes[{i}].host", "only on a command probe (the host it runs on)", p["host"])
+        if "host" in p and "from" in p:
+            raise fail(f"probes[{i}].host", "host or from, not both (the same: where it runs)", p["host"])
+        runs_on = p.get("from", p.get("host", ""))
+        if runs_on and kind not in ("command", "tcp"):
+            raise fail(f"probes[{i}].from", "only on a tcp or command probe (the host it is taken on)", runs_on)
+        if runs_on and runs_on != CONTROLLER and "lab" not in raw and not raw["hosts"][runs_on].get("ssh"):
+            raise fail(f"probes[{i}].from", f"a host with ssh (hosts.{runs_on}.ssh: user@address), or "
+                                            f"{CONTROLLER}", runs_on)
         if kind == "command":
             check_argv(f"probes[{i}].command", p[kind])
         params = {"argv": p[kind]} if kind == "command" else dict(p[kind])
-        if kind == "command" and "host" in p:
-            params["host"] = p["host"]
+        if runs_on and runs_on != CONTROLLER:
+            params["from"] = runs_on
         probes[p["name"]] = Probe(p["name"], kind, params, p.get("timeout_s", 2.0), p.get("counters", False))
     steps = []
     for i, s in enumerate(raw["method"]):
@@ -362,11 +370,16 @@ def load(path: Path, config_path: Path | None = None) -> Scenario:
         raise fail("method", "at least one fault or partition step", "waits only")
     processes = []
     for i, p in enumerate(raw.get("processes", [])):
-        if "host" in p and "lab" not in raw:
-            raise fail(f"processes[{i}].host", "only in a lab scenario (real hosts run their own processes)",
-                       p["host"])
+        if "lab" not in raw and "host" not in p:
+            raise fail(f"processes[{i}]", f"host: a host with ssh, or {CONTROLLER} written out (where it runs: "
+                                          "real hosts are not the controller)", p["name"])
+        runs_on = p.get("host", CONTROLLER)
+        if runs_on != CONTROLLER and "lab" not in raw and not raw["hosts"][runs_on].get("ssh"):
+            raise fail(f"processes[{i}].host", f"a host with ssh (hosts.{runs_on}.ssh: user@address), or "
+                                               f"{CONTROLLER}", runs_on)
         check_argv(f"processes[{i}].command", p["command"])
-        processes.append(Process(p["name"], p["command"], p.get("host", ""), p.get("ready", "")))
+        processes.append(Process(p["name"], p["command"], "" if runs_on == CONTROLLER else runs_on,
+                                 p.get("ready", "")))
     if "lab" in raw:  # a lab host's policy lists its processes' commands as its restart commands
         for step in steps:
             name = step.action.restart if isinstance(step.action, ProcessFault) else None

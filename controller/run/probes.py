@@ -81,8 +81,17 @@ class Prober:
     `flows` gives the FlowStates of a host whose agent is watched."""
 
     def __init__(self, resolve: Callable[[str], str], in_host: Callable[[str, Sequence[str]], list[str]],
-                 flows: Callable[[str], FlowStates | None]) -> None:
+                 flows: Callable[[str], FlowStates | None],
+                 tcp_from: Callable[[str, str, int, float], list[str]] | None = None) -> None:
+        """in_host: argv -> argv run on that host; tcp_from: the argv of a TCP connect check taken on
+        a host (host, address, port, timeout)."""
         self.resolve, self.in_host, self.flows = resolve, in_host, flows
+        self._tcp_from = tcp_from
+
+    def on_host(self, host: str, address: str, port: int, timeout_s: float) -> list[str]:
+        if self._tcp_from is None:
+            raise RuntimeError(f"no way to take a probe on {host} here")
+        return self._tcp_from(host, address, port, timeout_s)
 
     def run(self, probe: Probe) -> ProbeResult:
         start = now_ns()
@@ -94,6 +103,16 @@ class Prober:
 
     def _tcp(self, p: Probe) -> tuple[bool, str, dict[str, int]]:
         host, port = self.resolve(p.params["host"]), p.params["port"]
+        if p.params.get("from"):  # taken on that host: what its own processes would see
+            argv = self.on_host(p.params["from"], host, port, p.timeout_s)
+            try:
+                r = subprocess.run(argv, capture_output=True, text=True, timeout=p.timeout_s + 10, check=False)
+            except subprocess.TimeoutExpired:
+                return False, f"from {p.params['from']}: no answer over ssh", {}
+            if r.returncode == 0:
+                return True, f"from {p.params['from']}: connected to {host}:{port}", {}
+            why = (r.stdout.strip() or r.stderr.strip())[-200:]
+            return False, f"from {p.params['from']}: connect {host}:{port}: {why or f'exit {r.returncode}'}", {}
         try:
             with socket.create_connection((host, port), timeout=p.timeout_s):
                 return True, f"connected to {host}:{port}", {}
@@ -112,8 +131,8 @@ class Prober:
 
     def _command(self, p: Probe) -> tuple[bool, str, dict[str, int]]:
         argv = [self.resolve(a) for a in p.params["argv"]]
-        if p.params.get("host"):
-            argv = self.in_host(p.params["host"], argv)
+        if p.params.get("from"):
+            argv = self.in_host(p.params["from"], argv)
         try:
             r = subprocess.run(argv, capture_output=True, text=True, timeout=p.timeout_s, check=False)
         except subprocess.TimeoutExpired:

@@ -24,14 +24,19 @@ class Processes:
         self.run_dir, self.journal, self.event = run_dir, journal, event
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, p: Process, argv: list[str]) -> None:
-        """argv: the process's command, resolved and wrapped to run in its host."""
+    def start(self, p: Process, argv: list[str], remote: bool = False) -> None:
+        """argv: the process's command, resolved and wrapped to run in its host. remote: an ssh
+        under env/ssh.py's guard, whose stdin is the process's lifeline (closed: it stops; this
+        controller gone: it closes with it)."""
         log = self.run_dir / f"{p.name}.log"
         with log.open("wb") as out:  # the child keeps its own copy of the descriptor
             self.running[p.name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        self.journal.record("process", p.name, action="start", pid=self.running[p.name].pid, argv=argv, host=p.host)
-        self.event(f"process {p.name} started on {p.host or 'the controller'} (log {log})")
+                                                    stdin=subprocess.PIPE if remote else subprocess.DEVNULL,
+                                                    start_new_session=True)
+        self.journal.record("process", p.name, action="start", pid=self.running[p.name].pid, argv=argv, host=p.host,
+                            over="ssh" if remote else "")
+        where = f"{p.host} over ssh" if remote else p.host or "the controller"
+        self.event(f"process {p.name} started on {where} (log {log})")
 
     def wait_ready(self, name: str, probe: Probe, run_probe: Callable[[Probe], ProbeResult]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -51,6 +56,12 @@ class Processes:
     def stop_all(self) -> None:
         """Last started, first stopped: SIGTERM, then SIGKILL if it does not exit in time."""
         for name, proc in reversed(list(self.running.items())):
+            if proc.poll() is None and proc.stdin is not None:  # over ssh: EOF is its SIGTERM
+                proc.stdin.close()
+                try:
+                    proc.wait(timeout=STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    pass
             if proc.poll() is None:
                 proc.terminate()
                 try:

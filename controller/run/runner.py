@@ -24,6 +24,7 @@ from typing import Any
 from faultline.controller.agents.client import AgentClient, AgentError, WatchRecorder
 from faultline.controller.agents.clocksync import AgentClock, now_ns
 from faultline.controller.agents.spec import watch_filter
+from faultline.controller.env import ssh
 from faultline.controller.env.hosts import Endpoint, connect, file_endpoints, lab_endpoints
 from faultline.controller.env.lab import Lab, LabConfig
 from faultline.controller.model.scenario import Probe, Scenario
@@ -47,6 +48,7 @@ class RunOptions:
     event: Callable[[str], None] = lambda _: None    # one line per thing that happened
     status: Callable[[str], None] = lambda _: None   # the live progress line
     tls_dir: Path | None = None  # mTLS to real hosts' agents (else $FAULTLINE_TLS_DIR; a lab's is found)
+    ssh_config: Path | None = None  # ssh -F for real hosts' processes and probes (else $FAULTLINE_SSH_CONFIG)
 
 
 @dataclass
@@ -105,7 +107,23 @@ class Run:
         return re.sub(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}", one, text)
 
     def in_host(self, host: str, argv: Sequence[str]) -> list[str]:
-        return self.lab.exec_argv(host, argv) if self.lab else list(argv)
+        """argv run once on `host`: in its lab namespace, or over its ssh (a real host)."""
+        if self.lab:
+            return self.lab.exec_argv(host, argv)
+        return ssh.command(self._ssh_target(host), argv, self.opt.ssh_config)
+
+    def _ssh_target(self, host: str) -> str:
+        target = self.scn.hosts[host].ssh
+        if not target:  # the file check requires it; a host given otherwise may lack it
+            raise RuntimeError(f"hosts.{host}.ssh is not set: nothing can run on {host}")
+        return target
+
+    def tcp_from(self, host: str, address: str, port: int, timeout_s: float) -> list[str]:
+        """A TCP connect check taken on `host` (a `from:` probe)."""
+        if self.lab:
+            return self.lab.exec_argv(host, [sys.executable, "-c", ssh.TCP_CHECK, address, str(port),
+                                             f"{timeout_s:g}"])
+        return ssh.tcp_check(self._ssh_target(host), address, port, timeout_s, self.opt.ssh_config)
 
     def _hosts(self) -> None:
         if self.scn.lab:
@@ -145,7 +163,7 @@ class Run:
 
     # -- processes and probes ---------------------------------------------------
     def prober(self) -> Prober:
-        return Prober(self.resolve, self.in_host, self.flows.get)
+        return Prober(self.resolve, self.in_host, self.flows.get, self.tcp_from)
 
     def probe(self, probe: Probe, phase: str) -> ProbeResult:
         r = self.prober().run(probe)
@@ -156,7 +174,11 @@ class Run:
     def _start_processes(self) -> None:
         for p in self.scn.processes:
             argv = [self.resolve(a) for a in p.argv]
-            self.processes.start(p, self.in_host(p.host, argv) if p.host else argv)
+            if p.host and not self.lab:  # over ssh, under the guard: it ends when this run does
+                self.processes.start(p, ssh.guarded(self._ssh_target(p.host), argv, self.opt.ssh_config),
+                                     remote=True)
+            else:
+                self.processes.start(p, self.in_host(p.host, argv) if p.host else argv)
             if p.ready:
                 self.processes.wait_ready(p.name, self.scn.probes[p.ready], self.prober().run)
 

@@ -2,7 +2,8 @@
 paper-trading one), and the faults IBKR users meet, each a real kernel fault through the agent
 on the gateway's host (never a mock, never a change to the client's code):
 
-    ib = client.connect()                          # ib_async.IB, timeouts from the resilience config
+    ib = client.ib                                 # connected when the fixture hands it over
+    ib = client.connect()                          # the same; after a disconnect, connects again
     client.inject_disconnect()                     # RESET: the gateway host's kernel aborts the API
                                                    #   connection, the client gets a RST at once
     client.inject_disconnect(mode="disconnect")    # DISCONNECT: every packet between them dropped for
@@ -87,13 +88,18 @@ class ChaosIbkrClient:
         self.disconnects: list[int] = []
         self.faults: list[ActiveFault] = []
         self._held: list[_Background] = []
+        self.connected_in_s: float | None = None  # the last connect + start-up sync
 
     # -- the client ---------------------------------------------------------------------------
-    def connect(self, client_id: int | None = None, timeout_s: float | None = None) -> ib_async.IB:
-        """Connect (or reconnect) and finish ib_async's start-up sync; the request timeout and the
-        connect timeout come from the resilience config."""
+    def connect(self, client_id: int | None = None, timeout_s: float | None = None,
+                fresh: bool = False) -> ib_async.IB:
+        """Connected, with ib_async's start-up sync done: at once if it already is (the fixture
+        connects before a test gets it), else (re)connect; fresh: drop the connection and connect
+        again. The request and connect timeouts come from the resilience config."""
         import ib_async
 
+        if self.ib is not None and self.ib.isConnected() and not fresh and client_id in (None, self.client_id):
+            return self.ib
         host, port = self.target.host_port
         if self.ib is None:
             self.ib = ib_async.IB()
@@ -102,8 +108,10 @@ class ChaosIbkrClient:
         self.ib.RequestTimeout = float(self.config["request_timeout_s"])
         if self.ib.isConnected():
             self.ib.disconnect()
+        t0 = time.monotonic()
         self.ib.connect(host, port, clientId=client_id or self.client_id,
                         timeout=timeout_s or float(self.config["connection_timeout_s"]))
+        self.connected_in_s = time.monotonic() - t0
         return self.ib
 
     def _on_error(self, req_id: int, code: int, text: str, contract: Any) -> None:

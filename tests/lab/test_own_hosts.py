@@ -9,12 +9,13 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from faultline.controller.agents.client import AgentUnreachable
 from faultline.controller.env import certs
-from testkit.hosts import BIN, OwnHosts
+from testkit.hosts import BIN, OwnHosts, Sshd
 from testkit.netns import wait_until, why_no_lab
 
 
@@ -143,3 +144,116 @@ def test_sigterm_to_pytest_heals_every_fault_within_a_second(own, tmp_path):
         for c in clients.values():
             c.heal_all()
             c.close()
+
+
+SCENARIO = """\
+title: App to database partition on our own hosts, over ssh
+hosts:
+  app1: {{agent: {app_ip}, ipv4: {app_ip}, interface: eth1, ssh: "{app_ssh}"}}
+  db1: {{agent: {db_ip}, ipv4: {db_ip}, interface: eth1, ssh: "{db_ssh}"}}
+targets: {{rto_s: 30, max_data_loss_ratio: 0}}
+processes:
+  - name: db
+    host: db1
+    command: ["{{python}}", -m, faultline.examples.workloads.seqload, server, --bind, "{{db1}}", --port, 5432,
+              --stats, "{marker}/db.json"]
+    ready: db-port
+  - name: app
+    host: app1
+    command: ["{{python}}", -m, faultline.examples.workloads.seqload, client, --connect, "{{db1}}", --port, 5432,
+              --stats, "{marker}/app.json", --base-delay, 0.25, --max-delay, 1, --connect-timeout, 0.3,
+              --request-timeout, 0.5]
+    ready: app-flow
+probes:
+  - {{name: db-port, tcp: {{host: "{{db1}}", port: 5432}}, from: app1, timeout_s: 1}}
+  - {{name: app-flow, established: {{host: app1, port: 5432}}}}
+  - name: rows
+    command: ["{{python}}", -m, faultline.examples.workloads.seqload, stats, --client, "{marker}/app.json",
+              --server, "{marker}/db.json"]
+    host: controller
+    counters: true
+steady_state: [db-port, app-flow]
+method:
+  - partition: {{a: [app1], b: [db1], duration_s: {partition_s}}}
+    at_s: 1
+recovery: {{watch: {{host: app1, port: 5432}}, probe: db-port, poll_s: 0.1}}
+data_loss: rows
+"""
+
+
+@pytest.fixture(scope="module")
+def sshd(own):
+    if shutil.which("sshd") is None:
+        pytest.skip("needs OpenSSH's sshd (openssh-server; scripts/setup.sh --with-vm installs it)")
+    s = Sshd(own).up()
+    yield s
+    s.down()
+
+
+def scenario_file(own, sshd, tmp_path, partition_s: float):
+    marker = tmp_path / "w"
+    marker.mkdir()
+    path = tmp_path / "app_db.yaml"
+    path.write_text(SCENARIO.format(app_ip=own["app1"].ip, db_ip=own["db1"].ip, app_ssh=sshd.target("app1"),
+                                    db_ssh=sshd.target("db1"), marker=marker, partition_s=partition_s))
+    return path, str(marker)
+
+
+def workload_pids(marker: str) -> list[int]:
+    """The scenario's processes on the hosts (this machine's processes whose command line has the marker)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if d.name.isdigit() and marker in cmd and "seqload" in cmd and "ssh" not in cmd.split()[0]:
+            pids.append(int(d.name))
+    return pids
+
+
+def run_cli(own, sshd, path, out, **kw):
+    return subprocess.Popen([str(BIN / "faultline"), "run", str(path), "--out", str(out), "--tls-dir", str(own.ca),
+                             "--ssh-config", str(sshd.client_config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_a_scenario_on_own_hosts_runs_its_workload_over_ssh_and_probes_from_a_host(own, sshd, tmp_path):
+    """Must-show 4: the database on db1 and its client on app1, both started over ssh; the port probe
+    taken on app1 (where the client is), not on the controller; the run passes and leaves nothing."""
+    path, marker = scenario_file(own, sshd, tmp_path, 2)
+    proc = run_cli(own, sshd, path, tmp_path / "out")
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    assert "process db started on db1 over ssh" in out and "from app1: connected to" in out, out
+    assert "SCENARIO COMPLETED" in out and "network detection (kernel)" in out
+    [run_dir] = [d for d in (tmp_path / "out").iterdir() if d.is_dir()]
+    assert '"event": "connected"' in (run_dir / "app.log").read_text()  # its output came back over ssh
+    journal = json.loads((run_dir / "journal.json").read_text())
+    starts = [a for a in journal["activities"] if a["kind"] == "process" and a.get("action") == "start"]
+    assert sorted((a["name"], a["host"], a["over"]) for a in starts) == [("app", "app1", "ssh"), ("db", "db1", "ssh")]
+    assert workload_pids(marker) == []  # stopped at the end, on the hosts
+    for name in own.hosts:
+        with own.client(name) as c:
+            assert c.list() == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "sigkill"])
+def test_the_workload_never_outlives_the_controller(own, sshd, tmp_path, sig):
+    """Its processes are gone from the hosts after Ctrl-C, SIGTERM and SIGKILL of the controller
+    (for SIGKILL: its ssh sessions' stdin closes with it, and the remote guard stops them)."""
+    path, marker = scenario_file(own, sshd, tmp_path, 60)
+    proc = run_cli(own, sshd, path, tmp_path / "out")
+    try:
+        wait_until(lambda: len(workload_pids(marker)) == 2, 60, "the scenario's two processes on the hosts")
+        with own.client("app1") as c:
+            wait_until(c.list, 60, "the partition applied")
+        proc.send_signal(sig)
+        proc.communicate(timeout=60)
+        wait_until(lambda: workload_pids(marker) == [], 20, f"no process left on the hosts after {sig.name}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for name in own.hosts:
+            with own.client(name) as c:
+                c.heal_all()  # after SIGKILL the lease would (the agents' dead-man), later

@@ -161,3 +161,46 @@ def test_counter_targets_and_the_fault_window_placeholders(tmp_path):
                                     "recovery:").replace('"{run_dir}/c.json"', '"{run_dir}/c.json", "{inject_ns}"'))
     assert s.targets.counters == {"rate_limited": (1, None), "lag_ms": (None, 100)}
     assert s.probes["counts"].params["argv"][-1] == "{inject_ns}"
+
+
+REAL = """\
+title: own hosts
+hosts:
+  app1: {agent: 10.1.0.5, ipv4: 10.2.0.5, interface: eth1, tags: [app], ssh: qa@10.1.0.5}
+  db1: {agent: "10.1.0.6:7171", ipv4: 10.2.0.6}
+processes:
+  - {name: client, host: app1, command: [psql-load]}
+  - {name: local, host: controller, command: ["true"]}
+probes:
+  - {name: db-port, tcp: {host: "{db1}", port: 5432}, from: app1}
+  - {name: db-up, command: [pg_isready], from: app1}
+  - {name: here, tcp: {host: "{db1}", port: 5432}}
+method:
+  - partition: {a: [app1], b: [db1], duration_s: 3}
+recovery: {probe: db-port}
+"""
+
+
+def test_real_hosts_processes_over_ssh_probes_from_a_host_and_port_7070(tmp_path):
+    s = load(tmp_path, REAL)
+    assert s.hosts["app1"].agent == "10.1.0.5:7070" and s.hosts["db1"].agent == "10.1.0.6:7171"
+    assert s.hosts["app1"].ssh == "qa@10.1.0.5" and s.hosts["app1"].tags == ("app",)
+    assert [(p.name, p.host) for p in s.processes] == [("client", "app1"), ("local", "")]
+    assert s.probes["db-port"].params["from"] == "app1" and s.probes["db-up"].params["from"] == "app1"
+    assert "from" not in s.probes["here"].params
+
+
+@pytest.mark.parametrize("old, new, field, allowed", [
+    ('  - {name: local, host: controller, command: ["true"]}', '  - {name: local, command: ["true"]}',
+     "processes[1]", "host: a host with ssh, or controller written out"),
+    ("  - {name: client, host: app1,", "  - {name: client, host: db1,", "processes[0].host",
+     "a host with ssh (hosts.db1.ssh: user@address), or controller"),
+    ("from: app1}\n  - {name: db-up", "from: db1}\n  - {name: db-up", "probes[0].from", "a host with ssh"),
+    ('agent: "10.1.0.6:7171"', 'agent: "10.1.0.6:99999"', "hosts.db1.agent", "HOST, HOST:PORT or [IPv6]:PORT"),
+    ("ssh: qa@10.1.0.5", "ssh: -oProxyCommand=x", "hosts.app1.ssh", "[user@]host for ssh"),
+])
+def test_real_host_mistakes_name_the_field(tmp_path, old, new, field, allowed):
+    assert old in REAL
+    with pytest.raises(SchemaError) as e:
+        load(tmp_path, REAL.replace(old, new))
+    assert e.value.path == field and allowed in e.value.allowed, str(e.value)
