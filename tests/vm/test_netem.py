@@ -131,7 +131,7 @@ def test_three_faults_at_once_then_the_tree_as_before(vlab, trader, accuracy):
 def test_healing_one_fault_leaves_the_others_and_untargeted_traffic_alone(vlab, trader):
     gw, third, broker = _ip(vlab, "gateway"), _ip(vlab, "third"), _ip(vlab, "broker")
     # The first netem fault swaps the root qdisc and the last heal puts it back: the kernel
-    # deactivates the device for that (README), so the ping runs between the two.
+    # deactivates the device for that (docs/faults.md), so the ping runs between the two.
     a = trader.apply(fault_spec(Delay(delay_ms=50, jitter_ms=5), "lab0", peers=[gw + "/32"], lease_s=120))
     pinger = subprocess.Popen(["ip", "netns", "exec", vlab.state.hosts["trader"].netns, "ping", "-n", "-i", "0.01",
                                "-W", "2", broker], stdout=subprocess.PIPE, text=True)
