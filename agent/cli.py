@@ -21,9 +21,9 @@ if TYPE_CHECKING:  # the agent's heavy imports happen in serve(), after --netns 
 EPILOG = """\
 examples:
   faultline-agent serve --tls-dir /etc/faultline/tls --policy /etc/faultline/agent.yaml
-  faultline-agent serve --insecure --listen 127.0.0.1:7070 --state-dir /run/faultline-try   (a try on one machine)
+  faultline-agent serve --insecure --listen 127.0.0.1:7070 --state-dir /run/faultline-try   # a try on one machine
   faultline-agent serve --tls-dir /run/faultline-lab/fl-tls --allow-client CN=faultline-lab-controller \
-      --netns fl-trader --listen 10.77.0.1:7070 --state-dir /run/faultline-lab/fl-trader/state   (what the lab runs)
+      --netns fl-trader --listen 10.77.0.1:7070 --state-dir /run/faultline-lab/fl-trader/state   # what the lab runs
   systemctl reload faultline-agent      # reload the policy and the certificates (under systemd)
   faultline-agent reload --state-dir /var/lib/faultline   # the same, for an agent started by hand
   faultline-agent cleanup --state-dir /var/lib/faultline

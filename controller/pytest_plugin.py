@@ -181,8 +181,13 @@ def faultline_hosts(pytestconfig: pytest.Config) -> Iterator[dict[str, Host]]:
         lab = Lab()
         made = lab.load() is None
         endpoints = lab_endpoints(lab.up(names), names)
+    from faultline.controller.agents.errors import AgentError
+
     with sigterm_as_interrupt():
-        hosts = {n: connect(ep, tls_dir=agents.tls_dir) for n, ep in endpoints.items()}
+        try:
+            hosts = {n: connect(ep, tls_dir=agents.tls_dir) for n, ep in endpoints.items()}
+        except AgentError as e:  # unreachable, a TLS mistake: the one line that says which, no traceback
+            pytest.fail(f"faultline: {e}", pytrace=False)
         yield hosts
         for h in hosts.values():
             h.client.close()

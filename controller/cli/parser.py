@@ -142,7 +142,33 @@ def _watch_filter_opts(p: argparse.ArgumentParser) -> None:
                    help="local or remote port (repeatable; default: all)")
 
 
+# Each kind's --help ends with these (the address is an agent; port 7070 unless given).
+KIND_EXAMPLES = {
+    "disconnect": "faultline inject --agent 10.1.0.5 disconnect --peer 10.1.0.6/32 --duration 10s\n"
+                  "faultline inject --agent 10.1.0.5 disconnect --peer 10.1.0.6/32 --port 5432 --direction egress",
+    "loss": "faultline inject --agent 10.1.0.5 loss --percent 20 --peer 10.1.0.6/32 --duration 1m\n"
+            "faultline inject --agent 10.1.0.5 loss --gemodel 5,30,90,1 --mechanism netem --peer 10.1.0.6/32",
+    "delay": "faultline inject --agent 10.1.0.5 delay --delay 100ms --jitter 10ms --distribution normal "
+             "--peer 10.1.0.6/32",
+    "duplicate": "faultline inject --agent 10.1.0.5 duplicate --percent 5 --peer 10.1.0.6/32",
+    "corrupt": "faultline inject --agent 10.1.0.5 corrupt --percent 1 --peer 10.1.0.6/32",
+    "reorder": "faultline inject --agent 10.1.0.5 reorder --percent 25 --delay 10ms --peer 10.1.0.6/32",
+    "rate": "faultline inject --agent 10.1.0.5 rate --rate 1mbit --peer 10.1.0.6/32 --port 5432",
+    "reset": "faultline inject --agent 10.1.0.6 reset --port 5432\n"
+             "faultline inject --agent 10.1.0.6 reset --peer 10.1.0.5/32",
+    "process": "faultline inject --agent 10.1.0.6 process pause --name postgres --duration 5s\n"
+               "faultline inject --agent 10.1.0.6 process kill --name redis-server --restart redis --duration 3s\n"
+               "faultline inject --agent 10.1.0.6 process restart-unit --unit redis-server.service",
+}
+
+
+def _examples(text: str) -> str:
+    return "examples:\n" + "\n".join(f"  {x}" if x else "" for x in text.splitlines())
+
+
 def _kind(kinds: Sub, name: str, **kw: Any) -> argparse.ArgumentParser:
+    kw.setdefault("epilog", _examples(KIND_EXAMPLES[name]))
+    kw.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
     k = kinds.add_parser(name, **kw)
     k.set_defaults(**FAULT)  # every kind's handler reads the same fields
     return k
@@ -151,8 +177,7 @@ def _kind(kinds: Sub, name: str, **kw: Any) -> argparse.ArgumentParser:
 def _command(sub: Sub, name: str, help: str, examples: str, description: str | None = None,
              ) -> argparse.ArgumentParser:
     """A command's parser whose --help ends with its examples (one per line, as typed)."""
-    lines = "\n".join(f"  {x}" if x else "" for x in examples.splitlines())
-    return sub.add_parser(name, help=help, description=description, epilog=f"examples:\n{lines}",
+    return sub.add_parser(name, help=help, description=description, epilog=_examples(examples),
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
@@ -232,6 +257,7 @@ def _add_reset(kinds: Sub) -> None:
 def _add_process(kinds: Sub) -> None:
     k = kinds.add_parser(
         "process", help="pause, stop, kill or restart processes of the agent's host",
+        epilog=_examples(KIND_EXAMPLES["process"]), formatter_class=argparse.RawDescriptionHelpFormatter,
         description="pause: SIGSTOP now, SIGCONT when --duration ends (also after an agent crash: the "
                     "next start resumes it). kill: SIGKILL now; the --restart named runs when --duration ends. "
                     "stop: SIGTERM now (a graceful shutdown), --restart as for kill. "
@@ -316,7 +342,9 @@ def add_lab(sub: Sub) -> None:
                    "faultline lab up --hosts trader,gateway,broker\nfaultline lab status\nfaultline lab down\n"
                    "faultline lab up --vm --then 'faultline caps --agent trader'")
     lsub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
-    up = lsub.add_parser("up", help="create the hosts and start their agents (idempotent)")
+    up = _command(lsub, "up", "create the hosts and start their agents (idempotent)",
+                  "faultline lab up --hosts trader,gateway,broker\n"
+                  "faultline lab up --vm --then 'faultline caps --agent trader'")
     up.add_argument("--hosts", default=DEFAULTS["lab_hosts"], help="comma-separated names (default %(default)s)")
     up.add_argument("--ready-timeout", type=float, default=DEFAULTS["ready_timeout"], metavar="S",
                     help="how long each agent may take to compile its BPF programs and serve (default %(default)s; "
@@ -325,8 +353,9 @@ def add_lab(sub: Sub) -> None:
                     help="in a VM with Debian's kernel (netem): boot, lab up, run --then, lab down, power off")
     up.add_argument("--then", default=DEFAULTS["then"], metavar="COMMAND",
                     help="with --vm: what to run once the lab is up (default: %(default)r)")
-    lsub.add_parser("status", help="what the lab made, and whether each agent answers")
-    lsub.add_parser("down", help="remove every namespace, link, agent and state dir the lab made (idempotent)")
+    _command(lsub, "status", "what the lab made, and whether each agent answers", "faultline lab status")
+    _command(lsub, "down", "remove every namespace, link, agent and state dir the lab made (idempotent)",
+             "faultline lab down")
 
 
 def add_demo(sub: Sub) -> None:
@@ -440,8 +469,8 @@ def add_readiness(sub: Sub) -> None:
                     "it (every scenario passed; recovery within the RTO; data loss within the target; no lost "
                     "or duplicated orders, positions intact; market-data continuity; every fault rolled back). "
                     "A line no scenario measured does not hold.",
-        epilog="examples:\n  faultline readiness build/chaos/results.json      (the chaos suite's)\n"
-               "  faultline readiness chaos.json                   (pytest --faultline-json=chaos.json)\n\n"
+        epilog="examples:\n  faultline readiness build/chaos/results.json      # the chaos suite's\n"
+               "  faultline readiness chaos.json                   # pytest --faultline-json=chaos.json\n\n"
                "exit status: 0 every line holds; 1 one does not; 2 the file is not a results file.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", type=Path, metavar="RESULTS.json")

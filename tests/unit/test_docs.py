@@ -47,8 +47,12 @@ def code_lines(text: str) -> list[str]:
 
 
 def commands(page: Path) -> list[list[str]]:
+    return commands_of(page.read_text())
+
+
+def commands_of(text: str) -> list[list[str]]:
     found = []
-    for line in code_lines(page.read_text()):
+    for line in code_lines(text):
         try:
             words = shlex.split(line, comments=True)
         except ValueError:
@@ -112,3 +116,23 @@ def test_a_command_that_no_longer_parses_is_caught(tmp_path, monkeypatch):
     assert commands(page) == [["faultline", "inject", "--agent", "h", "disconnect", "--bogus"]]
     with pytest.raises(AssertionError, match="do not parse"):
         test_every_command_line_parses_with_the_current_cli(page, monkeypatch)
+
+
+def test_every_commands_help_ends_with_an_example_that_parses(monkeypatch):
+    """`--help` of every command and subcommand of both programs has examples, and each parses."""
+    from tests.baseline import help_texts
+
+    monkeypatch.delenv("FAULTLINE_AGENT", raising=False)
+    texts = help_texts()
+    assert [name for name, text in texts.items() if "example" not in text] == []
+    page = "\n".join("    " + line.strip() for text in texts.values() for line in text.splitlines()
+                       if line.strip().startswith(("faultline ", "faultline-agent ")))
+    bad = []
+    for argv in commands_of(page):
+        parse = agent_cli.build_parser().parse_args if argv[0] == "faultline-agent" else \
+            (lambda a: cli.build_parser().parse_args(cli._lift_json(a)))
+        try:
+            parse(argv[1:])
+        except SystemExit:
+            bad.append(shlex.join(argv))
+    assert not bad, "\n".join(bad)

@@ -301,3 +301,11 @@ def test_the_plugin_imports_nothing_heavy_until_a_fixture_is_used(tmp_path):
 
     assert loaded("test_unrelated.py") == ("[]", "True")  # the plugin is loaded, and nothing heavy
     assert loaded("test_chaos.py") == ("['yaml']", "True")  # the fixture brings in what it needs
+
+
+def test_an_agent_that_cannot_be_reached_is_one_line_not_a_traceback(pytester):
+    pytester.makepyfile("def test_it(network_fault_injector):\n    raise AssertionError('must not run')\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--faultline-agents=db1=127.0.0.1:1")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*faultline: 127.0.0.1:1: UNAVAILABLE: cannot connect to 127.0.0.1:1*"])
+    assert "Traceback" not in result.stdout.str()
