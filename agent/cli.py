@@ -137,7 +137,12 @@ def serve(args: argparse.Namespace) -> int:
         log.error("policy: %s", e)
         return 2
     if args.allow_client:
-        policy = dataclasses.replace(policy, allowed_clients=policy.allowed_clients | set(args.allow_client))
+        try:
+            extra = policies.check_clients("--allow-client", args.allow_client)
+        except policies.PolicyError as e:
+            log.error("%s", e)
+            return 2
+        policy = dataclasses.replace(policy, allowed_clients=policy.allowed_clients | extra)
     if args.tls_dir and not policy.allowed_clients:
         log.error("mTLS with no allowed client: list subjects in the policy's allowed_clients or --allow-client")
         return 2

@@ -78,11 +78,21 @@ def revert(tc: TcHooks, undo: dict) -> str:
     return undoer(tc, undo)
 
 
-def recover(journal: Journal, tc: TcHooks) -> Recovery:
+# Undos of kernel objects that live in a network namespace: gone with it, nothing to undo.
+IN_NAMESPACE = frozenset(ebpf_drop.UNDO_OPS) | frozenset(netem_shape.UNDO_OPS)
+
+
+def recover(journal: Journal, tc: TcHooks, gone_netns: str = "") -> Recovery:
     """Undo, newest first, every change an earlier run left in the kernel. Each undo runs on
-    its own: one that fails is reported and kept in the journal, and the rest still run."""
+    its own: one that fails is reported and kept in the journal, and the rest still run.
+    gone_netns: the journalled namespace no longer exists, and neither does what was in it."""
     out = Recovery()
     for entry in reversed(journal.pending()):
+        if gone_netns and entry.undo.get("op") in IN_NAMESPACE:
+            journal.release(entry.seq)
+            out.done.append(f"{entry.undo.get('op')} of {entry.fault_id}: namespace {gone_netns} gone: "
+                            "nothing left there")
+            continue
         try:
             what = revert(tc, entry.undo)
         except Exception as e:  # any failure of one undo must not stop the others
@@ -289,12 +299,17 @@ def cleanup(state_dir: Path) -> tuple[Recovery, bool]:
         netns = {e.change.get("netns", "") for e in pending} - {""}
         if len(netns) > 1:
             raise FailedPrecondition(f"journal spans several namespaces: {sorted(netns)}")
+        gone = ""
         if netns:
             from pyroute2 import netns as pnetns
 
-            pnetns.setns(netns.pop(), flags=0)
+            name = netns.pop()
+            if name in pnetns.listnetns():
+                pnetns.setns(name, flags=0)
+            else:  # its filters and qdiscs went with it; a paused process is resumed all the same
+                gone = name
         with TcHooks() as tc:
-            report = recover(journal, tc) + recover(hooks, tc)
+            report = recover(journal, tc, gone) + recover(hooks, tc, gone)
         return report, journal.is_empty() and hooks.is_empty()
     finally:
         lock.release()

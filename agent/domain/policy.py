@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from faultline.agent.domain import subjects
 from faultline.agent.domain.errors import PermissionDenied
 from faultline.agent.domain.spec import HOST_KINDS, FaultKind, FaultSpec, Network, ProcessAction, TargetBy
 
@@ -100,8 +101,19 @@ class Policy:
             allowed = ", ".join(self.cgroups) or "none"
             raise PermissionDenied("cgroups", f"cgroup {p.value!r} is outside this host's cgroups (allowed: {allowed})")
 
-    def allows_client(self, subject: str) -> bool:
-        return subject in self.allowed_clients
+    def allows_client(self, subject: frozenset[subjects.Attribute]) -> bool:
+        """A certificate subject (parsed) that one allowed_clients entry admits, attribute by attribute."""
+        return any(subjects.admits(subjects.parse(entry), subject) for entry in self.allowed_clients)
+
+
+def check_clients(where: object, entries: list[str]) -> frozenset[str]:
+    """allowed_clients entries, each an RFC 4514 name (PolicyError naming the one that is not)."""
+    for entry in entries:
+        try:
+            subjects.parse(entry)
+        except ValueError as e:
+            raise PolicyError(f"{where}: allowed_clients: {e}") from None
+    return frozenset(entries)
 
 
 FIELDS: dict[str, Any] = {
@@ -163,7 +175,7 @@ def load(path: Path) -> Policy:
         max_loss_percent=float(raw.get("max_loss_percent", 100.0)),
         max_delay_ms=float(raw.get("max_delay_ms", 60_000.0)),
         allow_process_faults=bool(raw.get("allow_process_faults", False)),
-        allowed_clients=frozenset(str(c) for c in raw.get("allowed_clients", [])),
+        allowed_clients=check_clients(path, [str(c) for c in raw.get("allowed_clients", [])]),
         restart_commands=_restart_commands(path, raw.get("restart_commands", {})),
         units=frozenset(str(u) for u in raw.get("units", [])),
         cgroups=tuple(str(c).strip("/") for c in raw.get("cgroups", [])),

@@ -67,6 +67,7 @@ class RawSpec:
     label: str = ""
     unknown_kind: int | None = field(default=None)  # raw value when kind is not one we know
     direction_unspecified: bool = False
+    protocol_value: int = 0  # the number sent, for the error when it is no Protocol
     params: str | None = None  # which kind's parameters were sent (the proto oneof), None if none
     percent: float | None = None  # duplicate / corrupt / reorder
     correlation: float = 0.0
@@ -125,7 +126,9 @@ def validate(
 
     peers = _peers(raw, limits)
     _ports(raw, limits)
-    protocol = raw.protocol or Protocol.ANY
+    if raw.protocol is None:  # an unknown value is refused, never taken as ANY (it would drop everything)
+        raise InvalidArgument("spec.selector.protocol", "ANY, TCP, UDP or ICMP", raw.protocol_value)
+    protocol = raw.protocol
     if raw.ports and protocol not in (Protocol.ANY, Protocol.TCP, Protocol.UDP):
         raise InvalidArgument(
             "spec.selector.protocol", "TCP, UDP or ANY when ports are given", protocol.name
@@ -212,7 +215,7 @@ def _host_fault(raw: RawSpec, limits: Limits) -> FaultSpec:
         raise InvalidArgument("spec.process", "the process parameters: action and target", "unset")
     action = raw.process_action
     if action is None:
-        raise InvalidArgument("spec.process.action", "PAUSE, KILL or RESTART_UNIT", "unspecified")
+        raise InvalidArgument("spec.process.action", "PAUSE, STOP, KILL or RESTART_UNIT", "unspecified or unknown")
     by, value = raw.target_by, raw.target_value
     if by is None:
         raise InvalidArgument("spec.process.target", "one of pid, name, cmdline, cgroup, unit", "unset")

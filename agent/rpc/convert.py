@@ -80,6 +80,7 @@ def raw_spec(spec: pb.FaultSpec) -> RawSpec:
         peer_cidrs=list(sel.peer_cidrs),
         ports=list(sel.ports),
         protocol=PROTOCOL.get(sel.protocol),
+        protocol_value=sel.protocol,
         lease_ms=spec.lease_ms,
         mechanism=MECHANISM.get(spec.mechanism),
         loss_percent=spec.loss.percent if which == "loss" and not spec.loss.HasField("gilbert_elliott") else None,

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from faultline.agent.domain import subjects
 from faultline.agent.domain.audit import AuditLog
 from faultline.agent.domain.policy import Policy
 
@@ -22,15 +23,21 @@ from faultline.agent.domain.policy import Policy
 CHANGES = {"ApplyFault", "HealFault", "HealAll", "RenewLease"}
 
 
-def identity(context: grpc.ServicerContext, tls: bool) -> tuple[str, set[str]]:
-    """(who, the names an allowlist may use for them)."""
+def identity(context: grpc.ServicerContext, tls: bool) -> tuple[str, frozenset[subjects.Attribute]]:
+    """(who, for the audit; the certificate subject's attributes, which allow-list entries are
+    compared with attribute by attribute: never the subject as one string)."""
     if not tls:
-        return f"insecure {context.peer()}", set()
+        return f"insecure {context.peer()}", frozenset()
     auth = context.auth_context()
     subject = b"".join(auth.get("x509_subject", [])).decode(errors="replace")
-    cns = [v.decode(errors="replace") for v in auth.get("x509_common_name", [])]
-    names = {subject, *(f"CN={cn}" for cn in cns)} - {""}
-    return subject or (f"CN={cns[0]}" if cns else f"unauthenticated {context.peer()}"), names
+    pem = b"".join(auth.get("x509_pem_cert", []))
+    attrs: frozenset[subjects.Attribute] = frozenset()
+    if pem:
+        from cryptography import x509  # only with mTLS
+
+        cert = x509.load_pem_x509_certificate(pem)
+        attrs = frozenset((subjects.normal_type(a.rfc4514_attribute_name), str(a.value)) for a in cert.subject)
+    return subject or f"unauthenticated {context.peer()}", attrs
 
 
 def _summary(message: Any) -> dict[str, Any]:
@@ -74,7 +81,7 @@ class Gate(grpc.ServerInterceptor):
 
     def _admit(self, method: str, request: Any, context: grpc.ServicerContext) -> str:
         who, names = identity(context, self.tls)
-        if self.tls and not names & self._policy().allowed_clients:
+        if self.tls and not self._policy().allows_client(names):
             why = (f"client {who or 'without a name'} is not in this agent's allowed_clients (the host's policy "
                    "file, or faultline-agent --allow-client): ask its admin to add it")
             self.audit.refusal(who, method, "PERMISSION_DENIED", reason=why, request=_summary(request))

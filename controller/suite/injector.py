@@ -34,6 +34,10 @@ class InjectionRefused(Exception):
     """An agent refused the fault (bad value, policy): the message says which and why."""
 
 
+class HealFailed(Exception):
+    """A heal failed on some hosts (every other host's fault was healed all the same)."""
+
+
 class Unavailable(Exception):
     """The kernel under an agent cannot do this fault (e.g. no netem): a test should skip."""
 
@@ -175,7 +179,8 @@ class FaultInjector:
         return "" if kind == "reset" else self.hosts[name].endpoint.interface
 
     def _heal(self, landed: list[coordinate.Applied]) -> tuple[int, dict[str, tuple[int, int]]]:
-        final, last = {}, 0
+        """Heal on every host; one host's failure never stops the others' heals (all are said, after)."""
+        final, last, failed = {}, 0, []
         for a in landed:
             host = self.hosts[a.host]
             try:
@@ -184,7 +189,10 @@ class FaultInjector:
                 last = max(last, host.clock.to_controller(f.healed_at.realtime_ns))
             except AgentError as e:
                 if e.code.name != "NOT_FOUND":  # NOT_FOUND: its lease already healed it
-                    raise
+                    failed.append(f"{a.host}: {a.fault_id}: {e}")
+        if failed:
+            raise HealFailed("heal failed on " + "; ".join(failed) + " (the others healed; a failed one ends at "
+                             "its lease)")
         return last or now_ns(), final
 
     def _tell(self, what: str, t_ns: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from faultline.controller.agents.client import AgentClient
 from faultline.controller.agents.spec import Disconnect, fault_spec, process_spec
 from faultline.controller.env.lab import agent_alive
-from testkit.netns import in_ns, tc_state, wait_until
+from testkit.netns import in_ns, proc_state, tc_state, wait_until
 from tests.lab.test_component_faults import start_in
 from tests.lab.test_nothing_left_behind import agent_stopped_by, journal_size, pings
 
@@ -130,3 +130,31 @@ def test_a_second_agent_or_cleanup_on_the_same_state_dir_refuses_and_the_first_k
     assert cleanup.returncode == 1 and f"in use by pid {host.pid}" in cleanup.stderr
     assert [f.fault_id for f in agents["gateway"].list()] == [r.fault_id]
     assert not pings(lab, "gateway", "trader")
+
+
+def test_cleanup_where_the_journalled_namespace_is_gone_releases_it_without_a_traceback(tmp_path):
+    """Issue 32 item 7: the namespace an agent ran in was deleted after it died. Its filters went
+    with it: `cleanup` releases those records saying so (it printed a 25-line traceback and kept
+    them), and still resumes a process it had paused."""
+    from faultline.agent.domain.journal import Journal
+
+    state = tmp_path / "state"
+    j = Journal(state)
+    j.record("f-1", {"op": "add_filter", "netns": "flc-long-gone", "ifname": "lab0", "direction": "egress"},
+             {"op": "del_filter", "netns": "flc-long-gone", "ifname": "lab0", "direction": "egress", "prio": 49,
+              "handle": 0xFA17})
+    victim = subprocess.Popen(["/bin/sleep", "3141"])
+    try:
+        os.kill(victim.pid, signal.SIGSTOP)
+        start = int(Path(f"/proc/{victim.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        j.record("f-2", {"op": "sigstop", "netns": "flc-long-gone", "pid": victim.pid},
+                 {"op": "sigcont", "pid": victim.pid, "start": start})
+        out = subprocess.run([str(Path(sys.executable).parent / "faultline-agent"), "cleanup", "--state-dir",
+                              str(state)], capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "namespace flc-long-gone gone: nothing left there" in out.stdout
+        assert "Traceback" not in out.stderr and Journal(state).is_empty()
+        wait_until(lambda: proc_state(victim.pid) != "T", 5, "the paused process resumed")
+    finally:
+        victim.kill()
+        victim.wait()

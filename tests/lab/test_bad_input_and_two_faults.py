@@ -27,6 +27,15 @@ BAD = [
     (fault_spec(Disconnect(), "eth0"), "spec.selector.interface"),
     (fault_spec(Disconnect(), "lo"), "spec.selector.interface"),
     (pb.FaultSpec(kind=42, selector=pb.Selector(interface="lab0"), lease_ms=1000), "spec.kind"),
+    # An unknown enum value is refused naming the field (protocol 99 was taken as ANY: every protocol dropped).
+    (pb.FaultSpec(kind=pb.FAULT_KIND_DISCONNECT, selector=pb.Selector(interface="lab0", protocol=99),
+                  lease_ms=1000, disconnect=pb.DisconnectParams()), "spec.selector.protocol"),
+    (pb.FaultSpec(kind=pb.FAULT_KIND_DISCONNECT, selector=pb.Selector(interface="lab0", direction=9),
+                  lease_ms=1000, disconnect=pb.DisconnectParams()), "spec.selector.direction"),
+    (pb.FaultSpec(kind=pb.FAULT_KIND_DISCONNECT, selector=pb.Selector(interface="lab0"), mechanism=77,
+                  lease_ms=1000, disconnect=pb.DisconnectParams()), "spec.mechanism"),
+    (pb.FaultSpec(kind=pb.FAULT_KIND_DELAY, selector=pb.Selector(interface="lab0"), lease_ms=1000,
+                  delay=pb.DelayParams(delay_ms=10, jitter_ms=1, distribution=9)), "spec.delay.distribution"),
 ]
 
 

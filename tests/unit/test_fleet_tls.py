@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from faultline.agent.domain import policy as policies
-from faultline.controller.agents.client import TLS_ENV, AgentClient, AgentUnreachable, agent_address
+from faultline.controller.agents.client import TLS_ENV, AgentClient, AgentUnreachable, Forbidden, agent_address
 from faultline.controller.cli import main as cli
 from faultline.controller.env import certs
 from tests.fakes import fake_agent
@@ -153,3 +153,36 @@ def test_json_anywhere_caps_in_force_and_labels_in_list(capsys, tmp_path):
         assert rc == 0 and "LABEL" in out.splitlines()[0] and "db partition test" in out
         rc, out, _ = call(capsys, "caps", "--agent", address)
         assert rc == 0 and "to 300 s (the limit in force)" in out and "loss at most 50 %" in out
+
+
+def test_an_allow_list_entry_is_compared_attribute_by_attribute(fleet):
+    """`CN=qa,O=faultline` admits CN qa of O faultline, not a certificate whose one CN is the text
+    `qa,O=faultline` (from the agents' own CA: a string compare let it in)."""
+    from faultline.agent.domain import subjects
+
+    ca_key, ca = certs.load_ca(fleet / "ca")
+    for name, cn in (("sneaky", "qa,O=faultline"), ("real", "qa")):
+        key, cert = certs.issue(ca_key, ca, cn, server=False)
+        d = fleet / name
+        d.mkdir()
+        (d / "controller.pem").write_bytes(cert.public_bytes(certs.serialization.Encoding.PEM))
+        (d / "controller-key.pem").write_bytes(certs._key_pem(key))
+        shutil.copy(fleet / "ca" / "ca.pem", d / "ca.pem")
+    policy = policies.Policy(allowed_clients=frozenset({"CN=qa,O=faultline"}))
+    with fake_agent(tls_dir=fleet / "app1", policy=policy, audit=fleet / "audit.jsonl") as (address, _):
+        with AgentClient(address, tls_dir=fleet / "sneaky") as c, pytest.raises(Forbidden):
+            c.health()
+        with AgentClient(address, tls_dir=fleet / "real") as c:
+            assert c.health().status == "SERVING"
+    assert subjects.parse(r"CN=qa\,O=faultline") == {("CN", "qa,O=faultline")}
+    assert subjects.parse("cn=qa + ou=desk,2.5.4.10=faultline") == {("CN", "qa"), ("OU", "desk"), ("O", "faultline")}
+    for bad in ("qa", "CN=", "=qa", ""):
+        with pytest.raises(ValueError):
+            subjects.parse(bad)
+
+
+def test_a_policy_entry_that_is_no_name_is_refused_at_load(tmp_path):
+    p = tmp_path / "agent.yaml"
+    p.write_text("allowed_clients: [qa-controller]\n")
+    with pytest.raises(policies.PolicyError, match="allowed_clients: 'qa-controller' is not TYPE=VALUE"):
+        policies.load(p)
