@@ -77,7 +77,7 @@ def test_process_and_reset_specs_need_no_interface():
 @pytest.mark.parametrize(
     ("kw", "field", "allowed"),
     [
-        ({"process_action": None}, "spec.process.action", "PAUSE, KILL or RESTART_UNIT"),
+        ({"process_action": None}, "spec.process.action", "PAUSE, STOP, KILL or RESTART_UNIT"),
         ({"target_by": None}, "spec.process.target", "one of pid, name"),
         ({"target_by": TargetBy.PID, "target_value": "1"}, "spec.process.target.pid", "PID 1 is never"),
         ({"target_by": TargetBy.PID, "target_value": "5000000"}, "spec.process.target.pid", "2 to 4194304"),
