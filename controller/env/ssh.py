@@ -25,7 +25,9 @@ OPTIONS = ("-T", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=5", "-o", "Se
 GUARD = ('exec 3<&0; "$@" </dev/null 3<&- & p=$!; '
          '{ cat <&3 >/dev/null 2>&1; kill -TERM $p 2>/dev/null; } >/dev/null 2>&1 & exec 3<&-; '
          "trap 'kill -TERM $p 2>/dev/null' TERM HUP INT; "
-         'while kill -0 $p 2>/dev/null; do wait $p; rc=$?; done; exit ${rc:-0}')
+         # wait first: the shell may have reaped a quick process already (wait still has its status);
+         # again while it lives: a trapped signal interrupts wait.
+         'wait $p; rc=$?; while kill -0 $p 2>/dev/null; do wait $p; rc=$?; done; exit $rc')
 # A TCP connect from the host (python3 is on every Debian host): exit 0 when it connects.
 TCP_CHECK = ("import socket,sys\n"
              "try:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()\n"

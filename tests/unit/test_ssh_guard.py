@@ -34,8 +34,9 @@ def test_eof_on_the_channel_stops_the_process_gracefully():
 
 def test_the_process_ending_ends_the_guard_with_its_status():
     p = guard("sh", "-c", "echo done; exit 3")
-    out, _ = p.communicate(timeout=10)
-    assert p.returncode == 3 and out == "done\n"
+    out = p.stdout.read()  # the channel (stdin) stays open: only the process ends
+    assert p.wait(timeout=10) == 3 and out == "done\n"
+    p.stdin.close()
 
 
 def test_the_remote_command_is_quoted_whole():
