@@ -114,6 +114,7 @@ def serve(args: argparse.Namespace) -> int:
 
     tracefs_error = mount_tracefs_privately()  # also before any thread: the TCP probes need tracefs
     from faultline.agent.domain import policy as policies
+    from faultline.agent.domain import trust
     from faultline.agent.domain.errors import FailedPrecondition
     from faultline.agent.rpc import server as rpc_server
     from faultline.agent.runtime import AgentConfig, AgentRuntime
@@ -131,6 +132,18 @@ def serve(args: argparse.Namespace) -> int:
                   "plaintext on %s would let anyone who reaches it fault this host as root", args.listen)
         return 2
     policy_path = args.policy or (policies.DEFAULT_PATH if policies.DEFAULT_PATH.exists() else None)
+    try:  # what root trusts: root's alone, no links (the one line names the path and what is wrong)
+        trust.directory(args.state_dir, "state dir", create=True)
+        if args.audit_log:
+            trust.directory(args.audit_log.parent, "the audit log's directory")
+        if policy_path:
+            trust.file(policy_path, "policy")
+        if args.tls_dir:
+            trust.directory(args.tls_dir, "TLS dir")
+            trust.file(args.tls_dir / "agent-key.pem", "TLS key")
+    except FailedPrecondition as e:
+        log.error("%s", e)
+        return 2
     try:
         policy = policies.load(policy_path) if policy_path else policies.Policy()
     except policies.PolicyError as e:
@@ -264,6 +277,14 @@ def _reload(runtime: AgentRuntime, path: Path | None, allow_client: list[str], t
     if path is None:
         log.warning("SIGHUP: no policy file to reload (built-in defaults stay)")
         return
+    from faultline.agent.domain import trust
+    from faultline.agent.domain.errors import FailedPrecondition
+
+    try:
+        trust.file(path, "policy")
+    except FailedPrecondition as e:  # someone else could write it: its restart commands would run as root
+        log.error("SIGHUP: policy NOT reloaded, the one in force stays: %s", e)
+        return
     try:
         new = policies.load(path)
     except policies.PolicyError as e:
@@ -277,10 +298,15 @@ def _reload(runtime: AgentRuntime, path: Path | None, allow_client: list[str], t
 
 def cleanup(args: argparse.Namespace) -> int:
     """Exit 0 when nothing is left; 1 (saying what) when something could not be undone."""
+    from faultline.agent.domain import trust
     from faultline.agent.domain.errors import FaultlineError
     from faultline.agent.runtime import cleanup as do_cleanup
 
+    if not os.path.lexists(args.state_dir):
+        print(f"journal empty: nothing to undo (no state dir {args.state_dir})")
+        return 0
     try:
+        trust.directory(args.state_dir, "state dir")
         report, empty = do_cleanup(args.state_dir)
     except FaultlineError as e:
         print(f"faultline-agent cleanup: {e}", file=sys.stderr)

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from faultline.agent.domain.trust import NOFOLLOW
+
 log = logging.getLogger(__name__)
 
 FIELD_MAX = 512          # characters of one string field
@@ -59,7 +61,7 @@ class AuditLog:
         line = json.dumps(record, sort_keys=True, default=str) + "\n"
         with self._lock:
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW, 0o600)
                 try:
                     os.write(fd, line.encode())
                     if sync:

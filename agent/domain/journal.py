@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from faultline.agent.domain.trust import NOFOLLOW
+
 log = logging.getLogger(__name__)
 
 
@@ -54,10 +56,14 @@ class Journal:
         self._seq = max(self._pending, default=0)
 
     def _read(self) -> list[Entry]:
-        if not self.path.exists():
+        try:
+            fd = os.open(self.path, os.O_RDONLY | NOFOLLOW)
+        except FileNotFoundError:
             return []
+        with os.fdopen(fd, "rb") as f:
+            data = f.read()
         entries: dict[int, Entry] = {}
-        lines = self.path.read_bytes().splitlines(keepends=True)
+        lines = data.splitlines(keepends=True)
         offset = 0
         for n, line in enumerate(lines, 1):
             try:
@@ -81,7 +87,7 @@ class Journal:
 
     def _cut(self, at: int, size: int) -> None:
         log.warning("journal %s: cutting a torn tail of %d byte(s)", self.path, size - at)
-        fd = os.open(self.path, os.O_WRONLY)
+        fd = os.open(self.path, os.O_WRONLY | NOFOLLOW)
         try:
             os.ftruncate(fd, at)
             os.fsync(fd)
@@ -90,7 +96,7 @@ class Journal:
 
     def _append(self, rec: dict[str, Any]) -> None:
         data = (json.dumps(rec, sort_keys=True) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW, 0o600)
         try:
             os.write(fd, data)
             os.fsync(fd)
@@ -119,7 +125,7 @@ class Journal:
                 self._truncate()
 
     def _truncate(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, 0o600)
         try:
             os.fsync(fd)
         finally:

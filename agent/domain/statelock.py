@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from faultline.agent.domain.errors import FailedPrecondition
+from faultline.agent.domain.trust import NOFOLLOW
 
 LOCK_FILE = "agent.lock"
 
@@ -20,7 +21,10 @@ class StateLock:
     def __init__(self, state_dir: Path, role: str) -> None:
         self.path = Path(state_dir) / LOCK_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
+        except OSError as e:  # a link planted there (ELOOP), or worse: never followed, never truncated
+            raise FailedPrecondition(f"{self.path}: {e.strerror}; refusing the state dir") from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

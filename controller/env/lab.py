@@ -51,6 +51,7 @@ def _replace_policy(policy: Path, data: bytes) -> str:
     returns its sha256 prefix, as the agent reports it."""
     tmp = policy.with_suffix(".tmp")
     tmp.write_bytes(data)
+    tmp.chmod(0o644)  # the agent refuses a policy others may write, whatever this process's umask
     tmp.replace(policy)
     return hashlib.sha256(data).hexdigest()[:16]
 
@@ -325,6 +326,8 @@ class Lab:
 
     def _start_agent(self, host: LabHost) -> None:
         Path(host.log).parent.mkdir(parents=True, exist_ok=True)
+        for d in (self.config.run_dir, Path(host.log).parent):
+            d.chmod(0o755)  # the agent refuses a state dir others may write to (a umask of 002 would)
         policy = Path(host.log).parent / "policy.yaml"
         if not policy.exists():  # an edited one (a test's tight policy) is kept across agent restarts
             self._write_policy(host)
