@@ -24,7 +24,7 @@ class NotFound(FaultlineError):
 
 
 class Exhausted(FaultlineError):
-    """No free slot for another fault."""
+    """A resource is exhausted: no free slot for another fault, a state dir that cannot take a record."""
 
 
 class KernelError(FaultlineError):

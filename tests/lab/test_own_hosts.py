@@ -4,7 +4,9 @@ unit's flags; one controller certificate reaches both; Health tells the truth.""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -257,3 +259,49 @@ def test_the_workload_never_outlives_the_controller(own, sshd, tmp_path, sig):
         for name in own.hosts:
             with own.client(name) as c:
                 c.heal_all()  # after SIGKILL the lease would (the agents' dead-man), later
+
+
+def test_a_full_state_dir_refuses_a_fault_whole_and_the_next_one_works(own, tmp_path):
+    """Issue 32 item 2 on the real kernel: db1's state dir a tiny tmpfs, filled. A DISCONNECT (both
+    directions: a filter each) is RESOURCE_EXHAUSTED naming the dir, the kernel unchanged; with room
+    again the same fault applies and drops (it matched 0 and dropped nothing before: stale state)."""
+    from faultline.controller.agents.client import AgentError
+    from faultline.controller.agents.spec import Disconnect, fault_spec
+    from testkit.netns import tc_state
+
+    db = own["db1"]
+    own.stop_agent("db1")
+    shutil.rmtree(db.state_dir, ignore_errors=True)
+    db.state_dir.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(db.state_dir)], check=True)
+    ballast = db.state_dir / "ballast"
+    try:
+        own.start_agent("db1")
+        own.wait_serving("db1")
+        before = tc_state(db.netns, db.interface)
+        fd = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)  # what a never-rotated log does to a state dir
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+        os.close(fd)
+        # The journal is empty (no fault): its first record needs a page the full tmpfs has not got.
+        spec = fault_spec(Disconnect(), db.interface, peers=[f"{own['app1'].ip}/32"], lease_s=30)
+        with own.client("db1") as c:
+            with pytest.raises(AgentError) as e:
+                c.apply(spec)
+            assert e.value.code.name == "RESOURCE_EXHAUSTED", e.value
+            assert f"the state dir {db.state_dir} cannot take the journal record" in e.value.message
+            assert tc_state(db.netns, db.interface) == before and c.list() == []
+            ballast.unlink()
+            f = c.apply(spec)
+            ping = subprocess.run(["ip", "netns", "exec", own["app1"].netns, "ping", "-c", "3", "-i", "0.2", "-W", "1",
+                                   db.ip], capture_output=True, text=True, check=False)
+            [listed] = c.list()
+            assert ping.returncode != 0 and listed.counters.dropped >= 3, (ping.stdout, listed.counters)
+            c.heal(f.fault_id)
+            assert tc_state(db.netns, db.interface) == before
+    finally:
+        own.stop_agent("db1")
+        subprocess.run(["umount", str(db.state_dir)], check=False)
+        own.start_agent("db1")
+        own.wait_serving("db1")
