@@ -249,6 +249,12 @@ class ProcessSignaller:
         assert spec.process is not None
         applied = _Applied(spec.process, self.resolve(spec.process), [])
         with self._lock:
+            # max_processes counts every process under any active PROCESS fault, not one request's.
+            held = {(x.pid, x.start) for a in self._faults.values() for x in a.procs}
+            total = len(held | {(x.pid, x.start) for x in applied.procs})
+            if total > self._max_processes:
+                raise PermissionDenied("max_processes", f"{total} processes would be under PROCESS faults at once "
+                                                        f"({len(held)} already); at most {self._max_processes}")
             self._faults[fault_id] = applied
         if armed:
             self.arm(fault_id)
@@ -309,6 +315,12 @@ class ProcessSignaller:
             return Counters()
         failed = []
         for seq, undo in list(a.undos):
+            if undo["op"] == "sigcont" and (other := self._paused_by_another(fault_id, undo)):
+                # Overlapping PAUSEs of one process: it resumes when the last of them heals.
+                log.info("%s: pid %d stays paused: %s still pauses it", fault_id, undo["pid"], other)
+                self._rec.release(seq)
+                a.undos.remove((seq, undo))
+                continue
             try:
                 log.info("%s: %s", fault_id, revert(undo))
             except Exception as e:  # a restart that cannot run must not keep a paused process paused
@@ -321,6 +333,12 @@ class ProcessSignaller:
         with self._lock:
             self._faults.pop(fault_id, None)
         return self.counters_of(a)
+
+    def _paused_by_another(self, fault_id: str, undo: dict[str, Any]) -> str:
+        with self._lock:
+            return next((fid for fid, a in self._faults.items() if fid != fault_id and a.armed
+                         and any(u["op"] == "sigcont" and u["pid"] == undo["pid"] and u["start"] == undo["start"]
+                                 for _, u in a.undos)), "")
 
     @staticmethod
     def counters_of(a: _Applied) -> Counters:

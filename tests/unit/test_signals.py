@@ -153,3 +153,42 @@ def test_a_restart_runs_as_the_policys_user_and_a_target_over_max_processes_is_r
         for c in children:
             os.killpg(c.pid, signal.SIGKILL)  # its sleep too
             c.wait()
+
+
+def pause(value: str) -> FaultSpec:
+    return FaultSpec(FaultKind.PROCESS, Selector(""), 10_000,
+                     process=ProcessSpec(ProcessAction.PAUSE, TargetBy.CMDLINE, value))
+
+
+def test_max_processes_counts_every_active_process_fault_not_one_request(tmp_path):
+    """Issue 32 item 5: with max_processes 1, four requests paused four processes."""
+    procs = [subprocess.Popen(["sleep", f"102{i}"]) for i in range(3)]
+    mech = signals.ProcessSignaller(Journal(tmp_path), tmp_path, "", max_processes=2)
+    try:
+        mech.apply("f-1", pause("sleep 1020"), 0)
+        mech.apply("f-2", pause("sleep 1021"), 0)
+        with pytest.raises(PermissionDenied, match=r"3 processes would be under PROCESS faults at once \(2 already\)"):
+            mech.apply("f-3", pause("sleep 1022"), 0)
+        assert wait_state(procs[2].pid, "S") == "S"  # the refused one was never stopped
+        mech.apply("f-4", pause("sleep 1020"), 0)  # the same process again: still 2 in all
+        for f in ("f-1", "f-2", "f-4"):
+            mech.heal(f)
+    finally:
+        for p in procs:
+            p.kill()
+
+
+def test_overlapping_pauses_resume_a_process_only_when_the_last_heals(tmp_path):
+    p = subprocess.Popen(["sleep", "1031"])
+    journal = Journal(tmp_path)
+    mech = signals.ProcessSignaller(journal, tmp_path, "")
+    try:
+        mech.apply("f-1", pause("sleep 1031"), 0)
+        mech.apply("f-2", pause("sleep 1031"), 0)
+        assert wait_state(p.pid, "T") == "T"
+        mech.heal("f-1")
+        assert wait_state(p.pid, "T") == "T"  # f-2 still pauses it (healing one resumed it before)
+        mech.heal("f-2")
+        assert wait_state(p.pid, "S") == "S" and journal.is_empty()
+    finally:
+        p.kill()
