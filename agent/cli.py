@@ -34,6 +34,10 @@ every fault before the agent exits; each fault also heals itself when its lease 
 """
 
 
+DEFAULT_STATE_DIR = Path("/var/lib/faultline")
+DEFAULT_AUDIT_LOG = Path("/var/log/faultline/audit.jsonl")  # the unit's LogsDirectory
+
+
 def _ports(text: str) -> tuple[int, ...]:
     ports = tuple(int(p) for p in text.split(",") if p.strip())
     for p in ports:
@@ -51,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the gRPC Agent API", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--listen", default="0.0.0.0:7070", help="ADDR:PORT to listen on (default %(default)s)")
-    s.add_argument("--state-dir", type=Path, default=Path("/var/lib/faultline"),
+    s.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                    help="where the journal lives (default %(default)s)")
     s.add_argument("--netns", default="", help="enter this named network namespace before anything else")
     s.add_argument("--exclude-ports", type=_ports, default=(22,), metavar="P1,P2",
@@ -70,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what may be faulted here (default /etc/faultline/agent.yaml if it exists, else built-in "
                         "defaults: any interface but lo, any peer)")
     s.add_argument("--audit-log", type=Path, default=None, metavar="PATH",
-                   help="one JSON line per request and per kernel change (default STATE_DIR/audit.jsonl)")
+                   help="one JSON line per request and per kernel change (default /var/log/faultline/audit.jsonl "
+                        "with the default state dir, else STATE_DIR/audit.jsonl)")
+    s.add_argument("--audit-max-mb", type=float, default=16.0, metavar="MB",
+                   help="rotate the audit log past this size (default %(default)s)")
+    s.add_argument("--audit-keep", type=int, default=5, metavar="N",
+                   help="rotated audit logs kept (default %(default)s)")
     s.add_argument("--insecure", action="store_true",
                    help="serve plaintext gRPC without client authentication: only on a loopback --listen or "
                         "inside --netns (logged loudly)")
@@ -134,8 +143,10 @@ def serve(args: argparse.Namespace) -> int:
     policy_path = args.policy or (policies.DEFAULT_PATH if policies.DEFAULT_PATH.exists() else None)
     try:  # what root trusts: root's alone, no links (the one line names the path and what is wrong)
         trust.directory(args.state_dir, "state dir", create=True)
+        if args.audit_log is None and args.state_dir == DEFAULT_STATE_DIR:  # its own disk's worth, not the journal's
+            args.audit_log = DEFAULT_AUDIT_LOG
         if args.audit_log:
-            trust.directory(args.audit_log.parent, "the audit log's directory")
+            trust.directory(args.audit_log.parent, "the audit log's directory", create=True)
         if policy_path:
             trust.file(policy_path, "policy")
         if args.tls_dir:
@@ -177,7 +188,7 @@ def serve(args: argparse.Namespace) -> int:
         listen=args.listen, state_dir=args.state_dir, netns=args.netns,
         excluded_ports=args.exclude_ports, max_lease_ms=int(args.max_lease * 1000),
         allowed_interfaces=frozenset(args.allow_interface) if args.allow_interface else None,
-        audit_log=args.audit_log,
+        audit_log=args.audit_log, audit_max_bytes=int(args.audit_max_mb * (1 << 20)), audit_keep=args.audit_keep,
     )
     if args.insecure:
         log.warning("INSECURE: plaintext gRPC on %s, no client authentication: anyone who reaches this port can "

@@ -43,6 +43,8 @@ class AgentConfig:
     max_lease_ms: int = 3_600_000
     allowed_interfaces: frozenset[str] | None = None
     audit_log: Path | None = None  # default STATE_DIR/audit.jsonl
+    audit_max_bytes: int = 16 << 20
+    audit_keep: int = 5
 
     @property
     def listen_port(self) -> int:
@@ -115,7 +117,8 @@ class AgentRuntime:
         self.timings: list[tuple[str, float]] = []  # each start step and its seconds, for the log
         with self._step("journal recovery"):
             self.lock = StateLock(config.state_dir, "serve")
-            self.audit = AuditLog(config.audit_log or config.state_dir / "audit.jsonl")
+            self.audit = AuditLog(config.audit_log or config.state_dir / "audit.jsonl", config.audit_max_bytes,
+                                  config.audit_keep)
             self.journal = Journal(config.state_dir)
             self.hooks_journal = Journal(config.state_dir, Journal.HOOKS)
             self.tc = TcHooks()
@@ -248,6 +251,7 @@ class AgentRuntime:
         self.tc.close()
         if self.diag is not None:
             self.diag.close()
+        self.audit.flush()
         self.lock.release()
         return healed
 

@@ -149,3 +149,28 @@ def test_an_audit_write_that_fails_is_kept_for_health_not_raised(tmp_path):
     (tmp_path / "ro" / "audit.jsonl").mkdir()  # writing it now fails (EISDIR), even as root
     log.write("CN=qa", "ApplyFault", "OK", sync=True)
     assert "Is a directory" in log.last_error
+
+
+def test_the_audit_log_rotates_and_counts_health_instead_of_a_line_each(tmp_path):
+    """Issue 32 item 2: a line for every Health and SyncClock, never rotated, is how a state dir fills."""
+    from faultline.agent.domain.audit import AuditLog
+
+    log = AuditLog(tmp_path / "audit.jsonl", max_bytes=4096, keep=2)
+    for _ in range(1000):
+        log.count("CN=monitor", "Health", "OK")
+    for i in range(200):
+        log.write("CN=qa", "ApplyFault", "OK", request={"n": i, "pad": "x" * 100})
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]  # bounded: 3 files, each <= 4 kB
+    assert all(p.stat().st_size <= 4096 for p in tmp_path.iterdir())
+    oldest_first = [tmp_path / "audit.jsonl.2", tmp_path / "audit.jsonl.1", tmp_path / "audit.jsonl"]
+    lines = [json.loads(x) for p in oldest_first for x in p.read_text().splitlines()]
+    assert not log.last_error and lines[-1]["request"]["n"] == 199
+    kept = [x["request"]["n"] for x in lines if "request" in x]
+    assert kept == list(range(kept[0], 200))  # the newest kept, in order, none lost between files
+    fresh = AuditLog(tmp_path / "b" / "audit.jsonl")
+    for _ in range(50):
+        fresh.count("CN=monitor", "Health", "OK")
+    fresh.flush()
+    [counted] = [json.loads(x) for x in (tmp_path / "b" / "audit.jsonl").read_text().splitlines()]
+    assert counted["method"] == "Health" and counted["calls"] == 50
