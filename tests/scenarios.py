@@ -24,7 +24,8 @@ def partition(client: str, server: str, duration_s: float, rto_s: float = 30.0, 
 
         def run_in(host: str) -> str:
             return "["
-    host_key = (lambda h: "") if real_hosts else (lambda h: f"\n    host: {h}")
+    # Real hosts: the processes run on the controller, written out, each in its namespace by ip netns exec.
+    host_key = (lambda h: "\n    host: controller") if real_hosts else (lambda h: f"\n    host: {h}")
     return f"""\
 title: {client}-{server} partition {duration_s:g} s, RTO {rto_s:g} s
 {where}targets: {{rto_s: {rto_s}, max_data_loss_ratio: 0, max_detection_s: 1}}

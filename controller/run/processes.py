@@ -4,6 +4,8 @@ drains and writes its final counters."""
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,6 +21,15 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """In the child before exec: SIGTERM when this controller dies, even by SIGKILL (a dead run's
+    workload must not hold the lab). It survives `ip netns exec`'s exec of the process."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Processes:
     def __init__(self, run_dir: Path, journal: Journal, event: Callable[[str], None]) -> None:
         self.run_dir, self.journal, self.event = run_dir, journal, event
@@ -32,7 +43,8 @@ class Processes:
         with log.open("wb") as out:  # the child keeps its own copy of the descriptor
             self.running[p.name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                                     stdin=subprocess.PIPE if remote else subprocess.DEVNULL,
-                                                    start_new_session=True)
+                                                    start_new_session=True,
+                                                    preexec_fn=None if remote else _end_with_parent)
         self.journal.record("process", p.name, action="start", pid=self.running[p.name].pid, argv=argv, host=p.host,
                             over="ssh" if remote else "")
         where = f"{p.host} over ssh" if remote else p.host or "the controller"

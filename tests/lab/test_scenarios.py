@@ -100,3 +100,41 @@ def test_ctrl_c_mid_fault_rolls_back_and_leaves_nothing(lab, agents, tmp_path):
     assert sorted(a["name"] for a in j["activities"] if a["kind"] == "rollback") == ["gateway", "trader"]
     for c in agents.values():
         assert c.list() == []  # and the agents fixture checks tc state and journals
+
+
+def test_a_run_killed_with_sigkill_takes_its_lab_processes_with_it(lab, agents, tmp_path):
+    """Issue 32 item 11: `faultline run` SIGKILLed mid-fault left its workload running in the lab
+    (the next run reused the lab with it there). Its processes now end with it (a parent-death
+    signal, kept across `ip netns exec`); its fault ends with its lease."""
+    hosts = {n: lab.state.hosts[n] for n in ("trader", "gateway")}
+    f = write(tmp_path, partition("trader", "gateway", 20.0, real_hosts=hosts))
+    p = subprocess.Popen([sys.executable, "-m", "faultline", "run", str(f), "--out", str(tmp_path / "out")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = str(tmp_path / "out")
+
+    def workload() -> list[int]:
+        return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()
+                and marker in _cmdline(d) and "seqload" in _cmdline(d)]
+    try:
+        deadline = time.monotonic() + 60
+        while len(workload()) < 2:
+            assert time.monotonic() < deadline and p.poll() is None, "the run's two processes never came up"
+            time.sleep(0.1)
+        p.kill()
+        p.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while workload():
+            assert time.monotonic() < deadline, f"left running after SIGKILL: {workload()}"
+            time.sleep(0.1)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        for c in agents.values():
+            c.heal_all()  # the partition's lease would, later
+
+
+def _cmdline(d: Path) -> str:
+    try:
+        return (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
