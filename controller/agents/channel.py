@@ -85,15 +85,20 @@ def check_tls_dir(tls: Path, address: str) -> None:
     def fail(why: str) -> AgentUnreachable:
         return AgentUnreachable(address, grpc.StatusCode.UNAVAILABLE, why)
 
-    if not tls.is_dir():
-        raise fail(f"TLS directory {tls} does not exist (FAULTLINE_TLS_DIR or the TLS option names it)")
-    for name, what in TLS_FILES.items():
-        path = tls / name
-        if not path.exists():
-            raise fail(f"TLS directory {tls} lacks {name} ({what}): `faultline certs issue-controller CA_DIR CN "
-                       f"--out {tls}` makes all three")
-        if not os.access(path, os.R_OK):
-            raise fail(f"{path}: not readable by this user (only its owner holds the key; for a lab, root)")
+    unreadable = f"not readable by this user: the agents at {address} speak mTLS and only the key's owner " \
+                 "(for a lab, root) holds it"
+    try:
+        if not tls.is_dir():
+            raise fail(f"TLS directory {tls} does not exist (FAULTLINE_TLS_DIR or the TLS option names it)")
+        for name, what in TLS_FILES.items():
+            path = tls / name
+            if not path.exists():
+                raise fail(f"TLS directory {tls} lacks {name} ({what}): `faultline certs issue-controller CA_DIR "
+                           f"CN --out {tls}` makes all three")
+            if not os.access(path, os.R_OK):
+                raise fail(f"{path}: {unreadable}")
+    except PermissionError:  # the directory itself is closed to us (a lab's is root's, 0700)
+        raise fail(f"{tls}: {unreadable}") from None
 
 
 def open_channel(address: str, tls_dir: Path | str | None = None) -> grpc.Channel:
