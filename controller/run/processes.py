@@ -4,8 +4,6 @@ drains and writes its final counters."""
 
 from __future__ import annotations
 
-import ctypes
-import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,13 +19,11 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
 
 
-PR_SET_PDEATHSIG = 1
-
-
-def _end_with_parent() -> None:
-    """In the child before exec: SIGTERM when this controller dies, even by SIGKILL (a dead run's
-    workload must not hold the lab). It survives `ip netns exec`'s exec of the process."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+# A local process gets SIGTERM when this controller dies, even by SIGKILL (a dead run's workload
+# must not hold the lab): setpriv sets the parent-death signal and execs it, and the setting is kept
+# across `ip netns exec`'s exec. (Not a preexec_fn: Python code between fork and exec in a threaded
+# process, gRPC's, segfaulted.)
+END_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM", "--"]
 
 
 class Processes:
@@ -40,11 +36,11 @@ class Processes:
         under env/ssh.py's guard, whose stdin is the process's lifeline (closed: it stops; this
         controller gone: it closes with it)."""
         log = self.run_dir / f"{p.name}.log"
+        argv = argv if remote else [*END_WITH_PARENT, *argv]
         with log.open("wb") as out:  # the child keeps its own copy of the descriptor
             self.running[p.name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                                     stdin=subprocess.PIPE if remote else subprocess.DEVNULL,
-                                                    start_new_session=True,
-                                                    preexec_fn=None if remote else _end_with_parent)
+                                                    start_new_session=True)
         self.journal.record("process", p.name, action="start", pid=self.running[p.name].pid, argv=argv, host=p.host,
                             over="ssh" if remote else "")
         where = f"{p.host} over ssh" if remote else p.host or "the controller"
