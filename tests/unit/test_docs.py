@@ -66,6 +66,19 @@ def commands_of(text: str) -> list[list[str]]:
     return found
 
 
+def unparsable(argvs: list[list[str]]) -> list[str]:
+    """The command lines the current CLI (faultline or faultline-agent) refuses."""
+    bad = []
+    for argv in argvs:
+        parse = agent_cli.build_parser().parse_args if argv[0] == "faultline-agent" else \
+            (lambda a: cli.build_parser().parse_args(cli._lift_json(a)))
+        try:
+            parse(argv[1:])
+        except SystemExit:
+            bad.append(shlex.join(argv))
+    return bad
+
+
 def test_the_readme_is_at_most_250_lines():
     n = len((REPO / "README.md").read_text().splitlines())
     assert n <= 250, f"README.md has {n} lines: move reference to docs/"
@@ -86,14 +99,7 @@ def test_every_relative_link_resolves(page):
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_command_line_parses_with_the_current_cli(page, monkeypatch):
     monkeypatch.delenv("FAULTLINE_AGENT", raising=False)
-    bad = []
-    for argv in commands(page):
-        parse = agent_cli.build_parser().parse_args if argv[0] == "faultline-agent" else \
-            (lambda a: cli.build_parser().parse_args(cli._lift_json(a)))
-        try:
-            parse(argv[1:])
-        except SystemExit:
-            bad.append(shlex.join(argv))
+    bad = unparsable(commands(page))
     assert not bad, f"{page.name}: these do not parse:\n" + "\n".join(bad)
 
 
@@ -127,12 +133,5 @@ def test_every_commands_help_ends_with_an_example_that_parses(monkeypatch):
     assert [name for name, text in texts.items() if "example" not in text] == []
     page = "\n".join("    " + line.strip() for text in texts.values() for line in text.splitlines()
                        if line.strip().startswith(("faultline ", "faultline-agent ")))
-    bad = []
-    for argv in commands_of(page):
-        parse = agent_cli.build_parser().parse_args if argv[0] == "faultline-agent" else \
-            (lambda a: cli.build_parser().parse_args(cli._lift_json(a)))
-        try:
-            parse(argv[1:])
-        except SystemExit:
-            bad.append(shlex.join(argv))
+    bad = unparsable(commands_of(page))
     assert not bad, "\n".join(bad)
