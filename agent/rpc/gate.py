@@ -9,6 +9,7 @@ it is undone. Changes and refusals are fsynced before the answer leaves.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,13 +32,16 @@ def identity(context: grpc.ServicerContext, tls: bool) -> tuple[str, frozenset[s
     auth = context.auth_context()
     subject = b"".join(auth.get("x509_subject", [])).decode(errors="replace")
     pem = b"".join(auth.get("x509_pem_cert", []))
-    attrs: frozenset[subjects.Attribute] = frozenset()
-    if pem:
-        from cryptography import x509  # only with mTLS
+    return subject or f"unauthenticated {context.peer()}", _subject_of(pem) if pem else frozenset()
 
-        cert = x509.load_pem_x509_certificate(pem)
-        attrs = frozenset((subjects.normal_type(a.rfc4514_attribute_name), str(a.value)) for a in cert.subject)
-    return subject or f"unauthenticated {context.peer()}", attrs
+
+@functools.lru_cache(maxsize=64)
+def _subject_of(pem: bytes) -> frozenset[subjects.Attribute]:
+    """A certificate's subject attributes, parsed once per certificate (not on every call)."""
+    from cryptography import x509  # only with mTLS
+
+    cert = x509.load_pem_x509_certificate(pem)
+    return frozenset((subjects.normal_type(a.rfc4514_attribute_name), str(a.value)) for a in cert.subject)
 
 
 def _summary(message: Any) -> dict[str, Any]:
