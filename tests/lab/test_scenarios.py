@@ -13,6 +13,7 @@ from pathlib import Path
 
 from faultline.controller.model import scenario
 from faultline.controller.run import runner
+from testkit.netns import wait_until
 from tests.baseline import assert_journal_shape
 from tests.lab.conftest import TEST_LAB
 from tests.scenarios import CONNECT_TIMEOUT_S, MAX_DELAY_S, partition
@@ -116,16 +117,11 @@ def test_a_run_killed_with_sigkill_takes_its_lab_processes_with_it(lab, agents, 
         return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()
                 and marker in _cmdline(d) and "seqload" in _cmdline(d)]
     try:
-        deadline = time.monotonic() + 60
-        while len(workload()) < 2:
-            assert time.monotonic() < deadline and p.poll() is None, "the run's two processes never came up"
-            time.sleep(0.1)
+        wait_until(lambda: len(workload()) == 2 or p.poll() is not None, 60, "the run's two processes")
+        assert p.poll() is None, "the run ended before its processes came up"
         p.kill()
         p.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while workload():
-            assert time.monotonic() < deadline, f"left running after SIGKILL: {workload()}"
-            time.sleep(0.1)
+        wait_until(lambda: not workload(), 10, "no process of the run left after SIGKILL")
     finally:
         if p.poll() is None:
             p.kill()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
@@ -15,18 +14,20 @@ from faultline.controller.run.interrupt import Terminated, sigterm_as_interrupt
 
 def test_sigterm_raises_terminated_here_and_kills_a_fork_as_before():
     with sigterm_as_interrupt():
+        ready_r, ready_w = os.pipe()
+        hold_r, _hold_w = os.pipe()  # never written: the child blocks on it until the signal
         pid = os.fork()
         if pid == 0:  # the child: a copy of this process, the handler inherited
             try:
-                time.sleep(30)
+                os.write(ready_w, b"x")
+                os.read(hold_r, 1)
             except BaseException:
                 os._exit(3)  # what it must not do: carry on in our code
             os._exit(0)
-        time.sleep(0.2)
+        assert os.read(ready_r, 1) == b"x"  # the child runs, with the handler
         os.kill(pid, signal.SIGTERM)
         _, status = os.waitpid(pid, 0)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
         with pytest.raises(Terminated):
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(5)
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs as the call returns
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
