@@ -18,7 +18,7 @@ from faultline.agent.domain.engine import FaultEngine
 from faultline.agent.domain.errors import FailedPrecondition
 from faultline.agent.domain.journal import Journal
 from faultline.agent.domain.policy import Policy
-from faultline.agent.domain.spec import Counters, Fault, FaultState, Mechanism
+from faultline.agent.domain.spec import Counters, Fault, Mechanism
 from faultline.agent.domain.statelock import StateLock
 from faultline.agent.domain.validation import Limits
 from faultline.agent.domain.watch import WatchHub
@@ -266,9 +266,8 @@ class AgentRuntime:
         return [f"tracepoint {s.tracepoint}: {s.reason}" for s in observer.status.values() if not s.available]
 
     def health(self, cert_not_after_ns: int = 0) -> health.Verdict:
-        heal_failed = [f.fault_id for f in self.engine.list(False) if f.state is FaultState.HEAL_FAILED]
         return health.judge(self.program_status(), self.observation_problems(), self.pending_undos(),
-                            heal_failed, self.audit_error(), cert_not_after_ns, time.time_ns())
+                            self.engine.heal_failed_ids(), self.audit_error(), cert_not_after_ns, time.time_ns())
 
     def audit_error(self) -> str:
         return self.audit.last_error

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from faultline.agent.domain.engine import FaultEngine
 from faultline.agent.domain.events import EventKind, TcpEvent, WatchFilter
 from faultline.agent.domain.policy import Policy
-from faultline.agent.domain.spec import Counters, FaultKind, FaultSpec, FaultState, Mechanism
+from faultline.agent.domain.spec import Counters, FaultKind, FaultSpec, Mechanism
 from faultline.agent.domain.watch import WatchHub
 from faultline.agent.kernel.capabilities import Feature
 
@@ -81,8 +81,7 @@ def fake_agent(probe: FakeProbe | None = None, host: str = "127.0.0.1", tls_dir:
         pending_undos=lambda: list(pending_undos), audit_error=lambda: "",
     )
     runtime.health = lambda not_after_ns=0: health.judge(
-        runtime.program_status(), [], runtime.pending_undos(), [f.fault_id for f in engine.list()
-                                                                if f.state is FaultState.HEAL_FAILED],
+        runtime.program_status(), [], runtime.pending_undos(), engine.heal_failed_ids(),
         "", not_after_ns, time.time_ns())
     gate = [Gate(policy, AuditLog(audit), tls=tls_dir is not None)] if audit else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=gate)

@@ -267,9 +267,13 @@ class FaultEngine:
         with self._lock:
             return [self.heal(fid, state) for fid in list(self._active)]
 
-    def heal_failed_count(self) -> int:
+    def heal_failed_ids(self) -> list[str]:
+        """Faults whose heal failed (no counters read: Health asks this on every call)."""
         with self._lock:
-            return sum(f.state is FaultState.HEAL_FAILED for f in self._active.values())
+            return [f.fault_id for f in self._active.values() if f.state is FaultState.HEAL_FAILED]
+
+    def heal_failed_count(self) -> int:
+        return len(self.heal_failed_ids())
 
     def renew(self, fault_id: str, lease_ms: int) -> Fault:
         lim = self.limits
