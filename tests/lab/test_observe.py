@@ -99,62 +99,105 @@ SO_MAX_PACING_RATE = 47  # not in Python's socket module
 BULK_BYTES_PER_S = 5_000_000
 
 
-def _bulk(src_ns: str, dst_ip: str, port: int, seconds: float, sink: socket.socket) -> threading.Thread:
-    def run() -> None:
+class _Bulk:
+    """A paced bulk stream from src_ns to dst_ip:port until stop(); the sink counts what arrives."""
+
+    def __init__(self, src_ns: str, dst_ip: str, port: int, sink: socket.socket) -> None:
+        self.received: list[int] = []  # CLOCK_MONOTONIC ns of each read at the sink
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._sender = threading.Thread(target=self._send, args=(src_ns, dst_ip, port), daemon=True)
+        threading.Thread(target=self._drain, args=(sink,), daemon=True).start()
+        self._sender.start()
+
+    def _send(self, src_ns: str, dst_ip: str, port: int) -> None:
         s = socket_in(src_ns)
         # Paced: flat out, veth reorders across CPUs and TCP retransmits with no fault at all.
         s.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, BULK_BYTES_PER_S)
         s.connect((dst_ip, port))
         s.settimeout(10)
         chunk = b"x" * 65536
-        end = time.monotonic() + seconds
         try:
-            while time.monotonic() < end:
+            while not self._stop.is_set():
                 s.sendall(chunk)
         except OSError:
             pass
         s.close()
 
-    def drain() -> None:
+    def _drain(self, sink: socket.socket) -> None:
         conn, _ = sink.accept()
         conn.settimeout(15)
         try:
             while conn.recv(1 << 20):
-                pass
+                with self._cond:
+                    self.received.append(time.monotonic_ns())
+                    self._cond.notify_all()
         except OSError:
             pass
         conn.close()
 
-    threading.Thread(target=drain, daemon=True).start()
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
+    def flowing_since(self, since_ns: int) -> bool:
+        with self._cond:
+            return bool(self.received) and self.received[-1] > since_ns
+
+    def wait_flowing(self, timeout_s: float) -> None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: bool(self.received), timeout_s), "the bulk stream never started"
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._sender.join(timeout=15)
+
+
+def _quiet_second(rec: WatchRecorder, bulk: _Bulk, after_ns: int, timeout_s: float) -> int | None:
+    """The first moment (monotonic ns) ending a second with no retransmit while data still
+    arrived, counted from after_ns; None if there was none within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = time.monotonic_ns()
+        last = max([after_ns] + [e.monotonic_ns for e in rec.tcp() if e.kind == "RETRANSMIT"])
+        if now - last >= 1_000_000_000 and bulk.flowing_since(now - 200_000_000):
+            return now
+        time.sleep(0.05)
+    return None
 
 
 def test_loss_retransmits_during_not_after(lab, agents):
-    """Must show 2: LOSS 20 % on a bulk stream: retransmits during, none a second after heal."""
+    """Must show 2: LOSS 20 % on a bulk stream: retransmits during; after heal they stop, a
+    quiet second while data still flows. (A segment lost just before heal is resent after it,
+    with TCP's backoff: so "quiet" is looked for, not demanded at heal + 1 s exactly.)"""
     port = 4103
     trader, gw = lab.state.hosts["trader"], lab.state.hosts["gateway"]
     c = agents["trader"]
     sink = listener(gw.netns, gw.ipv4, port)
     rec = WatchRecorder(c.watch(watch_filter(ports=[port], kinds=["retransmit"])))
-    bulk = _bulk(trader.netns, gw.ipv4, port, 7.0, sink)
-    time.sleep(1.0)
-    # Egress: the data is lost, the ACKs come back, as when a path drops one way.
-    r = c.apply(fault_spec(Loss(percent=20), trader.interface, peers=[gw.ipv4 + "/32"], ports=[port],
-                           direction="egress", lease_s=3))
-    healed = healed_at(c, r.fault_id, 10)
-    bulk.join(timeout=15)
-    sink.close()
-    time.sleep(0.5)
+    bulk = _Bulk(trader.netns, gw.ipv4, port, sink)
+    try:
+        bulk.wait_flowing(10)
+        # Egress: the data is lost, the ACKs come back, as when a path drops one way.
+        r = c.apply(fault_spec(Loss(percent=20), trader.interface, peers=[gw.ipv4 + "/32"], ports=[port],
+                               direction="egress", lease_s=3))
+        healed = healed_at(c, r.fault_id, 10)
+        quiet = _quiet_second(rec, bulk, healed.monotonic_ns, 10)
+    finally:
+        bulk.stop()
+        sink.close()
+    # The stream and the agent's summary agree once the last event has arrived (its close may resend).
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        s = c.summarize(watch_filter(ports=[port]), since_realtime_ns=r.applied_at.realtime_ns)
+        if sum(f.retransmits for f in s.flows) == len(rec.tcp()):
+            break
+        time.sleep(0.05)
     events = rec.stop()
     retr = [i.at.monotonic_ns for i in events if i.HasField("tcp")]
     during = [t for t in retr if r.applied_at.monotonic_ns <= t <= healed.monotonic_ns]
-    after = [t for t in retr if t > healed.monotonic_ns + 1_000_000_000]
     rel = [round((t - healed.monotonic_ns) / 1e9, 3) for t in retr]  # seconds after heal, for the message
-    assert len(during) > 0 and after == [], f"{len(during)} during, {len(after)} after heal + 1 s: {rel}"
+    assert len(during) > 0, f"no retransmits during the loss: {rel}"
+    assert quiet is not None, f"retransmits went on after heal (seconds after it): {rel}"
+    after = [t for t in retr if t > healed.monotonic_ns]
+    assert len(after) * 4 <= len(during), f"{len(during)} during, {len(after)} after heal: {rel}"
     assert not [t for t in retr if t < r.applied_at.monotonic_ns], "retransmits before any loss"
-    s = c.summarize(watch_filter(ports=[port]), since_realtime_ns=r.applied_at.realtime_ns)
     assert sum(f.retransmits for f in s.flows) == len(retr)
 
 
