@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from faultline.agent.domain import clock
+from faultline.agent.domain.clock import Stamp
 from faultline.agent.domain.errors import (
     FailedPrecondition,
     FaultlineError,
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 # A coordinated start further off than this is a clock mix-up, not a plan.
 MAX_START_AHEAD_NS = 60 * 10**9
+
+# The last millisecond before a coordinated start is spun: a sleep overshoots by more.
+START_SPIN_NS = 1_000_000
 
 # How long apply waits, by default, for a mechanism's BPF program still compiling.
 PROGRAM_WAIT_S = 30.0
@@ -84,9 +88,9 @@ class FaultEngine:
         self.policy = policy or Policy()
         self._lock = threading.RLock()
         self._active: dict[str, Fault] = {}
-        self._prepared: dict[str, FaultMechanism] = {}  # made, waiting for their start instant
         self._healed: deque[Fault] = deque(maxlen=history)
         self._leases = Leases(self._expire)
+        self._starts = Leases(self._arm, spin_ns=START_SPIN_NS, name="starts")  # PENDING faults' instants
         # audit(method, verdict, **fields): changes no request made (expiry, retries, shutdown).
         self._audit = audit
 
@@ -136,7 +140,8 @@ class FaultEngine:
 
     # -- changes ---------------------------------------------------------
     def apply(self, raw: RawSpec, start_at_realtime_ns: int = 0, wait_s: float = PROGRAM_WAIT_S) -> Fault:
-        """Validate, then (for a coordinated start) wait until start_at on this host's clock, then apply.
+        """Validate, then apply now; or, for a coordinated start, make it in the kernel unarmed and
+        return it PENDING: a timer arms it at start_at (no caller waits; any heal cancels it).
 
         wait_s: how long to wait for the mechanism's BPF program if it is still compiling
         (then Unavailable, nothing changed)."""
@@ -148,12 +153,7 @@ class FaultEngine:
         spec = validate(raw, self.limits, lambda name: self.interface_allowed(name, found))
         self.policy.check(spec)  # well formed, but may this host be faulted like that?
         mech = self._choose(spec)
-        if start_at_realtime_ns:
-            ahead_ns = start_at_realtime_ns - clock.now().realtime_ns
-            if abs(ahead_ns) > MAX_START_AHEAD_NS:
-                raise InvalidArgument("start_at_realtime_ns",
-                                      f"within {MAX_START_AHEAD_NS // 10**9} s of the agent's clock "
-                                      f"(it is {ahead_ns / 1e9:+.3f} s from it)", start_at_realtime_ns)
+        starts_at = self._start_instant(start_at_realtime_ns) if start_at_realtime_ns else None
         mech.ready(wait_s)  # its program may still be compiling: wait here, outside the lock
         with self._lock:
             ifindex = 0 if spec.kind in HOST_KINDS else found.get(spec.selector.interface)
@@ -163,32 +163,61 @@ class FaultEngine:
             # RESET and PROCESS act inside the call (a RST is on the wire before it returns):
             # their applied_at is when the call began acting, not when it came back.
             acting = clock.now()
-            # A coordinated start does all the kernel work before T and only arms the rule at T.
-            mech.apply(fault_id, spec, ifindex, armed=not start_at_realtime_ns)
-            if start_at_realtime_ns:
-                self._prepared[fault_id] = mech
-        if start_at_realtime_ns:
-            try:
-                clock.wait_until(start_at_realtime_ns)
-            except BaseException:
-                with self._lock:
-                    if self._prepared.pop(fault_id, None) is not None:
-                        mech.heal(fault_id)
-                raise
-        with self._lock:
-            if start_at_realtime_ns:
-                if self._prepared.pop(fault_id, None) is None:  # close() healed it while we waited
-                    raise FailedPrecondition("the agent is stopping")
-                acting = clock.now()
-                mech.arm(fault_id)
+            # A coordinated start does all the kernel work now and only arms the rule at its instant.
+            mech.apply(fault_id, spec, ifindex, armed=starts_at is None)
+            lease_ns = spec.lease_ms * 1_000_000
+            if starts_at is not None:
+                fault = Fault(fault_id, spec, mech.mechanism, None, starts_at.plus(lease_ns),
+                              state=FaultState.PENDING, starts_at=starts_at)
+                self._active[fault_id] = fault
+                self._leases.grant(fault_id, fault.lease_expires_at.monotonic_ns)
+                self._starts.grant(fault_id, starts_at.monotonic_ns)
+                log.info("pending %s %s on %s via %s, starts in %.3f s, lease %d ms", fault_id, spec.kind.name,
+                         spec.selector.interface, mech.mechanism.name,
+                         (starts_at.monotonic_ns - clock.monotonic_ns()) / 1e9, spec.lease_ms)
+                return fault
             applied = acting if spec.kind in HOST_KINDS else clock.now()
-            expires = applied.plus(spec.lease_ms * 1_000_000)
-            fault = Fault(fault_id, spec, mech.mechanism, applied, expires)
+            fault = Fault(fault_id, spec, mech.mechanism, applied, applied.plus(lease_ns))
             self._active[fault_id] = fault
-            self._leases.grant(fault_id, expires.monotonic_ns)
+            self._leases.grant(fault_id, fault.lease_expires_at.monotonic_ns)
             log.info("applied %s %s on %s via %s, lease %d ms", fault_id, spec.kind.name,
                      spec.selector.interface, mech.mechanism.name, spec.lease_ms)
             return fault
+
+    @staticmethod
+    def _start_instant(start_at_realtime_ns: int) -> Stamp:
+        """The start on both clocks, converted once: the timer runs on the monotonic one, so a
+        realtime step after the accept neither hastens nor delays it."""
+        now = clock.now()
+        ahead_ns = start_at_realtime_ns - now.realtime_ns
+        if abs(ahead_ns) > MAX_START_AHEAD_NS:
+            raise InvalidArgument("start_at_realtime_ns",
+                                  f"within {MAX_START_AHEAD_NS // 10**9} s of the agent's clock "
+                                  f"(it is {ahead_ns / 1e9:+.3f} s from it)", start_at_realtime_ns)
+        return Stamp(start_at_realtime_ns, now.monotonic_ns + ahead_ns)
+
+    def _arm(self, fault_id: str) -> None:
+        """A pending fault's instant: one map update (or the signal, the reset) and it acts."""
+        with self._lock:
+            fault = self._active.get(fault_id)
+            if fault is None or fault.state is not FaultState.PENDING:
+                return  # healed, expired or shut down while it waited
+            mech = self._mechs[fault.mechanism]
+            acting = clock.now()
+            try:
+                mech.arm(fault_id)
+            except Exception as e:  # a target gone while it waited: nothing acted; undo what was made
+                fault.heal_error = f"its start failed: {e}"
+                log.error("start of %s failed: %s", fault_id, e)
+                fault = self.heal(fault_id, FaultState.HEALED)
+                self._audit_heal("StartFailed", fault)
+                return
+            fault.state = FaultState.ACTIVE
+            fault.applied_at = acting if fault.spec.kind in HOST_KINDS else clock.now()
+            fault.lease_expires_at = fault.applied_at.plus(fault.spec.lease_ms * 1_000_000)
+            self._leases.grant(fault_id, fault.lease_expires_at.monotonic_ns)
+            late_ms = (fault.applied_at.monotonic_ns - (fault.starts_at or acting).monotonic_ns) / 1e6
+        log.info("started %s %s (%.3f ms after its instant)", fault_id, fault.spec.kind.name, late_ms)
 
     def _interface_permitted(self, name: str) -> None:
         """lo and interfaces outside --allow-interface, each refused saying so (not as "missing")."""
@@ -242,6 +271,7 @@ class FaultEngine:
             if fault is None:
                 raise NotFound(f"no active fault {fault_id!r}")
             self._leases.revoke(fault_id)
+            self._starts.revoke(fault_id)
             state = fault.heal_as or state
             try:
                 counters = self._mechs[fault.mechanism].heal(fault_id)
@@ -289,7 +319,9 @@ class FaultEngine:
             if fault.state is FaultState.HEAL_FAILED:
                 raise FailedPrecondition(f"fault {fault_id} is being healed (its heal failed: {fault.heal_error}); "
                                          "its lease cannot be renewed")
-            fault.lease_expires_at = clock.now().plus(lease_ms * 1_000_000)
+            # A pending fault's lease still counts from its start.
+            since = fault.starts_at if fault.state is FaultState.PENDING and fault.starts_at else clock.now()
+            fault.lease_expires_at = since.plus(lease_ms * 1_000_000)
             self._leases.grant(fault_id, fault.lease_expires_at.monotonic_ns)
             return fault
 
@@ -311,11 +343,8 @@ class FaultEngine:
                     else f"heal of {fault.fault_id} failed; retried")
 
     def close(self, state: FaultState = FaultState.SHUTDOWN) -> list[Fault]:
-        """Heal everything (also faults made but still waiting for their start) and stop the lease timer."""
-        with self._lock:
-            for fault_id, mech in list(self._prepared.items()):
-                mech.heal(fault_id)
-                del self._prepared[fault_id]
+        """Heal everything (pending starts too) and stop the timers."""
+        self._starts.stop()  # nothing arms while the shutdown heals
         self._leases.stop()  # no retry or expiry races the shutdown heals
         healed = self.heal_all(state)
         for fault in healed:

@@ -19,14 +19,18 @@ class Leases:
     extends a fault.
     """
 
-    def __init__(self, on_expire: Callable[[str], None], clock: Callable[[], int] = monotonic_ns) -> None:
+    def __init__(self, on_expire: Callable[[str], None], clock: Callable[[], int] = monotonic_ns,
+                 spin_ns: int = 0, name: str = "leases") -> None:
         self._on_expire = on_expire
         self._clock = clock
+        # The last spin_ns before a deadline are spun (the lock let go each turn): a sleep can
+        # overshoot by more than a coordinated start's skew allows.
+        self._spin_ns = spin_ns
         self._deadlines: dict[str, int] = {}
         self._heap: list[tuple[int, str]] = []
         self._cv = threading.Condition()
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def grant(self, fault_id: str, deadline_ns: int) -> None:
@@ -60,7 +64,7 @@ class Leases:
                     heapq.heappop(self._heap)
                     del self._deadlines[fault_id]
                     return fault_id
-                self._cv.wait(remaining / 1e9)
+                self._cv.wait(max(0, remaining - self._spin_ns) / 1e9)
             return None
 
     def _run(self) -> None:

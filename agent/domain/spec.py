@@ -64,6 +64,7 @@ class FaultState(Enum):
     EXPIRED = "expired"
     SHUTDOWN = "shutdown"
     HEAL_FAILED = "heal_failed"  # still (maybe) in the kernel: the heal is retried with backoff
+    PENDING = "pending"  # made in the kernel, unarmed: a coordinated start waiting for its instant
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -176,9 +177,10 @@ class Fault:
     fault_id: str
     spec: FaultSpec
     mechanism: Mechanism
-    applied_at: Stamp
+    applied_at: Stamp | None  # None while PENDING
     lease_expires_at: Stamp
     state: FaultState = FaultState.ACTIVE
+    starts_at: Stamp | None = None  # a coordinated start's instant
     healed_at: Stamp | None = None
     counters: Counters = field(default_factory=Counters)
     heal_error: str = ""   # HEAL_FAILED: the last attempt's error

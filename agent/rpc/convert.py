@@ -54,7 +54,7 @@ DISTRIBUTION = {
 STATE = {
     FaultState.ACTIVE: pb.FAULT_STATE_ACTIVE, FaultState.HEALED: pb.FAULT_STATE_HEALED,
     FaultState.EXPIRED: pb.FAULT_STATE_EXPIRED, FaultState.SHUTDOWN: pb.FAULT_STATE_SHUTDOWN,
-    FaultState.HEAL_FAILED: pb.FAULT_STATE_HEAL_FAILED,
+    FaultState.HEAL_FAILED: pb.FAULT_STATE_HEAL_FAILED, FaultState.PENDING: pb.FAULT_STATE_PENDING,
 }
 
 
@@ -148,6 +148,7 @@ def fault(f: Fault) -> pb.Fault:
         healed_at=stamp(f.healed_at),
         counters=pb.Counters(matched=f.counters.matched, dropped=f.counters.dropped, shaped=f.counters.shaped),
         heal_error=f.heal_error,
+        starts_at=stamp(f.starts_at),
     )
 
 

@@ -51,7 +51,8 @@ def _summary(message: Any) -> dict[str, Any]:
 def _change(method: str, response: Any) -> dict[str, Any]:
     """The kernel change a successful call made, and its undo."""
     if method == "ApplyFault":
-        return {"change": f"fault {response.fault_id} in the kernel",
+        pending = f", armed at {response.starts_at.realtime_ns} ns (realtime)" if response.HasField("starts_at") else ""
+        return {"change": f"fault {response.fault_id} in the kernel{pending}",
                 "undo": f"HealFault {response.fault_id}, or its lease at {response.lease_expires_at.realtime_ns} ns "
                         "(realtime), or SIGTERM / faultline-agent cleanup"}
     if method in ("HealFault", "HealAll"):

@@ -144,6 +144,8 @@ class AgentServicer(pb_grpc.AgentServicer):
             mechanism=convert.MECHANISM_PB[f.mechanism],
             applied_at=convert.stamp(f.applied_at),
             lease_expires_at=convert.stamp(f.lease_expires_at),
+            state=convert.STATE[f.state],
+            starts_at=convert.stamp(f.starts_at),
         )
 
     @translated

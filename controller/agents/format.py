@@ -134,8 +134,9 @@ def fault_table(faults: list[pb.Fault]) -> str:
     rows = [("ID", "STATE", "FAULT", "MECH", "APPLIED", "EXPIRES/HEALED", "MATCHED", "DROPPED", "SHAPED", "LABEL")]
     for f in faults:
         end = f.healed_at if f.HasField("healed_at") and f.healed_at.realtime_ns else f.lease_expires_at
+        began = f"starts {when(f.starts_at)}" if f.state == pb.FAULT_STATE_PENDING else when(f.applied_at)
         rows.append((f.fault_id, enum_name(pb.FaultState, f.state, "FAULT_STATE_"), describe(f.spec),
-                     enum_name(pb.Mechanism, f.mechanism, "MECHANISM_"), when(f.applied_at), when(end),
+                     enum_name(pb.Mechanism, f.mechanism, "MECHANISM_"), began, when(end),
                      str(f.counters.matched), str(f.counters.dropped), str(f.counters.shaped), f.spec.label or "-"))
     return table(rows)
 

@@ -36,7 +36,8 @@ class Method:
                  event: Callable[[str], None], status: Callable[[str], None]) -> None:
         self.scn, self.endpoints, self.clients, self.clocks = scn, endpoints, clients, clocks
         self.resolve, self.journal, self.event, self.status = resolve, journal, event, status
-        self.applied: dict[str, list[coordinate.Applied]] = {}  # step index -> faults
+        self.applied: dict[str, list[coordinate.Accepted]] = {}  # step index -> faults taken
+        self.started: dict[str, list[coordinate.Applied]] = {}  # step index -> faults acting, when
         self.healed: dict[str, int] = {}                         # fault id -> healed at (controller clock)
         self.steps: list[dict[str, Any]] = []                    # what each step applied: the journal's steps
         self.t0 = 0
@@ -94,7 +95,8 @@ class Method:
         if now_ns() > planned_ns:
             planned_ns = now_ns() + int(coordinate.DEFAULT_LEAD_S * 1e9)  # an earlier step overran: start late
         landed = self.applied.setdefault(str(step.index), [])
-        applied, refused = coordinate.apply_at(targets, planned_ns, on_applied=landed.append)
+        applied, refused = coordinate.apply_at(targets, planned_ns, on_accepted=landed.append)
+        self.started[str(step.index)] = applied
         skew = coordinate.skew_ns(applied)
         entry = {"step": step.index, "what": step.describe(), "planned_ns": planned_ns, "skew_ns": skew,
                  "specs": {t.host: spec_dict(t.spec) for t in targets},
@@ -132,15 +134,14 @@ class Method:
             self.journal.record(why, host, fault_id=fault_id, note="already healed (lease ran out)")
         self.healed[fault_id] = t
 
-    def unhealed(self) -> list[tuple[str, coordinate.Applied]]:
+    def unhealed(self) -> list[tuple[str, coordinate.Accepted]]:
         """(step, fault) for every fault that landed and is not healed yet."""
         return [(step, a) for step, faults in self.applied.items() for a in faults if a.fault_id not in self.healed]
 
     def window(self) -> tuple[int | None, int | None]:
         """The first inject and the last heal (None until they happen), controller clock."""
-        applied = [a for faults in self.applied.values() for a in faults]
-        t_inject = min((a.applied_ns for a in applied), default=None)
-        ids = [a.fault_id for a in applied]
+        t_inject = min((a.applied_ns for faults in self.started.values() for a in faults), default=None)
+        ids = [a.fault_id for faults in self.applied.values() for a in faults]
         t_heal = max(self.healed[i] for i in ids) if ids and all(i in self.healed for i in ids) else None
         return t_inject, t_heal
 

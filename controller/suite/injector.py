@@ -152,10 +152,10 @@ class FaultInjector:
         specs = [coordinate.Target(n, self.hosts[n].client, self.hosts[n].clock, fault_spec(
             what, self._interface(n, kind), peers=target.cidrs, ports=target.ports, direction=direction, lease_s=lease,
             label=f"pytest {kind}")) for n in names]
-        landed: list[coordinate.Applied] = []
+        landed: list[coordinate.Accepted] = []
         fault: ActiveFault | None = None
         try:
-            applied, refused = coordinate.apply_at(specs, on_applied=landed.append)
+            applied, refused = coordinate.apply_at(specs, on_accepted=landed.append)
             if refused:
                 errors = "; ".join(f"{r.host}: {r.error.message}" for r in refused)
                 if all(isinstance(r.error, Unsupported) for r in refused):
@@ -178,7 +178,7 @@ class FaultInjector:
         """A reset acts on the host's sockets, not on an interface."""
         return "" if kind == "reset" else self.hosts[name].endpoint.interface
 
-    def _heal(self, landed: list[coordinate.Applied]) -> tuple[int, dict[str, tuple[int, int]]]:
+    def _heal(self, landed: list[coordinate.Accepted]) -> tuple[int, dict[str, tuple[int, int]]]:
         """Heal on every host; one host's failure never stops the others' heals (all are said, after)."""
         final, last, failed = {}, 0, []
         for a in landed:

@@ -65,6 +65,7 @@ class FaultState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FAULT_STATE_EXPIRED: _ClassVar[FaultState]
     FAULT_STATE_SHUTDOWN: _ClassVar[FaultState]
     FAULT_STATE_HEAL_FAILED: _ClassVar[FaultState]
+    FAULT_STATE_PENDING: _ClassVar[FaultState]
 
 class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -128,6 +129,7 @@ FAULT_STATE_HEALED: FaultState
 FAULT_STATE_EXPIRED: FaultState
 FAULT_STATE_SHUTDOWN: FaultState
 FAULT_STATE_HEAL_FAILED: FaultState
+FAULT_STATE_PENDING: FaultState
 EVENT_KIND_UNSPECIFIED: EventKind
 EVENT_KIND_STATE: EventKind
 EVENT_KIND_RETRANSMIT: EventKind
@@ -319,7 +321,7 @@ class Counters(_message.Message):
     def __init__(self, matched: _Optional[int] = ..., dropped: _Optional[int] = ..., shaped: _Optional[int] = ...) -> None: ...
 
 class Fault(_message.Message):
-    __slots__ = ("fault_id", "spec", "mechanism", "state", "applied_at", "lease_expires_at", "healed_at", "counters", "heal_error")
+    __slots__ = ("fault_id", "spec", "mechanism", "state", "applied_at", "lease_expires_at", "healed_at", "counters", "heal_error", "starts_at")
     FAULT_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     MECHANISM_FIELD_NUMBER: _ClassVar[int]
@@ -329,6 +331,7 @@ class Fault(_message.Message):
     HEALED_AT_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
     HEAL_ERROR_FIELD_NUMBER: _ClassVar[int]
+    STARTS_AT_FIELD_NUMBER: _ClassVar[int]
     fault_id: str
     spec: FaultSpec
     mechanism: Mechanism
@@ -338,7 +341,8 @@ class Fault(_message.Message):
     healed_at: Timestamp
     counters: Counters
     heal_error: str
-    def __init__(self, fault_id: _Optional[str] = ..., spec: _Optional[_Union[FaultSpec, _Mapping]] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., state: _Optional[_Union[FaultState, str]] = ..., applied_at: _Optional[_Union[Timestamp, _Mapping]] = ..., lease_expires_at: _Optional[_Union[Timestamp, _Mapping]] = ..., healed_at: _Optional[_Union[Timestamp, _Mapping]] = ..., counters: _Optional[_Union[Counters, _Mapping]] = ..., heal_error: _Optional[str] = ...) -> None: ...
+    starts_at: Timestamp
+    def __init__(self, fault_id: _Optional[str] = ..., spec: _Optional[_Union[FaultSpec, _Mapping]] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., state: _Optional[_Union[FaultState, str]] = ..., applied_at: _Optional[_Union[Timestamp, _Mapping]] = ..., lease_expires_at: _Optional[_Union[Timestamp, _Mapping]] = ..., healed_at: _Optional[_Union[Timestamp, _Mapping]] = ..., counters: _Optional[_Union[Counters, _Mapping]] = ..., heal_error: _Optional[str] = ..., starts_at: _Optional[_Union[Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetCapabilitiesRequest(_message.Message):
     __slots__ = ()
@@ -405,16 +409,20 @@ class ApplyFaultRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[FaultSpec, _Mapping]] = ..., start_at_realtime_ns: _Optional[int] = ...) -> None: ...
 
 class ApplyFaultResponse(_message.Message):
-    __slots__ = ("fault_id", "mechanism", "applied_at", "lease_expires_at")
+    __slots__ = ("fault_id", "mechanism", "applied_at", "lease_expires_at", "state", "starts_at")
     FAULT_ID_FIELD_NUMBER: _ClassVar[int]
     MECHANISM_FIELD_NUMBER: _ClassVar[int]
     APPLIED_AT_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STARTS_AT_FIELD_NUMBER: _ClassVar[int]
     fault_id: str
     mechanism: Mechanism
     applied_at: Timestamp
     lease_expires_at: Timestamp
-    def __init__(self, fault_id: _Optional[str] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., applied_at: _Optional[_Union[Timestamp, _Mapping]] = ..., lease_expires_at: _Optional[_Union[Timestamp, _Mapping]] = ...) -> None: ...
+    state: FaultState
+    starts_at: Timestamp
+    def __init__(self, fault_id: _Optional[str] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., applied_at: _Optional[_Union[Timestamp, _Mapping]] = ..., lease_expires_at: _Optional[_Union[Timestamp, _Mapping]] = ..., state: _Optional[_Union[FaultState, str]] = ..., starts_at: _Optional[_Union[Timestamp, _Mapping]] = ...) -> None: ...
 
 class HealFaultRequest(_message.Message):
     __slots__ = ("fault_id",)
