@@ -311,7 +311,7 @@ def cleanup(args: argparse.Namespace) -> int:
     """Exit 0 when nothing is left; 1 (saying what) when something could not be undone."""
     from faultline.agent.domain import trust
     from faultline.agent.domain.errors import FaultlineError
-    from faultline.agent.runtime import cleanup as do_cleanup
+    from faultline.agent.recovery import cleanup as do_cleanup
 
     if not os.path.lexists(args.state_dir):
         print(f"journal empty: nothing to undo (no state dir {args.state_dir})")

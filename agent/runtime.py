@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
@@ -15,21 +15,22 @@ from faultline.agent.domain import health
 from faultline.agent.domain.audit import AuditLog
 from faultline.agent.domain.deferred import BuildStatus, Deferred, compile_in_background
 from faultline.agent.domain.engine import FaultEngine
-from faultline.agent.domain.errors import FailedPrecondition
 from faultline.agent.domain.journal import Journal
 from faultline.agent.domain.policy import Policy
 from faultline.agent.domain.spec import Counters, Fault, Mechanism
 from faultline.agent.domain.statelock import StateLock
 from faultline.agent.domain.validation import Limits
 from faultline.agent.domain.watch import WatchHub
-from faultline.agent.kernel import capabilities, ebpf_drop, netem_shape, signals
+from faultline.agent.kernel import capabilities
 from faultline.agent.kernel.ebpf import TcDropProgram
 from faultline.agent.kernel.ebpf_drop import EbpfDropper
 from faultline.agent.kernel.netem_shape import NetemShaper
+from faultline.agent.kernel.nslock import NetnsLock
 from faultline.agent.kernel.signals import ProcessSignaller
 from faultline.agent.kernel.sock_destroy import SockDiag, SocketResetter
 from faultline.agent.kernel.tc import TcHooks
 from faultline.agent.kernel.tcp_watch import TcpWatchProgram
+from faultline.agent.recovery import recover_everywhere
 
 log = logging.getLogger(__name__)
 
@@ -54,59 +55,6 @@ class AgentConfig:
         return tuple(dict.fromkeys((self.listen_port, *self.excluded_ports)))
 
 
-# Each mechanism declares the undo operations it journals; recovery dispatches on them.
-UNDOERS: dict[str, Callable[[TcHooks, dict], str]] = {
-    **{op: lambda _tc, undo: signals.revert(undo) for op in signals.UNDO_OPS},
-    **{op: netem_shape.revert for op in netem_shape.UNDO_OPS},
-    **{op: ebpf_drop.revert for op in ebpf_drop.UNDO_OPS},
-}
-
-
-@dataclass
-class Recovery:
-    """What a recovery undid, and what it could not (those stay journalled for the next try)."""
-
-    done: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-
-    def __add__(self, other: Recovery) -> Recovery:
-        return Recovery(self.done + other.done, self.failed + other.failed)
-
-
-def revert(tc: TcHooks, undo: dict) -> str:
-    undoer = UNDOERS.get(str(undo.get("op")))
-    if undoer is None:
-        raise ValueError(f"unknown undo op {undo.get('op')!r} (journalled by a newer agent?)")
-    return undoer(tc, undo)
-
-
-# Undos of kernel objects that live in a network namespace: gone with it, nothing to undo.
-IN_NAMESPACE = frozenset(ebpf_drop.UNDO_OPS) | frozenset(netem_shape.UNDO_OPS)
-
-
-def recover(journal: Journal, tc: TcHooks, gone_netns: str = "") -> Recovery:
-    """Undo, newest first, every change an earlier run left in the kernel. Each undo runs on
-    its own: one that fails is reported and kept in the journal, and the rest still run.
-    gone_netns: the journalled namespace no longer exists, and neither does what was in it."""
-    out = Recovery()
-    for entry in reversed(journal.pending()):
-        if gone_netns and entry.undo.get("op") in IN_NAMESPACE:
-            journal.release(entry.seq)
-            out.done.append(f"{entry.undo.get('op')} of {entry.fault_id}: namespace {gone_netns} gone: "
-                            "nothing left there")
-            continue
-        try:
-            what = revert(tc, entry.undo)
-        except Exception as e:  # any failure of one undo must not stop the others
-            out.failed.append(f"{entry.change.get('op', '?')} of {entry.fault_id} "
-                              f"(undo {entry.undo.get('op', '?')}): {type(e).__name__}: {e}")
-            log.error("could not undo %s: %s; kept in the journal for the next try", entry.change, e)
-            continue
-        journal.release(entry.seq)
-        out.done.append(what)
-    return out
-
-
 class AgentRuntime:
     """Serves as soon as the kernel is probed; the BPF programs compile behind (start_compiling)."""
 
@@ -117,12 +65,14 @@ class AgentRuntime:
         self.timings: list[tuple[str, float]] = []  # each start step and its seconds, for the log
         with self._step("journal recovery"):
             self.lock = StateLock(config.state_dir, "serve")
+            self.nslock = NetnsLock()  # after the state lock: a second agent on one dir is told that first
             self.audit = AuditLog(config.audit_log or config.state_dir / "audit.jsonl", config.audit_max_bytes,
                                   config.audit_keep)
             self.journal = Journal(config.state_dir)
             self.hooks_journal = Journal(config.state_dir, Journal.HOOKS)
             self.tc = TcHooks()
-            self.recovery = recover(self.journal, self.tc) + recover(self.hooks_journal, self.tc)
+            self.recovery = recover_everywhere([self.journal], self.tc) + recover_everywhere([self.hooks_journal],
+                                                                                            self.tc)
             for line in self.recovery.done:
                 log.warning("recovered from an earlier run: %s", line)
                 self.audit.write("agent", "Recovery", "OK", sync=True, change=line)
@@ -252,6 +202,7 @@ class AgentRuntime:
         if self.diag is not None:
             self.diag.close()
         self.audit.flush()
+        self.nslock.release()
         self.lock.release()
         return healed
 
@@ -288,31 +239,3 @@ def local_addresses(in_lab_namespace: bool) -> list[IPv4Address | IPv6Address]:
     with IPRoute() as ipr:
         addrs = [ip_address(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()]
     return [a for a in addrs if not (in_lab_namespace and a.is_loopback)]
-
-
-def cleanup(state_dir: Path) -> tuple[Recovery, bool]:
-    """Revert what a previous run left, without serving. Returns (what was done, journal empty).
-    Refuses (FailedPrecondition) beside a live agent on the same state dir."""
-    lock = StateLock(state_dir, "cleanup")
-    try:
-        journal, hooks = Journal(state_dir), Journal(state_dir, Journal.HOOKS)
-        pending = journal.pending() + hooks.pending()
-        if not pending:
-            return Recovery(done=["journal empty: nothing to undo"]), True
-        netns = {e.change.get("netns", "") for e in pending} - {""}
-        if len(netns) > 1:
-            raise FailedPrecondition(f"journal spans several namespaces: {sorted(netns)}")
-        gone = ""
-        if netns:
-            from pyroute2 import netns as pnetns
-
-            name = netns.pop()
-            if name in pnetns.listnetns():
-                pnetns.setns(name, flags=0)
-            else:  # its filters and qdiscs went with it; a paused process is resumed all the same
-                gone = name
-        with TcHooks() as tc:
-            report = recover(journal, tc, gone) + recover(hooks, tc, gone)
-        return report, journal.is_empty() and hooks.is_empty()
-    finally:
-        lock.release()

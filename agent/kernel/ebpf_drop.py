@@ -14,6 +14,7 @@ from faultline.agent.domain.deferred import Deferred
 from faultline.agent.domain.errors import KernelError
 from faultline.agent.domain.journal import Recorder
 from faultline.agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultKind, FaultSpec, Mechanism
+from faultline.agent.kernel import nslock
 from faultline.agent.kernel.ebpf import Rule, TcDropProgram
 from faultline.agent.kernel.tc import FILTER_HANDLE, FILTER_PRIO, TcHooks
 
@@ -54,7 +55,7 @@ class EbpfDropper:
         # a clsact faultline makes stays until the agent stops (prepare() makes it at start on
         # the allowed interfaces); faults only add and remove filters, which do not.
         self._hook_rec = hook_recorder
-        self._netns = netns
+        self._where = nslock.where(netns)  # journalled with each change: recovery undoes it there
         self._faults: dict[str, _Installed] = {}
         self._hooks: dict[tuple[int, Direction], _Hook] = {}
         self._clsact: dict[int, _Clsact] = {}
@@ -120,9 +121,9 @@ class EbpfDropper:
         self.prepare(ifindex, ifname)
         seq = self._rec.record(
             fault_id,
-            {"op": "add_filter", "netns": self._netns, "interface": ifname, "ifindex": ifindex,
+            {"op": "add_filter", **self._where, "interface": ifname, "ifindex": ifindex,
              "direction": d.value, "prio": FILTER_PRIO, "handle": FILTER_HANDLE},
-            {"op": "del_filter", "netns": self._netns, "interface": ifname, "ifindex": ifindex,
+            {"op": "del_filter", **self._where, "interface": ifname, "ifindex": ifindex,
              "direction": d.value},
         )
         try:
@@ -141,8 +142,8 @@ class EbpfDropper:
             return
         seq = self._hook_rec.record(
             "agent",
-            {"op": "add_clsact", "netns": self._netns, "interface": ifname, "ifindex": ifindex},
-            {"op": "del_clsact", "netns": self._netns, "interface": ifname, "ifindex": ifindex},
+            {"op": "add_clsact", **self._where, "interface": ifname, "ifindex": ifindex},
+            {"op": "del_clsact", **self._where, "interface": ifname, "ifindex": ifindex},
         )
         try:
             self._tc.add_clsact(ifindex)

@@ -18,7 +18,7 @@ from faultline.agent.domain.deferred import Deferred
 from faultline.agent.domain.errors import FailedPrecondition, KernelError
 from faultline.agent.domain.journal import Recorder
 from faultline.agent.domain.spec import MECHANISM_KINDS, Counters, Direction, FaultSpec, Mechanism, Netem
-from faultline.agent.kernel import netem_nla
+from faultline.agent.kernel import netem_nla, nslock
 from faultline.agent.kernel.ebpf import SHAPE_FUNC, Rule, TcDropProgram
 from faultline.agent.kernel.tc import SHAPE_ROOT, RootQdisc, TcHooks
 
@@ -74,7 +74,7 @@ class NetemShaper:
         self._program = program  # compiled in the background at agent start: see ready()
         self._tc = hooks
         self._rec = recorder
-        self._netns = netns
+        self._where = nslock.where(netns)  # journalled with each change: recovery undoes it there
         self._trees: dict[int, _Tree] = {}
         self._faults: dict[str, _Installed] = {}
 
@@ -107,9 +107,9 @@ class NetemShaper:
             limit = spec.netem.limit or queue_limit(spec.netem)
             band_seq = self._rec.record(
                 fault_id,
-                {"op": "add_netem", "netns": self._netns, "interface": ifname, "ifindex": ifindex, "band": band,
+                {"op": "add_netem", **self._where, "interface": ifname, "ifindex": ifindex, "band": band,
                  "limit": limit},
-                {"op": "del_band", "netns": self._netns, "interface": ifname, "ifindex": ifindex, "band": band},
+                {"op": "del_band", **self._where, "interface": ifname, "ifindex": ifindex, "band": band},
             )
             try:
                 self._tc.add_band(ifindex, band, spec.netem, limit)
@@ -162,8 +162,8 @@ class NetemShaper:
                 "faultline could not restore that tree exactly, so it leaves it alone")
         seq = self._rec.record(
             fault_id,
-            {"op": "replace_root", "netns": self._netns, "interface": ifname, "ifindex": ifindex},
-            {"op": "restore_root", "netns": self._netns, "interface": ifname, "ifindex": ifindex,
+            {"op": "replace_root", **self._where, "interface": ifname, "ifindex": ifindex},
+            {"op": "restore_root", **self._where, "interface": ifname, "ifindex": ifindex,
              "snapshot": snap.to_record()},
         )
         try:

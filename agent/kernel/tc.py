@@ -109,9 +109,10 @@ GONE = (errno.ENOENT, errno.EINVAL, errno.ENODEV)
 class TcHooks:
     """Owns one netlink socket; close() it (or use `with`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, netns: str = "") -> None:
+        """netns: a namespace's path to work in (its socket made there); "": this one's."""
         netem_nla.register()
-        self._ipr = IPRoute()
+        self._ipr = IPRoute(netns=netns, flags=0) if netns else IPRoute()
 
     def close(self) -> None:
         self._ipr.close()

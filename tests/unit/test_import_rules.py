@@ -1,6 +1,6 @@
 """The layers, as a rule on imports (every import, also those inside functions).
 
-Agent: kernel mechanisms <- domain <- runtime <- rpc (the servicer) <- cli. The domain imports
+Agent: kernel mechanisms <- domain <- recovery <- runtime <- rpc (the servicer) <- cli. The domain imports
 nothing of the agent but itself; neither it, the kernel layer nor the runtime imports grpc or
 the stubs (only faultline.agent.rpc translates).
 
@@ -31,7 +31,8 @@ CONTROLLER_LAYERS = ("agents", "model", "env", "run", "suite")
 RULES: dict[str, tuple[tuple[str, ...], bool]] = {
     f"{A}.domain": ((f"{A}.domain",), False),
     f"{A}.kernel": ((f"{A}.domain", f"{A}.kernel"), False),
-    f"{A}.runtime": ((f"{A}.domain", f"{A}.kernel", f"{A}.runtime"), False),
+    f"{A}.recovery": ((f"{A}.domain", f"{A}.kernel"), False),
+    f"{A}.runtime": ((f"{A}.domain", f"{A}.kernel", f"{A}.recovery", f"{A}.runtime"), False),
     f"{A}.rpc": ((f"{A}.domain", f"{A}.kernel", f"{A}.runtime", f"{A}.rpc"), True),
     f"{A}.cli": ((A,), True),
     A: ((A,), False),                                     # faultline/agent/__init__.py

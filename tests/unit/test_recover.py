@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from faultline.agent.domain.errors import FailedPrecondition
 from faultline.agent.domain.journal import Journal
 from faultline.agent.domain.statelock import StateLock
-from faultline.agent.runtime import recover
+from faultline.agent.recovery import recover
 
 
 def test_one_failing_undo_does_not_stop_the_others_and_stays_journalled(tmp_path):
@@ -30,3 +32,26 @@ def test_a_second_holder_of_the_state_dir_is_refused_naming_the_first(tmp_path):
         StateLock(tmp_path, "cleanup")
     first.release()
     StateLock(tmp_path, "cleanup").release()  # free again once the holder is gone
+
+
+def test_a_second_agent_in_one_network_namespace_is_refused_naming_the_first():
+    from faultline.agent.kernel.nslock import NetnsLock
+
+    first = NetnsLock()
+    try:
+        with pytest.raises(FailedPrecondition, match=rf"served by another agent \(pid {os.getpid()}: .*python"):
+            NetnsLock()
+    finally:
+        first.release()
+    NetnsLock().release()  # free once the holder is gone
+
+
+def test_a_change_journalled_in_a_namespace_that_is_gone_is_released_saying_so(tmp_path):
+    from faultline.agent.recovery import recover_everywhere
+
+    j = Journal(tmp_path)
+    j.record("f-1", {"op": "add_filter"}, {"op": "del_filter", "netns": "fl-long-gone", "netns_ino": 1,
+                                          "interface": "lab0", "ifindex": 2, "direction": "egress"})
+    out = recover_everywhere([Journal(tmp_path)])
+    assert out.failed == [] and out.done == ["del_filter of f-1: namespace fl-long-gone gone: nothing left there"]
+    assert Journal(tmp_path).pending() == []
