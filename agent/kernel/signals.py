@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ PROC = Path("/proc")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PF_KTHREAD = 0x00200000
 UNDO_OPS = ("sigcont", "run")
+# A restart after a SIGTERM waits this long for its target to be gone (it may be exiting).
+RESTART_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,23 @@ def revert(undo: dict[str, Any]) -> str:
         os.kill(undo["pid"], signal.SIGCONT)
         return f"resumed pid {undo['pid']} ({undo.get('comm', '')})"
     if undo["op"] == "run":
+        # Journalled before the kill (an undo is durable before its change), it acts only once
+        # the kill has landed: after a crash between record and kill, the target still runs.
+        running = _still_running(undo.get("after", []), RESTART_GRACE_S)
+        if running:
+            return (f"{undo.get('name', undo['argv'][0])}: not restarted, its kill never landed "
+                    f"(pid {', '.join(map(str, running))} still runs)")
         how = spawn(undo["argv"], undo["log"], undo.get("user", "root"), bool(undo.get("netns")))
         return f"restarted {undo.get('name', undo['argv'][0])} ({undo['argv'][0]}) as {how}"
     raise ValueError(f"unknown undo op {undo['op']!r}")
+
+
+def _still_running(procs: list[list[int]], grace_s: float) -> list[int]:
+    """Those of (pid, start) still alive after up to grace_s (a SIGTERM'd one may be exiting)."""
+    deadline = time.monotonic() + grace_s
+    while (running := [pid for pid, start in procs if alive(pid, start)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return running
 
 
 def _ancestors(pid: int) -> set[int]:
@@ -287,7 +304,8 @@ class ProcessSignaller:
             if cmd is None:  # the policy checked it; a policy reloaded since could differ
                 raise PermissionDenied("restart_commands", f"{p.restart!r} is not one of this host's restart commands")
             undo = {"op": "run", "name": p.restart, "argv": list(cmd.argv), "user": cmd.user, "netns": self._netns,
-                    "log": str(self._state_dir / f"restart-{fault_id}.log")}
+                    "log": str(self._state_dir / f"restart-{fault_id}.log"),
+                    "after": [[x.pid, x.start] for x in a.procs]}
             a.undos.append((self._rec.record(fault_id, self._change(sig.name.lower(), a.procs), undo), undo))
         for proc in a.procs:
             if sig:

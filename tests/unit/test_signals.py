@@ -192,3 +192,26 @@ def test_overlapping_pauses_resume_a_process_only_when_the_last_heals(tmp_path):
         assert wait_state(p.pid, "S") == "S" and journal.is_empty()
     finally:
         p.kill()
+
+
+def test_a_kills_restart_acts_only_once_the_kill_has_landed(tmp_path, monkeypatch):
+    """The restart is journalled before the kill (durable before the change); after a crash
+    between the two, recovery finds the target still running and starts no second copy."""
+    monkeypatch.setattr(signals, "RESTART_GRACE_S", 0.2)
+    restarted = tmp_path / "restarted"
+    target = subprocess.Popen(["/bin/sleep", "1012"])
+    try:
+        proc = wait_until(lambda: signals.identify(target.pid), 5, "the target listed")
+        undo = {"op": "run", "name": "again", "argv": ["/bin/sh", "-c", f"echo again > {restarted}"],
+                "user": "root", "log": str(tmp_path / "r.log"), "after": [[proc.pid, proc.start]]}
+        said = signals.revert(undo)  # as recovery would, with the kill never sent
+        assert "not restarted, its kill never landed" in said and str(target.pid) in said
+        assert not restarted.exists() and target.poll() is None
+        target.kill()
+        target.wait()
+        assert "restarted again" in signals.revert(undo)  # the kill landed: now it restarts
+        wait_until(restarted.exists, 5, "the restart ran")
+    finally:
+        if target.poll() is None:
+            target.kill()
+        target.wait()
