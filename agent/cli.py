@@ -35,6 +35,8 @@ every fault before the agent exits; each fault also heals itself when its lease 
 
 
 DEFAULT_STATE_DIR = Path("/var/lib/faultline")
+# A SIGTERM mid-compile waits this long for the build it is inside to end and be closed.
+COMPILE_JOIN_S = 10.0
 DEFAULT_AUDIT_LOG = Path("/var/log/faultline/audit.jsonl")  # the unit's LogsDirectory
 
 
@@ -234,6 +236,12 @@ def serve(args: argparse.Namespace) -> int:
         healed = runtime.close()
         stopped.wait()
         log.info("stopped; healed %d fault(s), journal empty: %s", len(healed), runtime.journal.is_empty())
+        if not runtime.compile_finished(COMPILE_JOIN_S):
+            # bcc's atexit cleanup would detach, under the compile thread, what it is attaching.
+            log.info("a BPF compile is still running: exiting without bcc's exit hooks (the kernel "
+                     "closes what it held)")
+            logging.shutdown()
+            os._exit(0)
     return 0
 
 

@@ -145,7 +145,15 @@ class AgentRuntime:
         observer (watches). One that fails withdraws what needs it, with the reason."""
         if self.dropper is None:
             self.program.skip(f"not compiled: {self.engine.unavailable()[Mechanism.EBPF_TC]}")
-        compile_in_background([self.program, self.observer], on_built=self._built)
+        self._compiler = compile_in_background([self.program, self.observer], on_built=self._built)
+
+    def compile_finished(self, timeout_s: float) -> bool:
+        """Wait (bounded) for the compile thread, stopping: a build it is inside ends and is closed,
+        the rest are skipped. False if it still runs (bcc's exit hooks would race it)."""
+        compiler = getattr(self, "_compiler", None)
+        if compiler is not None:
+            compiler.join(timeout_s)
+        return compiler is None or not compiler.is_alive()
 
     def _built(self, build: Deferred) -> None:
         if build is self.program and self.dropper is not None and (why := build.failed()):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -61,7 +62,10 @@ class Deferred(Generic[T]):
         except FailedPrecondition as e:
             value, self._error = None, str(e)
         except Exception as e:  # a bug must not kill the worker: every later get() names it
-            log.exception("compiling %s failed", self.name)
+            if self._closed:  # the agent stopped under it: not a bug, and nobody will use it
+                log.info("compiling %s abandoned, the agent is stopping: %s", self.name, e)
+            else:
+                log.exception("compiling %s failed", self.name)
             value, self._error = None, f"{type(e).__name__}: {e}"
         with self._lock:
             self._ended = time.monotonic()
@@ -111,6 +115,9 @@ def compile_in_background(builds: Sequence[Deferred], nice: int = COMPILE_NICE,
                           on_built: Callable[[Deferred], None] = lambda _b: None) -> threading.Thread:
     """Start the worker: each build in order, on one daemon thread; on_built(b) after each."""
     def work() -> None:
+        # The stop signals go to the main thread: one landing here would interrupt bcc's
+        # perf_event and tracefs calls mid-attach (EINTR: "Failed to detach BPF from tracepoint").
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
         except OSError as e:
