@@ -15,6 +15,7 @@ from faultline.agent.domain import health
 from faultline.agent.domain.audit import AuditLog
 from faultline.agent.domain.deferred import BuildStatus, Deferred, compile_in_background
 from faultline.agent.domain.engine import FaultEngine
+from faultline.agent.domain.errors import Exhausted
 from faultline.agent.domain.journal import Journal
 from faultline.agent.domain.policy import Policy
 from faultline.agent.domain.spec import Counters, Fault, Mechanism
@@ -98,8 +99,12 @@ class AgentRuntime:
             with self._step("clsact on allowed interfaces"):
                 for name in sorted((config.allowed_interfaces or set()) | (self.policy.interfaces or set())):
                     index = self.tc.link_index(name)
-                    if index is not None:
+                    if index is None:
+                        continue
+                    try:
                         self.dropper.prepare(index, name)
+                    except Exhausted as e:  # a full state dir: made later, by the first fault that needs it
+                        log.warning("clsact on %s not made at start: %s", name, e)
             mechanisms.append(self.dropper)
         if not have["netem"].available:
             unavailable[Mechanism.NETEM] = f"kernel: {have['netem'].reason}"

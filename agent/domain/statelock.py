@@ -33,7 +33,10 @@ class StateLock:
             raise FailedPrecondition(f"state dir {state_dir} is in use by {holder}; stop it first "
                                      "(one agent per state dir)") from None
         os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"pid {os.getpid()} (faultline-agent {role})\n".encode(), 0)
+        try:  # who holds it, for the next one's message: a full disk must not stop the agent
+            os.pwrite(self._fd, f"pid {os.getpid()} (faultline-agent {role})\n".encode(), 0)
+        except OSError:
+            pass
 
     def release(self) -> None:
         if self._fd >= 0:

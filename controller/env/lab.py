@@ -332,16 +332,19 @@ class Lab:
         if not policy.exists():  # an edited one (a test's tight policy) is kept across agent restarts
             self._write_policy(host)
         with open(host.log, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "faultline.agent.cli", "serve", "--netns", host.netns,
-                 "--listen", host.agent, "--state-dir", host.state_dir,
-                 "--allow-interface", host.interface, "--policy", str(policy),
-                 "--tls-dir", str(self.tls_dir), "--allow-client", f"CN={LAB_CONTROLLER}",
-                 *(["--clock-skew-ms", str(host.clock_skew_ms)] if host.clock_skew_ms else [])],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )
+            proc = subprocess.Popen(self.agent_argv(host), stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
         host.pid = proc.pid
         self.progress(f"host {host.name}: agent pid {proc.pid} on {host.agent}, log {host.log}")
+
+    def agent_argv(self, host: LabHost, state_dir: str = "") -> list[str]:
+        """How the lab runs a host's agent (state_dir: another one, for a test's own agent there)."""
+        policy = Path(host.log).parent / "policy.yaml"
+        return [sys.executable, "-m", "faultline.agent.cli", "serve", "--netns", host.netns,
+                "--listen", host.agent, "--state-dir", state_dir or host.state_dir,
+                "--allow-interface", host.interface, "--policy", str(policy),
+                "--tls-dir", str(self.tls_dir), "--allow-client", f"CN={LAB_CONTROLLER}",
+                *(["--clock-skew-ms", str(host.clock_skew_ms)] if host.clock_skew_ms else [])]
 
     def _wait_ready(self, state: LabState, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
