@@ -337,14 +337,14 @@ class Lab:
         host.pid = proc.pid
         self.progress(f"host {host.name}: agent pid {proc.pid} on {host.agent}, log {host.log}")
 
-    def agent_argv(self, host: LabHost, state_dir: str = "") -> list[str]:
-        """How the lab runs a host's agent (state_dir: another one, for a test's own agent there)."""
+    def agent_argv(self, host: LabHost, state_dir: str = "", extra: Sequence[str] = ()) -> list[str]:
+        """How the lab runs a host's agent (state_dir, extra: for a test's own agent there)."""
         policy = Path(host.log).parent / "policy.yaml"
         return [sys.executable, "-m", "faultline.agent.cli", "serve", "--netns", host.netns,
                 "--listen", host.agent, "--state-dir", state_dir or host.state_dir,
                 "--allow-interface", host.interface, "--policy", str(policy),
                 "--tls-dir", str(self.tls_dir), "--allow-client", f"CN={LAB_CONTROLLER}",
-                *(["--clock-skew-ms", str(host.clock_skew_ms)] if host.clock_skew_ms else [])]
+                *(["--clock-skew-ms", str(host.clock_skew_ms)] if host.clock_skew_ms else []), *extra]
 
     def _wait_ready(self, state: LabState, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

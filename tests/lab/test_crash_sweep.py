@@ -179,7 +179,7 @@ def _lane(lab, name: str, peer: str, state_dir: Path, rounds: int, rng: random.R
             tally.full_disk_rounds += ballast is not None
             with open(log, "ab") as out:
                 # The audit log apart: the ballast alone decides when the journal's disk is full.
-                argv = [*lab.agent_argv(host, str(state_dir)), "--audit-log", str(state_dir.parent / f"{name}-audit")]
+                argv = lab.agent_argv(host, str(state_dir), ["--audit-log", str(state_dir.parent / f"{name}-audit")])
                 agent = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             with AgentClient(host.agent, timeout_s=3.0) as c:
                 if why := _serving(c, agent):

@@ -16,7 +16,10 @@ from faultline.controller.agents.spec import Disconnect, fault_spec
 from testkit.netns import tc_state, wait_until
 from tests.lab.test_nothing_left_behind import agent_stopped_by, journal_size, pings
 
-AGENT = [sys.executable, "-m", "faultline.agent.cli"]
+
+def agent(*args: str) -> list[str]:
+    """faultline-agent with args, as this interpreter runs it."""
+    return [sys.executable, "-m", "faultline.agent.cli", *args]
 SPARE_NS = "flx-spare"  # made and removed here: a namespace no lab agent serves
 
 
@@ -34,8 +37,8 @@ def test_a_second_agent_in_a_served_namespace_refuses_naming_the_first(lab, agen
     r = agents["gateway"].apply(fault_spec(Disconnect(), "lab0", peers=[lab.state.hosts["trader"].ipv4 + "/32"],
                                            lease_s=300))
     other = tmp_path / "other-state"
-    second = subprocess.run([*AGENT, "serve", "--netns", host.netns, "--insecure", "--listen", "127.0.0.1:7072",
-                             "--state-dir", str(other)], capture_output=True, text=True, timeout=300, check=False)
+    second = subprocess.run(agent("serve", "--netns", host.netns, "--insecure", "--listen", "127.0.0.1:7072",
+                                   "--state-dir", str(other)), capture_output=True, text=True, timeout=300, check=False)
     assert second.returncode == 2, second.stderr
     assert "is served by another agent (pid " in second.stderr and host.state_dir in second.stderr, second.stderr
     assert "one agent per namespace" in second.stderr and "Traceback" not in second.stderr
@@ -54,8 +57,8 @@ def test_a_start_with_another_netns_undoes_the_first_namespaces_records_there(la
         assert tc_state(host.netns, host.interface)["egress"] or tc_state(host.netns, host.interface)["ingress"]
         log = Path(host.state_dir).parent / "spare-agent.log"
         with open(log, "wb") as out:
-            spare = subprocess.Popen([*AGENT, "serve", "--netns", spare_ns, "--insecure", "--listen",
-                                      "127.0.0.1:7073", "--state-dir", host.state_dir],
+            spare = subprocess.Popen(agent("serve", "--netns", spare_ns, "--insecure", "--listen",
+                                            "127.0.0.1:7073", "--state-dir", host.state_dir),
                                      stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             wait_until(lambda: "serving on" in log.read_text() or spare.poll() is not None, 120, "the spare serving")
@@ -79,7 +82,7 @@ def test_cleanup_from_the_host_namespace_undoes_a_lab_namespaces_records(lab, ag
                                       lease_s=300))
     with agent_stopped_by(lab, "broker", signal.SIGKILL):
         assert not pings(lab, "broker", "gateway")
-        out = subprocess.run([*AGENT, "cleanup", "--state-dir", host.state_dir], capture_output=True, text=True,
+        out = subprocess.run(agent("cleanup", "--state-dir", host.state_dir), capture_output=True, text=True,
                              timeout=120, check=False)
         assert out.returncode == 0 and "Traceback" not in out.stderr, out.stdout + out.stderr
         state = tc_state(host.netns, host.interface)
