@@ -119,21 +119,27 @@ def revert(undo: dict[str, Any]) -> str:
     if undo["op"] == "run":
         # Journalled before the kill (an undo is durable before its change), it acts only once
         # the kill has landed: after a crash between record and kill, the target still runs.
-        running = _still_running(undo.get("after", []), RESTART_GRACE_S)
-        if running:
+        left = _still_running(undo.get("after", []), RESTART_GRACE_S)
+        if left:
             return (f"{undo.get('name', undo['argv'][0])}: not restarted, its kill never landed "
-                    f"(pid {', '.join(map(str, running))} still runs)")
+                    f"(pid {', '.join(map(str, left))} still runs)")
         how = spawn(undo["argv"], undo["log"], undo.get("user", "root"), bool(undo.get("netns")))
         return f"restarted {undo.get('name', undo['argv'][0])} ({undo['argv'][0]}) as {how}"
     raise ValueError(f"unknown undo op {undo['op']!r}")
 
 
+def running(pid: int, start: int) -> bool:
+    """Alive and not a zombie: a killed child its parent has not reaped yet has ended."""
+    st = _stat(pid)
+    return st is not None and int(st[1][19]) == start and st[1][0] not in ("Z", "X")
+
+
 def _still_running(procs: list[list[int]], grace_s: float) -> list[int]:
-    """Those of (pid, start) still alive after up to grace_s (a SIGTERM'd one may be exiting)."""
+    """Those of (pid, start) still running after up to grace_s (a SIGTERM'd one may be exiting)."""
     deadline = time.monotonic() + grace_s
-    while (running := [pid for pid, start in procs if alive(pid, start)]) and time.monotonic() < deadline:
+    while (left := [pid for pid, start in procs if running(pid, start)]) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return running
+    return left
 
 
 def _ancestors(pid: int) -> set[int]:

@@ -19,7 +19,7 @@ from faultline.agent.domain.journal import Journal
 from faultline.agent.domain.policy import RestartCommand
 from faultline.agent.domain.spec import FaultKind, FaultSpec, ProcessAction, ProcessSpec, Selector, TargetBy
 from faultline.agent.kernel import signals
-from testkit.netns import wait_until
+from testkit.netns import proc_state, wait_until
 
 
 def state_of(pid: int) -> str:
@@ -208,8 +208,10 @@ def test_a_kills_restart_acts_only_once_the_kill_has_landed(tmp_path, monkeypatc
         assert "not restarted, its kill never landed" in said and str(target.pid) in said
         assert not restarted.exists() and target.poll() is None
         target.kill()
-        target.wait()
+        wait_until(lambda: proc_state(target.pid) == "Z", 5, "a zombie")
+        # Killed but not reaped by its parent (as a scenario's process is): it has ended.
         assert "restarted again" in signals.revert(undo)  # the kill landed: now it restarts
+        target.wait()
         wait_until(restarted.exists, 5, "the restart ran")
     finally:
         if target.poll() is None:
