@@ -26,6 +26,7 @@ class FakeMechanism:
     def __init__(self) -> None:
         self.installed: dict[str, tuple[FaultSpec, int]] = {}
         self.log: list[tuple[str, str]] = []
+        self.deadlines: dict[str, int] = {}  # what the kernel would keep: each rule's lease end
 
     def ready(self, wait_s: float) -> None:
         """Nothing to compile: always ready."""
@@ -39,6 +40,9 @@ class FakeMechanism:
 
     def arm(self, fault_id: str) -> None:
         self.log.append(("arm", fault_id))
+
+    def lease(self, fault_id: str, deadline_ns: int) -> None:
+        self.deadlines[fault_id] = deadline_ns
 
     def heal(self, fault_id: str) -> Counters:
         del self.installed[fault_id]

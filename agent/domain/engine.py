@@ -62,6 +62,8 @@ class FaultMechanism(Protocol):
     # armed=False: made in the kernel but not yet seen by packets, until arm() (one map update)
     def apply(self, fault_id: str, spec: FaultSpec, ifindex: int, armed: bool = True) -> None: ...
     def arm(self, fault_id: str) -> None: ...
+    # The lease's end, CLOCK_MONOTONIC ns, kept where it outlives the agent (the kernel's map).
+    def lease(self, fault_id: str, deadline_ns: int) -> None: ...
     def heal(self, fault_id: str) -> Counters: ...
     def counters(self, fault_id: str) -> Counters: ...
 
@@ -170,7 +172,7 @@ class FaultEngine:
                 fault = Fault(fault_id, spec, mech.mechanism, None, starts_at.plus(lease_ns),
                               state=FaultState.PENDING, starts_at=starts_at)
                 self._active[fault_id] = fault
-                self._leases.grant(fault_id, fault.lease_expires_at.monotonic_ns)
+                self._grant(mech, fault)
                 self._starts.grant(fault_id, starts_at.monotonic_ns)
                 log.info("pending %s %s on %s via %s, starts in %.3f s, lease %d ms", fault_id, spec.kind.name,
                          spec.selector.interface, mech.mechanism.name,
@@ -179,7 +181,7 @@ class FaultEngine:
             applied = acting if spec.kind in HOST_KINDS else clock.now()
             fault = Fault(fault_id, spec, mech.mechanism, applied, applied.plus(lease_ns))
             self._active[fault_id] = fault
-            self._leases.grant(fault_id, fault.lease_expires_at.monotonic_ns)
+            self._grant(mech, fault)
             log.info("applied %s %s on %s via %s, lease %d ms", fault_id, spec.kind.name,
                      spec.selector.interface, mech.mechanism.name, spec.lease_ms)
             return fault
@@ -215,7 +217,7 @@ class FaultEngine:
             fault.state = FaultState.ACTIVE
             fault.applied_at = acting if fault.spec.kind in HOST_KINDS else clock.now()
             fault.lease_expires_at = fault.applied_at.plus(fault.spec.lease_ms * 1_000_000)
-            self._leases.grant(fault_id, fault.lease_expires_at.monotonic_ns)
+            self._grant(mech, fault)
             late_ms = (fault.applied_at.monotonic_ns - (fault.starts_at or acting).monotonic_ns) / 1e6
         log.info("started %s %s (%.3f ms after its instant)", fault_id, fault.spec.kind.name, late_ms)
 
@@ -322,8 +324,14 @@ class FaultEngine:
             # A pending fault's lease still counts from its start.
             since = fault.starts_at if fault.state is FaultState.PENDING and fault.starts_at else clock.now()
             fault.lease_expires_at = since.plus(lease_ms * 1_000_000)
-            self._leases.grant(fault_id, fault.lease_expires_at.monotonic_ns)
+            self._grant(self._mechs[fault.mechanism], fault)
             return fault
+
+    def _grant(self, mech: FaultMechanism, fault: Fault) -> None:
+        """The lease on both sides: the kernel's (the fault stops acting at its end even with no
+        agent left) and the timer's (which heals it, undoing the kernel objects)."""
+        mech.lease(fault.fault_id, fault.lease_expires_at.monotonic_ns)
+        self._leases.grant(fault.fault_id, fault.lease_expires_at.monotonic_ns)
 
     def _expire(self, fault_id: str) -> None:
         """A lease ran out, or a failed heal is due for another try."""

@@ -107,6 +107,7 @@ class TcDropProgram:
         self._rules = self._bpf["rules"]
         self._active = self._bpf["active"]
         self._counters = self._bpf["counters"]
+        self._deadlines = self._bpf["deadlines"]
         # The ctypes mirror must match the C layout exactly, or rules would be garbage.
         if ct.sizeof(self._rules.Leaf) != ct.sizeof(RuleC):
             raise FailedPrecondition(
@@ -138,10 +139,12 @@ class TcDropProgram:
     def shape_fd(self) -> int:
         return self.shape_function.fd
 
-    def set_rule(self, slot: int, rule: Rule, armed: bool = True) -> None:
-        """Write the rule; armed=False leaves it invisible to packets until arm(slot)."""
+    def set_rule(self, slot: int, rule: Rule, armed: bool = True, deadline_ns: int = 0) -> None:
+        """Write the rule, its lease end first (CLOCK_MONOTONIC ns; 0: none); armed=False leaves
+        it invisible to packets until arm(slot)."""
         key = ct.c_int(slot)
         self._counters[key] = self._counters.Leaf()  # one zeroed value per CPU
+        self._deadlines[key] = ct.c_uint64(deadline_ns)
         self._rules[key] = rule.to_c()
         if armed:
             self.arm(slot)
@@ -150,6 +153,13 @@ class TcDropProgram:
         """Packets see the rule from now: one map update. The rule is complete before its bit is set."""
         self._mask |= 1 << slot
         self._active[ct.c_int(0)] = ct.c_uint64(self._mask)
+
+    def set_deadline(self, slot: int, deadline_ns: int) -> None:
+        """Move the rule's lease end (one 8-byte map update: a packet sees the old or the new)."""
+        self._deadlines[ct.c_int(slot)] = ct.c_uint64(deadline_ns)
+
+    def deadline(self, slot: int) -> int:
+        return int(self._deadlines[ct.c_int(slot)].value)
 
     def clear_rule(self, slot: int) -> None:
         self._mask &= ~(1 << slot)

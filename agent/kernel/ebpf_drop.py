@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from faultline.agent.domain.clock import monotonic_ns
 from faultline.agent.domain.deferred import Deferred
 from faultline.agent.domain.errors import KernelError
 from faultline.agent.domain.journal import Recorder
@@ -102,7 +103,8 @@ class EbpfDropper:
                 {"op": "clear_rule", "slot": slot},
             )
             try:
-                self._prog.set_rule(slot, rule, armed)
+                # The lease's end from now, in the kernel from the first packet (lease() makes it exact).
+                self._prog.set_rule(slot, rule, armed, monotonic_ns() + spec.lease_ms * 1_000_000)
             except Exception:
                 self._prog.clear_rule(slot)
                 self._rec.release(seq)
@@ -166,6 +168,10 @@ class EbpfDropper:
 
     def arm(self, fault_id: str) -> None:
         self._prog.arm(self._faults[fault_id].slot)
+
+    def lease(self, fault_id: str, deadline_ns: int) -> None:
+        """The rule stops matching at deadline_ns (CLOCK_MONOTONIC) in the kernel itself."""
+        self._prog.set_deadline(self._faults[fault_id].slot, deadline_ns)
 
     # -- heal ------------------------------------------------------------
     def counters(self, fault_id: str) -> Counters:

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from faultline.agent.domain.clock import monotonic_ns
 from faultline.agent.domain.deferred import Deferred
 from faultline.agent.domain.errors import FailedPrecondition, KernelError
 from faultline.agent.domain.journal import Recorder
@@ -128,7 +129,7 @@ class NetemShaper:
             try:
                 self._prog.set_rule(slot, Rule(ifindex=ifindex, directions=(Direction.EGRESS,), drop_probability=0.0,
                                                peers=sel.peers, ports=sel.ports, protocol=sel.protocol, band=band),
-                                    armed)
+                                    armed, monotonic_ns() + spec.lease_ms * 1_000_000)
             except Exception:
                 self._prog.clear_rule(slot)
                 self._rec.release(rule_seq)
@@ -144,6 +145,10 @@ class NetemShaper:
 
     def arm(self, fault_id: str) -> None:
         self._prog.arm(self._faults[fault_id].slot)
+
+    def lease(self, fault_id: str, deadline_ns: int) -> None:
+        """Past deadline_ns the kernel no longer steers packets into the band: unshaped."""
+        self._prog.set_deadline(self._faults[fault_id].slot, deadline_ns)
 
     def _tree(self, fault_id: str, ifindex: int, ifname: str) -> _Tree:
         tree = self._trees.get(ifindex)

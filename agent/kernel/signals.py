@@ -291,6 +291,9 @@ class ProcessSignaller:
             self.heal(fault_id)
             raise
 
+    def lease(self, fault_id: str, deadline_ns: int) -> None:
+        """Kept by the engine's lease timer (a watchdog that outlives the agent: not yet)."""
+
     def _arm(self, fault_id: str) -> None:
         with self._lock:
             a = self._faults[fault_id]

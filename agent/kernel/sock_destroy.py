@@ -167,6 +167,9 @@ class SocketResetter:
     def arm(self, fault_id: str) -> None:
         self._reset(fault_id, self._waiting.pop(fault_id))
 
+    def lease(self, fault_id: str, deadline_ns: int) -> None:
+        """A reset acts once, at arm: nothing lasts for a lease to end."""
+
     def _reset(self, fault_id: str, spec: FaultSpec) -> None:
         found = self.matching(spec)
         destroyed = 0

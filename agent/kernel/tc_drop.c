@@ -71,6 +71,9 @@ BPF_ARRAY(rules, struct rule, MAX_FAULTS);
 // sees a half-written rule.
 BPF_ARRAY(active, u64, 1);
 BPF_PERCPU_ARRAY(counters, struct counters, MAX_FAULTS);
+// Each rule's lease end (bpf_ktime_get_ns: CLOCK_MONOTONIC); 0: none. The kernel keeps the
+// lease: past it a rule matches nothing, whether or not the agent that made it still runs.
+BPF_ARRAY(deadlines, u64, MAX_FAULTS);
 // Ports never faulted (the agent's own, SSH): the operator can always reach the host.
 BPF_ARRAY(excluded, u16, MAX_EXCLUDED);
 
@@ -213,10 +216,18 @@ static __always_inline int classify(struct __sk_buff *skb, int dir, int shaping)
     if (parse(skb, dir, &p) < 0 || excluded_port(&p))
         return TC_ACT_UNSPEC;
     u64 bits = *mask;
+    u64 now = 0;  // read once, and only if a rule has a lease end
     for (int i = 0; i < MAX_FAULTS; i++) {
         if (!(bits & (1ULL << i)))
             continue;
         int k = i;
+        u64 *until = deadlines.lookup(&k);
+        if (until && *until) {
+            if (!now)
+                now = bpf_ktime_get_ns();
+            if (now >= *until)
+                continue;   // its lease has ended: a drop stops, a netem band is no longer fed
+        }
         struct rule *r = rules.lookup(&k);
         if (!r || (r->band != 0) != shaping || !rule_matches(r, &p, skb->ifindex, dir))
             continue;

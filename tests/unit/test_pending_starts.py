@@ -118,3 +118,15 @@ def test_the_start_timer_is_not_the_callers_thread(engine):
     t.join(timeout=2)
     assert not t.is_alive() and out[0].state is FaultState.PENDING
     wait_until(lambda: state_of(engine, out[0].fault_id) is FaultState.ACTIVE, 5, "armed after its caller ended")
+
+
+def test_the_kernel_keeps_each_lease_end_set_at_apply_moved_by_renew_and_at_the_start(engine):
+    """What the mechanism is told to keep in the kernel is the engine's own lease end, always."""
+    now = engine.apply(raw())
+    assert engine.mech.deadlines[now.fault_id] == now.lease_expires_at.monotonic_ns
+    engine.renew(now.fault_id, 20_000)
+    assert engine.mech.deadlines[now.fault_id] == now.lease_expires_at.monotonic_ns
+    later = engine.apply(raw(), start_at_realtime_ns=in_ms(100))
+    assert engine.mech.deadlines[later.fault_id] == later.starts_at.monotonic_ns + 10_000 * 1_000_000
+    wait_until(lambda: state_of(engine, later.fault_id) is FaultState.ACTIVE, 5, "armed")
+    assert engine.mech.deadlines[later.fault_id] == later.lease_expires_at.monotonic_ns
